@@ -1,0 +1,186 @@
+"""Gateway configuration: pydantic models of `gateway.yaml`, with `${ENV}` interpolation.
+
+Precedence: built-in defaults < config file < `MCP_GATEWAY_*` environment
+variables < command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_API_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def default_data_dir() -> Path:
+    """`$MCP_GATEWAY_DATA_DIR`, else `$XDG_DATA_HOME/mcp-gateway`, else `~/.local/share/mcp-gateway`."""
+    if os.environ.get("MCP_GATEWAY_DATA_DIR"):
+        return Path(os.environ["MCP_GATEWAY_DATA_DIR"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcp-gateway"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolFilter(_Model):
+    """Which operations of an API become tools. Exclusions win over inclusions.
+
+    Each list is optional; an empty include list means "everything".
+    Globs use shell-style wildcards (`*`, `?`, `[...]`).
+    """
+
+    include_tags: list[str] = Field(default_factory=list)
+    exclude_tags: list[str] = Field(default_factory=list)
+    include_operations: list[str] = Field(default_factory=list, description="operationId or tool-name globs")
+    exclude_operations: list[str] = Field(default_factory=list)
+    include_paths: list[str] = Field(default_factory=list, description="path globs, e.g. /pets/*")
+    exclude_paths: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=list, description="HTTP methods to keep, e.g. [get]")
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        lowered = [m.lower() for m in value]
+        bad = [m for m in lowered if m not in HTTP_METHODS]
+        if bad:
+            raise ValueError(f"unknown HTTP method(s): {', '.join(bad)}")
+        return lowered
+
+
+class ApiConfig(_Model):
+    """One upstream API: its spec, where to send calls, and how its tools look."""
+
+    name: str = Field(description="unique API name (letters, digits, _ and -)")
+    spec: str = Field(description="path or URL of the OpenAPI / Swagger document")
+    base_url: str | None = Field(default=None, description="overrides the spec's servers")
+    prefix: str | None = Field(default=None, description="prepended to every tool name as PREFIX_")
+    filter: ToolFilter = Field(default_factory=ToolFilter)
+    timeout: float = Field(default=30.0, gt=0, description="seconds for one upstream call")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_response_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    description_max_chars: int = Field(default=1024, ge=80)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _API_NAME.match(value):
+            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+        return value
+
+
+class ServerConfig(_Model):
+    """The HTTP front door."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    stateless: bool = Field(default=True, description="no MCP sessions: any replica can answer any request")
+    json_response: bool = Field(default=False, description="plain JSON responses instead of SSE streams")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header values; port may be *")
+    allowed_origins: list[str] = Field(default_factory=list)
+    page_size: int = Field(default=500, gt=0, description="tools per tools/list page")
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration (the `gateway.yaml` root)."""
+
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
+    database_url: str | None = Field(default=None, description="defaults to sqlite:///<data_dir>/gateway.db")
+    admin_token: str | None = Field(default=None, description="enables /admin when set")
+    apis: list[ApiConfig] = Field(default_factory=list)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    user_agent: str = "mcp-gateway/0.1"
+
+    @field_validator("apis")
+    @classmethod
+    def _unique_names(cls, apis: list[ApiConfig]) -> list[ApiConfig]:
+        names = [a.name for a in apis]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate API name(s): {', '.join(dupes)}")
+        return apis
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file behind `database_url`."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'gateway.db'}"
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"unsupported database_url {url!r}: only sqlite:///PATH is supported")
+        return Path(url[len("sqlite:///") :])
+
+
+def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string of a parsed config."""
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:  # type: ignore[operator]
+                return env[name]  # type: ignore[index]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    return value
+
+
+def _env_overrides() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "MCP_GATEWAY_ADMIN_TOKEN" in os.environ:
+        out["admin_token"] = os.environ["MCP_GATEWAY_ADMIN_TOKEN"]
+    if "MCP_GATEWAY_DATABASE_URL" in os.environ:
+        out["database_url"] = os.environ["MCP_GATEWAY_DATABASE_URL"]
+    if "MCP_GATEWAY_LOG_LEVEL" in os.environ:
+        out["log_level"] = os.environ["MCP_GATEWAY_LOG_LEVEL"].lower()
+    return out
+
+
+def load_config(path: Path | None) -> GatewayConfig:
+    """Read a config file (or none) and apply environment overrides.
+
+    Relative spec paths in the file are taken relative to the file's folder.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the config must be a mapping")
+        raw = interpolate(raw)
+        for api in raw.get("apis") or []:
+            if isinstance(api, dict) and isinstance(api.get("spec"), str) and "://" not in api["spec"]:
+                spec_path = Path(api["spec"]).expanduser()
+                if not spec_path.is_absolute():
+                    api["spec"] = str((path.parent / spec_path).resolve())
+        if isinstance(raw.get("data_dir"), str) and not Path(raw["data_dir"]).is_absolute():
+            raw["data_dir"] = str((path.parent / raw["data_dir"]).resolve())
+    raw.update(_env_overrides())
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path or 'configuration'}: {exc}") from None

@@ -1,0 +1,58 @@
+"""Wiring: one `Gateway` holds the catalog, registry, pipeline and MCP server.
+
+The front doors (stdio, HTTP) are built from it; nothing below imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from mcp_gateway.catalog import Catalog
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.pipeline import compose
+from mcp_gateway.pipeline.invoke import UpstreamPool
+from mcp_gateway.pipeline.stages import log_calls, validate_arguments
+from mcp_gateway.registry import Registry
+from mcp_gateway.server.mcp import GatewayMCP
+from mcp_gateway.store.sqlite import RegistrationStore
+
+logger = logging.getLogger(__name__)
+
+STORE_POLL_SECONDS = 2.0
+
+
+class Gateway:
+    """Everything one gateway process serves."""
+
+    def __init__(self, config: GatewayConfig, *, use_store: bool = True) -> None:
+        self.config = config
+        self.catalog = Catalog()
+        self.store = RegistrationStore(config.database_path) if use_store else None
+        self.registry = Registry(self.catalog, self.store, config.apis)
+        self.pool = UpstreamPool(user_agent=config.user_agent)
+        self.catalog.subscribe(self.pool.on_change)
+        self.handler = compose([log_calls, validate_arguments], self.pool)
+        self.mcp = GatewayMCP(self.catalog, self.handler, page_size=config.server.page_size)
+
+    async def start(self) -> None:
+        """Ingest and serve every configured and registered API."""
+        await self.registry.load_all()
+        snapshot = self.catalog.snapshot
+        logger.info("serving %d tools from %d APIs", len(snapshot.tools), len(snapshot.apis))
+
+    async def watch_store(self) -> None:
+        """Pick up registrations made by other processes (CLI, replicas) until cancelled."""
+        while True:
+            await anyio.sleep(STORE_POLL_SECONDS)
+            try:
+                await self.registry.refresh()
+            except Exception:  # a bad poll must not end the watcher
+                logger.exception("refreshing registrations from the store failed")
+
+    async def aclose(self) -> None:
+        """Close upstream pools and the store."""
+        await self.pool.aclose()
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,1 @@
+"""Ingest: OpenAPI / Swagger documents in, tool definitions out."""

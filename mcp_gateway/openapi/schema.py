@@ -1,0 +1,237 @@
+"""OpenAPI Schema Objects -> JSON Schema 2020-12, with only the `$defs` a tool uses.
+
+Referenced component schemas become `$defs` entries named once per API, so a
+tool's schema carries just the definitions it reaches (transitively) and
+recursive schemas stay recursive. Each definition is converted once per
+direction ("in" drops `readOnly` properties, "out" drops `writeOnly` ones) and
+cached for the whole spec: ingesting a large API never converts a schema twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp_gateway.definitions import Issue
+from mcp_gateway.openapi.load import Resolver, Target, display_name, pointer_join
+
+Direction = Literal["in", "out"]
+
+# Keywords whose value is a schema / a map of schemas / a list of schemas.
+_SCHEMA_VALUED = ("items", "not", "additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
+                  "propertyNames", "if", "then", "else", "contentSchema", "additionalItems")  # fmt: skip
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+# Keywords carried over as they are (validation and useful annotations).
+_PLAIN = frozenset((
+    "type", "enum", "const", "default", "description", "format", "multipleOf", "maximum", "minimum",
+    "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+    "maxProperties", "minProperties", "required", "dependentRequired", "contentMediaType", "contentEncoding",
+    "examples", "deprecated",
+))  # fmt: skip
+_JSON_TYPES = frozenset(("object", "array", "string", "number", "integer", "boolean", "null"))
+_DEF_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _def_name_base(pointer: str, uri: str, root_uri: str) -> str:
+    last = pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~") if pointer else ""
+    if not last:
+        last = display_name(uri).rsplit("/", 1)[-1].split(".")[0] if uri != root_uri else "Root"
+    return _DEF_NAME_BAD.sub("_", last).strip("_") or "Schema"
+
+
+@dataclass
+class SchemaConverter:
+    """Converts the schemas of one spec; holds the per-spec definition cache."""
+
+    resolver: Resolver
+    version: str  # "3.0" or "3.1" (2.0 documents are converted to 3.0 first)
+    issues: list[Issue] = field(default_factory=list)
+    # (uri, pointer) -> $defs name, shared by both directions.
+    _names: dict[tuple[str, str], str] = field(default_factory=dict)
+    _taken: set[str] = field(default_factory=set)
+    # (uri, pointer, direction) -> converted definition body and the def keys it references.
+    _defs: dict[tuple[str, str, str], tuple[Any, frozenset[tuple[str, str]]]] = field(default_factory=dict)
+    _in_progress: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def convert(self, schema: Any, uri: str, pointer: str, direction: Direction) -> tuple[Any, set[tuple[str, str]]]:
+        """Convert one schema found at `uri#pointer`; returns it and the def keys it references."""
+        refs: set[tuple[str, str]] = set()
+        return self._convert(schema, uri, pointer, direction, refs), refs
+
+    def defs_for(self, refs: set[tuple[str, str]], direction: Direction) -> dict[str, Any]:
+        """The `$defs` block for a schema referencing `refs`, closed over transitive references."""
+        out: dict[str, Any] = {}
+        stack = list(refs)
+        seen: set[tuple[str, str]] = set()
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            body, inner = self._definition(key, direction)
+            out[self._names[key]] = body
+            stack.extend(inner)
+        return dict(sorted(out.items()))
+
+    def resolved(self, schema: Any, uri: str, pointer: str) -> Target:
+        """Follow `$ref`s from a schema to the schema object they denote."""
+        return self.resolver.deref(uri, schema, pointer)
+
+    # -- internals ---------------------------------------------------------
+
+    def _name_for(self, key: tuple[str, str]) -> str:
+        name = self._names.get(key)
+        if name is None:
+            base = name = _def_name_base(key[1], key[0], self.resolver.root_uri)
+            n = 2
+            while name in self._taken:
+                name = f"{base}_{n}"
+                n += 1
+            self._taken.add(name)
+            self._names[key] = name
+        return name
+
+    def _definition(self, key: tuple[str, str], direction: Direction) -> tuple[Any, frozenset[tuple[str, str]]]:
+        cache_key = (key[0], key[1], direction)
+        cached = self._defs.get(cache_key)
+        if cached is not None:
+            return cached
+        target = Target(key[0], key[1], self.resolver.at(key[0], key[1]))
+        refs: set[tuple[str, str]] = set()
+        self._in_progress.add(cache_key)
+        try:
+            body = self._convert(target.value, key[0], key[1], direction, refs)
+        finally:
+            self._in_progress.discard(cache_key)
+        result = (body, frozenset(refs))
+        self._defs[cache_key] = result
+        return result
+
+    def _is_leaf(self, schema: Any) -> bool:
+        """A schema with no sub-schemas or references: cheaper inlined than referenced."""
+        if not isinstance(schema, dict):
+            return True
+        if "$ref" in schema:
+            return False
+        return not any(k in schema for k in (*_SCHEMA_VALUED, *_SCHEMA_MAPS, *_SCHEMA_LISTS))
+
+    def _ref(self, schema: dict[str, Any], uri: str, pointer: str, direction: Direction,
+             refs: set[tuple[str, str]]) -> Any:  # fmt: skip
+        target = self.resolver.resolve(uri, schema["$ref"], pointer)
+        if self._is_leaf(target.value):
+            out = self._convert(target.value, target.uri, target.pointer, direction, refs)
+        else:
+            refs.add(target.key)
+            out = {"$ref": "#/$defs/" + self._name_for(target.key)}
+        # 3.0 ignores $ref siblings; 3.1 (and 2020-12) applies them. Keep only a description either way.
+        if isinstance(schema.get("description"), str) and isinstance(out, dict):
+            out = {**out, "description": schema["description"]} if "$ref" in out else out
+        return out
+
+    def _convert(self, schema: Any, uri: str, pointer: str, direction: Direction,
+                 refs: set[tuple[str, str]]) -> Any:  # fmt: skip
+        if isinstance(schema, bool):
+            return schema
+        if not isinstance(schema, dict):
+            self.issues.append(Issue(display_name(uri), pointer, "schema is not an object; treated as {}"))
+            return {}
+        if "$ref" in schema:
+            return self._ref(schema, uri, pointer, direction, refs)
+
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key in _PLAIN:
+                out[key] = value
+            elif key in _SCHEMA_VALUED:
+                out[key] = self._convert(value, uri, pointer_join(pointer, key), direction, refs)
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {
+                    name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
+                    for name, sub in value.items()
+                }
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [
+                    self._convert(sub, uri, pointer_join(pointer, key, i), direction, refs)
+                    for i, sub in enumerate(value)
+                ]
+            elif key == "example" and "examples" not in schema:
+                out["examples"] = [value]
+            elif key == "$defs" and isinstance(value, dict):
+                # 3.1 schema-local definitions: convert in place under their own names.
+                out[key] = {
+                    name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
+                    for name, sub in value.items()
+                }
+        self._fix_openapi_isms(schema, out)
+        self._drop_direction_props(schema, out, uri, pointer, direction)
+        return out
+
+    def _fix_openapi_isms(self, schema: dict[str, Any], out: dict[str, Any]) -> None:
+        # items: array form (2019 tuple validation) -> prefixItems.
+        if isinstance(out.get("items"), list):
+            out["prefixItems"] = out.pop("items")
+        if out.get("type") == "file":
+            out["type"] = "string"
+            out["format"] = "binary"
+        # 3.0 boolean exclusive bounds -> 2020-12 numeric bounds.
+        for excl, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            flag = schema.get(excl)
+            if isinstance(flag, bool):
+                if flag and bound in out:
+                    out[excl] = out.pop(bound)
+            elif isinstance(flag, int | float):
+                out[excl] = flag
+        if out.get("format") in ("binary", "byte") and out.get("type") in ("string", None):
+            out["type"] = "string"
+            out["contentEncoding"] = "base64"
+        # 3.0 nullable -> a "null" type (and a null enum member).
+        if schema.get("nullable") is True or schema.get("x-nullable") is True:
+            t = out.get("type")
+            if isinstance(t, str):
+                out["type"] = [t, "null"]
+            elif isinstance(t, list) and "null" not in t:
+                out["type"] = [*t, "null"]
+            elif t is None and any(k in out for k in ("allOf", "anyOf", "oneOf", "$ref")):
+                out.update({"anyOf": [{k: out.pop(k) for k in list(out) if k != "description"}, {"type": "null"}]})
+            if isinstance(out.get("enum"), list) and None not in out["enum"]:
+                out["enum"] = [*out["enum"], None]
+        t = out.get("type")
+        if (isinstance(t, str) and t not in _JSON_TYPES) or (isinstance(t, list) and not set(t) <= _JSON_TYPES):
+            out.pop("type")
+        # A discriminator means exactly one branch is meant, but sibling branches that
+        # don't forbid extra properties all match: oneOf would reject valid values.
+        if "discriminator" in schema and "oneOf" in out:
+            out["anyOf"] = out.pop("oneOf")
+        if isinstance(out.get("required"), list) and not out["required"]:
+            out.pop("required")
+
+    def _drop_direction_props(self, schema: dict[str, Any], out: dict[str, Any], uri: str, pointer: str,
+                              direction: Direction) -> None:  # fmt: skip
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return
+        hide = "readOnly" if direction == "in" else "writeOnly"
+        dropped = [name for name, sub in props.items() if self._flag(sub, uri, pointer, hide)]
+        if not dropped:
+            return
+        for name in dropped:
+            out["properties"].pop(name, None)
+        if isinstance(out.get("required"), list):
+            out["required"] = [r for r in out["required"] if r not in dropped]
+            if not out["required"]:
+                out.pop("required")
+
+    def _flag(self, sub: Any, uri: str, pointer: str, flag: str) -> bool:
+        if not isinstance(sub, dict):
+            return False
+        if sub.get(flag) is True:
+            return True
+        if "$ref" in sub:
+            try:
+                target = self.resolver.resolve(uri, sub["$ref"], pointer)
+            except Exception:  # reported where the ref is converted
+                return False
+            return isinstance(target.value, dict) and target.value.get(flag) is True
+        return False

@@ -1,0 +1,515 @@
+"""Operations -> tool definitions: names, descriptions, schemas, annotations, call plans.
+
+Rules a reader of the generated tools should know (also in the README):
+- Arguments: path, query, header and cookie parameters by (sanitised) name. An
+  object request body (JSON, form or multipart) is spread into top-level
+  arguments; any other body is one `body` argument.
+- Name clashes: parameters are placed first (path, query, header, cookie); a
+  later parameter with the same name gets `_<location>` appended; a body
+  property that clashes with a parameter gets a `body_` prefix.
+- Body media type, when an operation offers several: JSON (`application/json`,
+  then `+json`), then form-urlencoded, then multipart, then text, then binary.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import jsonschema_rs
+
+from mcp_gateway.config import HTTP_METHODS, ApiConfig, ToolFilter
+from mcp_gateway.definitions import (
+    ArgumentValidator,
+    BodyPlan,
+    EncodingPlan,
+    Issue,
+    OperationPlan,
+    ParamPlan,
+    SpecError,
+    ToolDefinition,
+)
+from mcp_gateway.openapi import naming, swagger2
+from mcp_gateway.openapi.load import LoadedSpec, load_spec, pointer_join
+from mcp_gateway.openapi.schema import SchemaConverter
+
+_LOCATIONS = ("path", "query", "header", "cookie")
+_DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
+_IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
+_BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
+_WS = re.compile(r"[ \t]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
+
+
+@dataclass
+class IngestResult:
+    """The tools of one API and everything worth telling about how they were made."""
+
+    api: str
+    source: str
+    title: str
+    version: str
+    spec_version: str
+    base_url: str | None
+    tools: list[ToolDefinition] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    skipped_by_filter: int = 0
+
+
+def spec_version(data: Mapping[str, Any], source: str) -> str:
+    """`"3.1"`, `"3.0"` or `"2.0"`; anything else is a SpecError at `/openapi`."""
+    if "swagger" in data:
+        if str(data["swagger"]).strip() == "2.0":
+            return "2.0"
+        raise SpecError(source, "/swagger", f"unsupported Swagger version {data['swagger']!r} (2.0 is supported)")
+    version = data.get("openapi")
+    if version is None:
+        raise SpecError(source, "", "not an OpenAPI document: no 'openapi' or 'swagger' field")
+    text = str(version).strip()
+    for major_minor in ("3.0", "3.1"):
+        if text == major_minor or text.startswith(major_minor + "."):
+            return major_minor
+    raise SpecError(source, "/openapi", f"unsupported OpenAPI version {text!r} (3.0.x, 3.1.x and Swagger 2.0 are)")
+
+
+def media_kind(media_type: str, schema: Any = None) -> str:
+    """Classify a request media type as json / form / multipart / text / binary."""
+    m = media_type.split(";", 1)[0].strip().lower()
+    if m == "application/json" or m.endswith("+json") or m.endswith("/json"):
+        return "json"
+    if m == "application/x-www-form-urlencoded":
+        return "form"
+    if m.startswith("multipart/"):
+        return "multipart"
+    if m.startswith("text/") or m.endswith("/xml") or m.endswith("+xml"):
+        return "text"
+    if m in ("*/*", "application/*") and isinstance(schema, dict) and schema.get("format") not in ("binary", "byte"):
+        return "json"
+    return "binary"
+
+
+def trim_text(text: str, limit: int) -> str:
+    """Trim to `limit` characters at a word boundary, marking the cut with an ellipsis."""
+    text = _BLANK_LINES.sub("\n\n", _WS.sub(" ", text.replace("\r\n", "\n"))).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-\n") + "…"
+
+
+def _matches(value: str | None, globs: list[str]) -> bool:
+    return value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+def _selected(f: ToolFilter, method: str, path: str, op_id: str | None, base_name: str, tags: list[str]) -> bool:
+    if f.methods and method not in f.methods:
+        return False
+    if f.exclude_tags and set(tags) & set(f.exclude_tags):
+        return False
+    if f.exclude_operations and (_matches(op_id, f.exclude_operations) or _matches(base_name, f.exclude_operations)):
+        return False
+    if f.exclude_paths and _matches(path, f.exclude_paths):
+        return False
+    if f.include_tags and not set(tags) & set(f.include_tags):
+        return False
+    if f.include_operations and not (
+        _matches(op_id, f.include_operations) or _matches(base_name, f.include_operations)
+    ):
+        return False
+    return not (f.include_paths and not _matches(path, f.include_paths))
+
+
+def _server_url(data: Mapping[str, Any], spec_uri: str) -> str | None:
+    servers = data.get("servers")
+    if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
+        return None
+    server = servers[0]
+    url = str(server.get("url", ""))
+    for name, var in (server.get("variables") or {}).items():
+        if isinstance(var, dict) and "default" in var:
+            url = url.replace("{" + name + "}", str(var["default"]))
+    if not urlsplit(url).scheme:
+        # Relative server URLs are relative to where the spec came from.
+        if not spec_uri.startswith(("http://", "https://")):
+            return None
+        url = urljoin(spec_uri, url)
+    if urlsplit(url).scheme not in ("http", "https") or "{" in url:
+        return None
+    return url
+
+
+def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
+    """A fast validator for tool arguments that reports every bad field."""
+    try:
+        validator = jsonschema_rs.Draft202012Validator(schema)
+    except (ValueError, jsonschema_rs.ValidationError):
+        # Some specs carry ECMA regexes the Rust engine rejects: validate without patterns.
+        validator = jsonschema_rs.Draft202012Validator(_without_patterns(schema))
+
+    def validate(arguments: Mapping[str, Any]) -> list[str]:
+        if validator.is_valid(arguments):
+            return []
+        errors = []
+        for error in validator.iter_errors(arguments):
+            where = "/".join(str(p) for p in error.instance_path)
+            errors.append(f"{where}: {error.message}" if where else error.message)
+        return errors
+
+    return validate
+
+
+def _without_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_patterns(v) for k, v in node.items() if not (k == "pattern" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_without_patterns(v) for v in node]
+    return node
+
+
+class _ToolBuilder:
+    """Builds the tools of one spec; one instance per ingest."""
+
+    def __init__(self, spec: LoadedSpec, data: dict[str, Any], version: str, api: ApiConfig) -> None:
+        self.spec = spec
+        self.data = data
+        self.api = api
+        self.issues: list[Issue] = []
+        self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues)
+        self.uri = spec.uri
+
+    def deref(self, node: Any, pointer: str) -> tuple[Any, str, str]:
+        target = self.spec.resolver.deref(self.uri, node, pointer)
+        return target.value, target.uri, target.pointer
+
+    # -- parameters --------------------------------------------------------
+
+    def parameters(self, path_item: dict[str, Any], op: dict[str, Any], item_ptr: str, op_ptr: str) -> list[Any]:
+        merged: dict[tuple[str, str], tuple[dict[str, Any], str, str]] = {}
+        for params, ptr in ((path_item.get("parameters"), item_ptr), (op.get("parameters"), op_ptr)):
+            for i, raw in enumerate(params or []):
+                where = pointer_join(ptr, "parameters", i)
+                param, uri, p_ptr = self.deref(raw, where)
+                if not isinstance(param, dict) or "name" not in param or param.get("in") not in _LOCATIONS:
+                    raise SpecError(
+                        self.spec.source, where, "parameter needs a 'name' and 'in' (path/query/header/cookie)"
+                    )
+                merged[(str(param["name"]), param["in"])] = (param, uri, p_ptr)
+        ordered = sorted(merged.values(), key=lambda t: _LOCATIONS.index(t[0]["in"]))
+        return [p for p in ordered if not (p[0]["in"] == "header" and p[0]["name"].lower() in _IGNORED_HEADERS)]
+
+    def param_schema(self, param: dict[str, Any], uri: str, ptr: str, refs: set[Any]) -> tuple[Any, str | None]:
+        content_type = None
+        if "schema" in param:
+            raw, raw_ptr = param["schema"], pointer_join(ptr, "schema")
+        elif isinstance(param.get("content"), dict) and param["content"]:
+            content_type, media = next(iter(param["content"].items()))
+            raw = media.get("schema", {}) if isinstance(media, dict) else {}
+            raw_ptr = pointer_join(ptr, "content", content_type, "schema")
+        else:
+            raw, raw_ptr = {}, ptr
+        schema, used = self.schemas.convert(raw, uri, raw_ptr, "in")
+        refs |= used
+        # Boolean schemas (3.1): true admits anything, false nothing.
+        schema = dict(schema) if isinstance(schema, dict) else ({} if schema is True else {"not": {}})
+        if isinstance(param.get("description"), str) and "description" not in schema:
+            schema["description"] = param["description"]
+        if "example" in param and "examples" not in schema:
+            schema["examples"] = [param["example"]]
+        if param.get("deprecated"):
+            schema["deprecated"] = True
+        if param["in"] == "path" and schema.get("type") == "string" and not schema.get("minLength"):
+            schema["minLength"] = 1  # an empty value would change the path
+        return schema, content_type
+
+    # -- request body ------------------------------------------------------
+
+    def choose_media(self, content: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        best = None
+        for index, (media_type, media) in enumerate(content.items()):
+            media = media if isinstance(media, dict) else {}
+            kind = media_kind(media_type, media.get("schema"))
+            exact_json = 0 if media_type.split(";")[0].strip().lower() == "application/json" else 1
+            rank = (_BODY_RANK[kind], exact_json if kind == "json" else 0, index)
+            if best is None or rank < best[0]:
+                best = (rank, media_type, media, kind)
+        assert best is not None
+        _, media_type, media, kind = best
+        if media_type.strip() in ("*/*", "application/*") and kind == "json":
+            media_type = "application/json"
+        return media_type, media, kind
+
+    def body(
+        self, op: dict[str, Any], op_ptr: str, taken: set[str], props: dict[str, Any], required: list[str],
+        refs: set[Any],
+    ) -> BodyPlan | None:  # fmt: skip
+        if "requestBody" not in op:
+            return None
+        body, uri, b_ptr = self.deref(op["requestBody"], pointer_join(op_ptr, "requestBody"))
+        if not isinstance(body, dict) or not isinstance(body.get("content"), dict) or not body["content"]:
+            return None
+        media_type, media, kind = self.choose_media(body["content"])
+        m_ptr = pointer_join(b_ptr, "content", media_type)
+        body_required = bool(body.get("required"))
+        raw_schema = media.get("schema", {})
+        s_ptr = pointer_join(m_ptr, "schema")
+        encoding = {
+            name: EncodingPlan(
+                content_type=enc.get("contentType"),
+                style=enc.get("style", "form"),
+                explode=enc.get("explode", enc.get("style", "form") == "form"),
+                allow_reserved=bool(enc.get("allowReserved", False)),
+            )
+            for name, enc in (media.get("encoding") or {}).items()
+            if isinstance(enc, dict)
+        }
+        if kind in ("json", "form", "multipart"):
+            target = self.schemas.resolved(raw_schema, uri, s_ptr)
+            resolved = target.value
+            if self._spreadable(resolved):
+                return self._spread_body(media_type, kind, resolved, target.uri, target.pointer, body_required,
+                                         encoding, taken, props, required, refs)  # fmt: skip
+        arg = naming.unique("body" if "body" not in taken else "request_body", taken)
+        if kind in ("binary",):
+            schema: Any = {"type": "string", "contentEncoding": "base64", "description": _BINARY_HINT}
+        else:
+            schema, used = self.schemas.convert(raw_schema, uri, s_ptr, "in")
+            refs |= used
+            if kind == "text" and schema == {}:
+                schema = {"type": "string"}
+        if isinstance(schema, dict) and isinstance(body.get("description"), str) and "description" not in schema:
+            schema = {**schema, "description": body["description"]}
+        props[arg] = schema
+        if body_required:
+            required.append(arg)
+        return BodyPlan(media_type=media_type, kind=kind, required=body_required, arg=arg, encoding=encoding)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _spreadable(schema: Any) -> bool:
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict) or not schema["properties"]:
+            return False
+        if any(k in schema for k in ("allOf", "anyOf", "oneOf", "not", "if", "patternProperties")):
+            return False
+        if schema.get("type", "object") != "object":
+            return False
+        # Open bodies (explicit additionalProperties) keep their shape as one argument.
+        return schema.get("additionalProperties", False) is False
+
+    def _spread_body(
+        self, media_type: str, kind: str, schema: dict[str, Any], uri: str, ptr: str, body_required: bool,
+        encoding: dict[str, EncodingPlan], taken: set[str], props: dict[str, Any], required: list[str],
+        refs: set[Any],
+    ) -> BodyPlan:  # fmt: skip
+        fields: dict[str, str] = {}
+        binary: set[str] = set()
+        body_required_props = set(schema.get("required") or [])
+        for name, sub in schema["properties"].items():
+            sub_ptr = pointer_join(ptr, "properties", name)
+            if self.schemas._flag(sub, uri, ptr, "readOnly"):
+                continue
+            converted, used = self.schemas.convert(sub, uri, sub_ptr, "in")
+            refs |= used
+            arg = naming.argument_name(name)
+            if arg in taken:
+                arg = "body_" + arg
+            arg = naming.unique(arg, taken)
+            fields[arg] = name
+            resolved = self.schemas.resolved(sub, uri, sub_ptr).value
+            if kind == "multipart" and isinstance(resolved, dict) and resolved.get("format") in ("binary", "byte"):
+                binary.add(name)
+                if isinstance(converted, dict):
+                    converted = {
+                        **converted,
+                        "description": (converted.get("description", "") + " " + _BINARY_HINT).strip(),
+                    }
+            props[arg] = converted
+            if name in body_required_props:
+                required.append(arg)
+        return BodyPlan(media_type=media_type, kind=kind, required=body_required, fields=fields,  # type: ignore[arg-type]
+                        encoding=encoding, binary_fields=frozenset(binary))  # fmt: skip
+
+    # -- responses ---------------------------------------------------------
+
+    def output(self, op: dict[str, Any], op_ptr: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+        """The output schema, the result wrapper property name, and an Accept header."""
+        responses = op.get("responses")
+        if not isinstance(responses, dict):
+            return None, None, None
+        codes = sorted((str(c) for c in responses if str(c).startswith("2")), key=lambda c: (c.upper() == "2XX", c))
+        for code in codes:
+            raw = responses.get(code, responses.get(int(code)) if code.isdigit() else None)
+            resp, uri, r_ptr = self.deref(raw, pointer_join(op_ptr, "responses", code))
+            content = resp.get("content") if isinstance(resp, dict) else None
+            if not isinstance(content, dict) or not content:
+                continue
+            json_types = [m for m in content if media_kind(m) == "json" and m.strip() not in ("*/*", "application/*")]
+            if not json_types:
+                return None, None, ", ".join(content)
+            media_type = json_types[0]
+            media = content[media_type] if isinstance(content[media_type], dict) else {}
+            if "schema" not in media:
+                return None, None, media_type
+            s_ptr = pointer_join(r_ptr, "content", media_type, "schema")
+            schema, refs = self.schemas.convert(media["schema"], uri, s_ptr, "out")
+            resolved = self.schemas.resolved(media["schema"], uri, s_ptr).value
+            is_object = isinstance(resolved, dict) and (
+                resolved.get("type") == "object" or ("properties" in resolved and "type" not in resolved)
+            )
+            wrapper = None
+            documented: Any = schema
+            if not is_object:
+                wrapper = "result"
+                documented = {"type": "object", "properties": {"result": schema}}
+            # The documented shape is advice, not a contract: `anyOf` with an open object
+            # keeps a drifting upstream's answer valid for clients that check outputSchema.
+            out: dict[str, Any] = {"type": "object", "anyOf": [documented, {"type": "object"}]}
+            defs = self.schemas.defs_for(refs, "out")
+            if defs:
+                out["$defs"] = defs
+            return out, wrapper, media_type
+        return None, None, None
+
+    # -- the tool ----------------------------------------------------------
+
+    def tool(self, name: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+             item_ptr: str, op_ptr: str) -> ToolDefinition:  # fmt: skip
+        refs: set[Any] = set()
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        taken: set[str] = set()
+        plans: list[ParamPlan] = []
+        for param, uri, p_ptr in self.parameters(path_item, op, item_ptr, op_ptr):
+            location = param["in"]
+            arg = naming.argument_name(str(param["name"]))
+            if arg in taken:
+                arg = f"{arg}_{location}"
+            arg = naming.unique(arg, taken)
+            schema, content_type = self.param_schema(param, uri, p_ptr, refs)
+            style = param.get("style", _DEFAULT_STYLE[location])
+            is_required = location == "path" or bool(param.get("required"))
+            plans.append(
+                ParamPlan(
+                    name=str(param["name"]),
+                    arg=arg,
+                    location=location,
+                    style=style,
+                    explode=bool(param.get("explode", style == "form")),
+                    required=is_required,
+                    allow_reserved=bool(param.get("allowReserved", False)),
+                    content_type=content_type,
+                    delimiter=param.get("x-delimiter"),
+                )
+            )
+            props[arg] = schema
+            if is_required:
+                required.append(arg)
+        body = self.body(op, op_ptr, taken, props, required, refs)
+        input_schema: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            input_schema["required"] = required
+        input_schema["additionalProperties"] = False
+        defs = self.schemas.defs_for(refs, "in")
+        if defs:
+            input_schema["$defs"] = defs
+        output_schema, wrapper, accept = self.output(op, op_ptr)
+
+        summary = op.get("summary") if isinstance(op.get("summary"), str) else None
+        description = op.get("description") if isinstance(op.get("description"), str) else None
+        text = "\n\n".join(t.strip() for t in (summary, description) if t and t.strip()) or f"{method.upper()} {path}"
+        if op.get("deprecated"):
+            text = "[deprecated] " + text
+        title = trim_text(summary, 120) if summary else None
+        annotations: dict[str, Any] = {}
+        if title:
+            annotations["title"] = title
+        annotations.update(
+            readOnlyHint=method in ("get", "head", "options"),
+            destructiveHint=method == "delete",
+            idempotentHint=method in ("get", "head", "options", "put", "delete"),
+            openWorldHint=True,
+        )
+        tags = op.get("tags") if isinstance(op.get("tags"), list) else []
+        return ToolDefinition(
+            name=name,
+            api=self.api.name,
+            title=title,
+            description=trim_text(text, self.api.description_max_chars),
+            input_schema=input_schema,
+            output_schema=output_schema,
+            annotations=annotations,
+            operation=OperationPlan(method=method.upper(), path=path, params=tuple(plans), body=body, accept=accept),
+            validate=compile_validator(input_schema),
+            operation_id=op.get("operationId") if isinstance(op.get("operationId"), str) else None,
+            tags=tuple(str(t) for t in tags),
+            result_wrapper=wrapper,
+        )
+
+
+def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
+    """Turn a loaded spec into the tools of `api`. Spec-level faults raise SpecError;
+    a fault in one operation skips that operation and is reported in `issues`."""
+    version = spec_version(spec.data, spec.source)
+    data = swagger2.convert(spec.data) if version == "2.0" else spec.data
+    if version == "2.0":
+        # References inside the converted root now point into the 3.0 layout.
+        spec.resolver.documents[spec.uri.split("#")[0]] = data
+    paths = data.get("paths")
+    if paths is None and version != "3.1":
+        raise SpecError(spec.source, "/paths", "missing 'paths'")
+    if paths is not None and not isinstance(paths, dict):
+        raise SpecError(spec.source, "/paths", "'paths' must be an object")
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    result = IngestResult(
+        api=api.name,
+        source=spec.source,
+        title=str(info.get("title") or api.name),
+        version=str(info.get("version") or ""),
+        spec_version=version,
+        base_url=api.base_url or _server_url(data, spec.uri),
+    )
+    builder = _ToolBuilder(spec, data, version, api)
+    taken: set[str] = set()
+    for path, raw_item in (paths or {}).items():
+        item_ptr = pointer_join("/paths", path)
+        try:
+            path_item, _, _ = builder.deref(raw_item, item_ptr)
+        except SpecError as exc:
+            result.issues.append(Issue(exc.source, exc.pointer, f"path skipped: {exc.message}"))
+            continue
+        if not isinstance(path_item, dict):
+            continue
+        for method in HTTP_METHODS:
+            op = path_item.get(method)
+            if not isinstance(op, dict):
+                continue
+            op_ptr = pointer_join(item_ptr, method)
+            op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
+            base_name = naming.operation_name(op_id, method, str(path))
+            tags = [str(t) for t in op.get("tags") or []] if isinstance(op.get("tags"), list) else []
+            if not _selected(api.filter, method, str(path), op_id, base_name, tags):
+                result.skipped_by_filter += 1
+                continue
+            name = naming.unique(naming.with_prefix(api.prefix, base_name), taken)
+            try:
+                result.tools.append(builder.tool(name, method, str(path), path_item, op, item_ptr, op_ptr))
+            except SpecError as exc:
+                taken.discard(name)
+                result.issues.append(Issue(exc.source, exc.pointer, f"operation skipped: {exc.message}"))
+    result.issues.extend(builder.issues)
+    if result.base_url is None and result.tools:
+        result.issues.append(
+            Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")
+        )
+    return result
+
+
+def ingest_api(api: ApiConfig, *, text: str | bytes | None = None) -> IngestResult:
+    """Load `api.spec` (or `text`, named by it) and ingest it. Blocking: run in a thread."""
+    return ingest(load_spec(api.spec, text=text), api)

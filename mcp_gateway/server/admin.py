@@ -1,0 +1,168 @@
+"""The admin HTTP API under `/admin`: register, replace, list, show, remove and validate APIs.
+
+Guarded by its own bearer token (`admin_token`), compared in constant time; it
+is not mounted at all when no admin token is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcp_gateway.catalog import ApiEntry
+from mcp_gateway.config import ApiConfig
+from mcp_gateway.definitions import SpecError
+from mcp_gateway.openapi.tools import IngestResult
+from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
+
+MAX_ADMIN_BODY = 50 * 1024 * 1024
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def summary(result: IngestResult) -> dict[str, Any]:
+    """What ingest made of a spec, for people: counts, sizes, warnings."""
+    listing = json.dumps([t.public() for t in result.tools], separators=(",", ":"))
+    return {
+        "title": result.title,
+        "version": result.version,
+        "spec_version": result.spec_version,
+        "source": result.source,
+        "base_url": result.base_url,
+        "tool_count": len(result.tools),
+        "tools_list_bytes": len(listing),
+        "skipped_by_filter": result.skipped_by_filter,
+        "tools": [t.name for t in result.tools],
+        "warnings": [str(i) for i in result.issues],
+    }
+
+
+def _entry_json(entry: ApiEntry, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": entry.name,
+        "origin": entry.origin,
+        "spec": entry.config.spec,
+        "prefix": entry.config.prefix,
+        "base_url": entry.ingest.base_url,
+        "title": entry.ingest.title,
+        "tool_count": len(entry.ingest.tools),
+    }
+    if detail:
+        out.update(summary(entry.ingest))
+        out["config"] = entry.config.model_dump(mode="json", exclude_defaults=True)
+    return out
+
+
+async def _read_json(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
+        raise RegistrationError(f"request body larger than {MAX_ADMIN_BODY} bytes", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_ADMIN_BODY:
+            raise RegistrationError(f"request body larger than {MAX_ADMIN_BODY} bytes", 413)
+    try:
+        return json.loads(body or b"{}")
+    except ValueError as exc:
+        raise RegistrationError(f"request body is not JSON: {exc}", 400) from None
+
+
+def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str | None]:
+    if not isinstance(payload, dict):
+        raise RegistrationError("request body must be a JSON object", 400)
+    payload = dict(payload)
+    spec_text = payload.pop("spec_content", None)
+    if spec_text is not None and not isinstance(spec_text, str):
+        raise RegistrationError("spec_content must be a string (the YAML or JSON text of the spec)", 400)
+    if name is not None and payload.setdefault("name", name) != name:
+        raise RegistrationError("the name in the body differs from the name in the URL", 400)
+    if spec_text is not None:
+        payload.setdefault("spec", f"{payload.get('name', 'api')}.uploaded")
+    try:
+        return ApiConfig.model_validate(payload), spec_text
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise RegistrationError(f"invalid API registration: {errors}", 422) from None
+
+
+def admin_routes(registry: Registry, token: str) -> list[Route]:
+    """The `/admin` routes, each checking the admin bearer token."""
+    expected = token.encode()
+
+    def authorized(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), expected)
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if not authorized(request):
+                return JSONResponse(
+                    {"error": "admin credential required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="mcp-gateway-admin"'},
+                )
+            try:
+                return await handler(request)
+            except RegistrationError as exc:
+                return _error(exc.status, str(exc))
+
+        return endpoint
+
+    async def list_apis(request: Request) -> Response:
+        snapshot = registry.catalog.snapshot
+        return JSONResponse(
+            {
+                "apis": [_entry_json(snapshot.apis[n]) for n in sorted(snapshot.apis)],
+                "failed": [{"name": f.api, "error": f.error} for f in registry.failures.values()],
+            }
+        )
+
+    async def show_api(request: Request) -> Response:
+        name = request.path_params["name"]
+        entry = registry.catalog.snapshot.apis.get(name)
+        if entry is None:
+            failure = registry.failures.get(name)
+            if failure is not None:
+                return _error(503, failure.error, name=name)
+            return _error(404, f"no API named {name!r}")
+        return JSONResponse(_entry_json(entry, detail=True))
+
+    async def put_api(request: Request) -> Response:
+        config, spec_text = _parse_registration(await _read_json(request), request.path_params.get("name"))
+        entry, replaced = await registry.register(config, spec_text)
+        return JSONResponse(_entry_json(entry, detail=True), status_code=200 if replaced else 201)
+
+    async def delete_api(request: Request) -> Response:
+        if not await registry.unregister(request.path_params["name"]):
+            return _error(404, f"no API named {request.path_params['name']!r}")
+        return Response(status_code=204)
+
+    async def validate(request: Request) -> Response:
+        payload = await _read_json(request)
+        if isinstance(payload, dict):
+            payload.setdefault("name", "validate")
+        config, spec_text = _parse_registration(payload, None)
+        try:
+            result = await ingest_in_thread(config, spec_text)
+        except SpecError as exc:
+            return _error(422, str(exc), source=exc.source, pointer=exc.pointer)
+        return JSONResponse(summary(result))
+
+    return [
+        Route("/apis", guarded(list_apis), methods=["GET"]),
+        Route("/apis", guarded(put_api), methods=["POST"]),
+        Route("/apis/{name}", guarded(show_api), methods=["GET"]),
+        Route("/apis/{name}", guarded(put_api), methods=["PUT"]),
+        Route("/apis/{name}", guarded(delete_api), methods=["DELETE"]),
+        Route("/validate", guarded(validate), methods=["POST"]),
+    ]

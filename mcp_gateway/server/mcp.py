@@ -1,0 +1,156 @@
+"""The MCP server over the live catalog, for both protocol eras.
+
+Built on the SDK's low-level `Server` (handlers read the catalog snapshot, no
+decorators). Tool list changes reach clients in both eras: 2025-11-25
+connections get `notifications/tools/list_changed` on their standalone stream;
+2026-07-28 clients get it on their `subscriptions/listen` stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+from mcp_gateway import __version__
+from mcp_gateway.catalog import Catalog, Change, Snapshot
+from mcp_gateway.pipeline import Call, Handler
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "Tools are operations of REST APIs served through mcp-gateway. Each tool's description says what it does; "
+    "arguments are validated against its input schema before any request is sent."
+)
+
+
+class _GatewayServer(Server[Any]):
+    """Low-level server that advertises `tools.listChanged` on every transport."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
+def _encode_cursor(version: int, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{version}:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        _, offset = raw.split(":", 1)
+        value = int(offset)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise MCPError(types.INVALID_PARAMS, "Invalid cursor") from None
+    if value < 0:
+        raise MCPError(types.INVALID_PARAMS, "Invalid cursor")
+    return value
+
+
+class GatewayMCP:
+    """Owns the low-level `Server` and connects it to the catalog and the call pipeline."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        handler: Handler,
+        *,
+        page_size: int = 500,
+        name: str = "mcp-gateway",
+        bus: SubscriptionBus | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.handler = handler
+        self.page_size = page_size
+        self.bus: SubscriptionBus = bus or InMemorySubscriptionBus()
+        self._listen = ListenHandler(self.bus)
+        # Handshake-era sessions that can receive list_changed on their standalone stream.
+        self._legacy_sessions: dict[int, Any] = {}
+        # Tool models are built once per catalog version, not per tools/list.
+        self._tools_version = -1
+        self._tool_models: list[types.Tool] = []
+        self.server = _GatewayServer(
+            name,
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            get_tool_input_schema=self._input_schema,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_subscriptions_listen=self._listen,
+        )
+        self.server.add_notification_handler("notifications/initialized", types.NotificationParams, self._initialized)
+        catalog.subscribe(self._on_change)
+
+    # -- handlers ------------------------------------------------------------
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        tool = self.catalog.snapshot.tools.get(name)
+        return tool.input_schema if tool is not None else None
+
+    def _models(self, snapshot: Snapshot) -> list[types.Tool]:
+        if self._tools_version != snapshot.version:
+            self._tool_models = [types.Tool.model_validate(t.public()) for t in snapshot.ordered]
+            self._tools_version = snapshot.version
+        return self._tool_models
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        snapshot = self.catalog.snapshot
+        models = self._models(snapshot)
+        offset = _decode_cursor(params.cursor) if params is not None and params.cursor else 0
+        page = models[offset : offset + self.page_size]
+        end = offset + len(page)
+        next_cursor = _encode_cursor(snapshot.version, end) if end < len(models) else None
+        return types.ListToolsResult(tools=page, next_cursor=next_cursor)
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        snapshot = self.catalog.snapshot
+        tool = snapshot.tools.get(params.name)
+        if tool is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        call = Call(tool=tool, api=snapshot.apis[tool.api], arguments=dict(params.arguments or {}))
+        return await self.handler(call)
+
+    async def _initialized(self, ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
+        # The SDK has no public per-connection handle on the low-level context; the
+        # session's connection is used only to drop the session when it closes.
+        connection = getattr(ctx.session, "_connection", None)
+        key = id(connection) if connection is not None else id(ctx.session)
+        self._legacy_sessions[key] = ctx.session
+        stack = getattr(connection, "exit_stack", None)
+        if stack is not None:
+            stack.callback(self._legacy_sessions.pop, key, None)
+
+    # -- change events -------------------------------------------------------
+
+    async def _on_change(self, change: Change) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for key, session in list(self._legacy_sessions.items()):
+            try:
+                await session.send_tool_list_changed()
+            except Exception:  # a dead session must not stop the others
+                logger.debug("dropping a session that cannot take notifications", exc_info=True)
+                self._legacy_sessions.pop(key, None)
+
+    def close(self) -> None:
+        """End open `subscriptions/listen` streams (at shutdown)."""
+        self._listen.close()

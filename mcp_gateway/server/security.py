@@ -1,0 +1,68 @@
+"""DNS-rebinding protection for the HTTP front door: Host and Origin checks.
+
+The Origin check is always on: a browser page on another site cannot reach the
+gateway through the victim's browser. The Host check is on whenever the set of
+valid Host values is known: for a loopback bind, or when `allowed_hosts` is
+configured. A gateway bound to all interfaces without `allowed_hosts` cannot
+know its public names, so it checks Origin only (and says so at start-up).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
+                    "http://127.0.0.1", "http://localhost", "http://[::1]")  # fmt: skip
+
+
+def _allowed(value: str, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
+        if value == pattern:
+            return True
+        if pattern.endswith(":*") and value.startswith(pattern[:-1]) and value[len(pattern) - 1 :].isdigit():
+            return True
+    return False
+
+
+def is_loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach."""
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class HostOriginGuard:
+    """ASGI middleware: 421 for an unknown Host, 403 for a foreign Origin."""
+
+    def __init__(self, app: ASGIApp, *, bind_host: str, allowed_hosts: list[str], allowed_origins: list[str]) -> None:
+        self.app = app
+        hosts = list(allowed_hosts)
+        if hosts or is_loopback(bind_host):
+            hosts.extend(LOOPBACK_HOSTS)
+            self.hosts: tuple[str, ...] | None = tuple(hosts)
+        else:
+            self.hosts = None
+            logger.warning(
+                "bound to %s without allowed_hosts: Host header not checked (Origin still is); "
+                "set server.allowed_hosts to your public host names",
+                bind_host,
+            )
+        self.origins = (*allowed_origins, *LOOPBACK_ORIGINS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            host = headers.get("host", "")
+            if self.hosts is not None and not _allowed(host, self.hosts):
+                await PlainTextResponse("Invalid Host header", status_code=421)(scope, receive, send)
+                return
+            origin = headers.get("origin")
+            if origin and not _allowed(origin, self.origins):
+                await PlainTextResponse("Invalid Origin header", status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,1 @@
+"""Persistent state: API registrations (SQLite by default)."""

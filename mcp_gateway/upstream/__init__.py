@@ -1,0 +1,29 @@
+"""Upstream: tool calls become HTTP requests; HTTP responses become tool results.
+
+Every upstream kind sits behind one small interface, `Upstream`: REST APIs now,
+LLM providers later. The pipeline only ever sees that interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import mcp_types as types
+
+from mcp_gateway.definitions import ToolDefinition
+
+
+class Upstream(Protocol):
+    """Something a tool call can be sent to."""
+
+    async def invoke(self, tool: ToolDefinition, arguments: Mapping[str, Any]) -> types.CallToolResult:
+        """Perform the call; failures come back as tool error results, never as exceptions."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+__all__ = ["Upstream"]

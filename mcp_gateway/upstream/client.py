@@ -1,0 +1,127 @@
+"""One pooled HTTP client per upstream API, with timeouts and a response-size cap."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx2
+
+from mcp_gateway.upstream.request import UpstreamRequest
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+class UpstreamError(Exception):
+    """The upstream could not give an answer (timeout, connection, size cap, redirect)."""
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A fully read upstream response."""
+
+    status: int
+    reason: str
+    headers: httpx2.Headers
+    body: bytes
+    elapsed: float
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Limits of one upstream API's client."""
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_response_bytes: int = 5 * 1024 * 1024
+    max_connections: int = 100
+    user_agent: str = "mcp-gateway"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+class HttpClient:
+    """Sends `UpstreamRequest`s over a keep-alive pool; reads at most `max_response_bytes`.
+
+    Redirects are followed by hand, only within the API's base URL, so a call can
+    never be steered to another host (and, later, never carry credentials there).
+    """
+
+    def __init__(self, base_url: str, settings: ClientSettings) -> None:
+        self.base_url = base_url
+        self.settings = settings
+        self._client = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(settings.timeout, connect=settings.connect_timeout),
+            limits=httpx2.Limits(
+                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            ),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": settings.user_agent},
+        )
+        base = base_url if base_url.endswith("/") else base_url + "/"
+        self._base_prefix = base
+        self._base_origin = _origin(base_url)
+
+    def within_base(self, url: str) -> bool:
+        """True when `url` is under this API's base URL (same origin and path prefix)."""
+        return _origin(url) == self._base_origin and (url.startswith(self._base_prefix) or url == self.base_url)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send one request; raises UpstreamError for anything that is not an HTTP answer."""
+        method, url, content = request.method, request.url, request.content
+        headers = request.headers
+        started = time.perf_counter()
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.within_base(url):
+                raise UpstreamError(f"refused to send a request outside the API's base URL ({self.base_url})")
+            response = await self._send_once(method, url, headers, content)
+            if response.status not in _REDIRECTS or "location" not in response.headers:
+                response.elapsed = time.perf_counter() - started
+                return response
+            url = urljoin(url, response.headers["location"])
+            if not self.within_base(url):
+                raise UpstreamError(
+                    f"upstream redirected (HTTP {response.status}) outside the API's base URL; not followed"
+                )
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, content = "GET", None
+                headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _send_once(
+        self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None
+    ) -> UpstreamResponse:
+        cap = self.settings.max_response_bytes
+        try:
+            async with self._client.stream(method, url, headers=headers, content=content) as resp:
+                declared = resp.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > cap:
+                    raise UpstreamError(f"upstream response too large ({declared} bytes; the limit is {cap})")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        raise UpstreamError(f"upstream response too large (over the {cap}-byte limit)")
+                    chunks.append(chunk)
+                return UpstreamResponse(resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks), 0.0)
+        except httpx2.TimeoutException as exc:
+            raise UpstreamError(
+                f"upstream timed out ({type(exc).__name__}, limit {self.settings.timeout:g}s)"
+            ) from None
+        except httpx2.HTTPError as exc:
+            raise UpstreamError(f"upstream connection failed: {type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()

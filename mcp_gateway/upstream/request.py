@@ -1,0 +1,504 @@
+"""Turn a tool call (an `OperationPlan` plus validated arguments) into an upstream HTTP request.
+
+Parameters are serialised as OpenAPI 3.1 §4.8.12.4 "Style Values" describe (RFC 6570 underneath);
+bodies according to `BodyPlan.kind`. This is the hot path: anything that depends only on the plan
+or the base URL is parsed once and cached, and the rest is string joining and `urllib.parse.quote`.
+
+Decisions where the specification is silent, ambiguous or unsafe:
+
+* Path values are percent-encoded with nothing but the unreserved set left as is (`/`, `?`, `#`,
+  `;`, `%`... are all encoded, so a literal `%2F` is sent as `%252F`). Values that are or
+  serialise to "", "." or "..", and any resulting "." / ".." segment, are rejected.
+* Query `pipeDelimited` joins with `%7C` (the pipe is not a legal query character; the 3.1.1
+  table writes it that way). `deepObject` keeps literal brackets, as the table shows:
+  `color[R]=100`; keys inside the brackets are percent-encoded. Nested objects go deeper
+  (`a[b][c]=v`); an array inside repeats the key (`a[b]=1&a[b]=2`). A top-level array with
+  `deepObject`, and arrays with `spaceDelimited`/`pipeDelimited` and explode=true, repeat the name
+  like `form`.
+* `allowReserved` keeps RFC 3986 reserved characters unencoded in query values EXCEPT `&`, `=`,
+  `#` and `+` (and `%`): a value must never be able to start a new parameter, end the query, or
+  be read as a space by form parsers. Names are always fully encoded.
+* Nested composite values (an object inside an array, an array inside an object...) outside
+  `deepObject` are sent as compact JSON text. Empty arrays and objects are "undefined" in
+  RFC 6570: the parameter is omitted (in the path this is an error). `None` items are skipped.
+* Header values are not percent-encoded; they must be ASCII without control characters (CR/LF
+  would inject headers; httpx cannot send non-ASCII anyway). Surrounding blanks are stripped.
+* Cookie parameters (style `form`) are percent-encoded like query values and all go into one
+  `Cookie: a=1; b=2` header; exploded arrays/objects become separate pairs.
+* Multipart: file parts (`binary_fields`) carry `filename` = the property name; their type is the
+  data URL's, else the encoding's, else application/octet-stream. A property whose encoding is
+  JSON is sent as one JSON part even when it is an array.
+* Binary values are base64 (standard or URL-safe alphabet, whitespace and missing padding
+  tolerated) or `data:` URLs (base64 or percent-encoded).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from mcp_gateway.definitions import BodyPlan, OperationPlan, ParamPlan
+
+__all__ = ["RequestBuildError", "UpstreamRequest", "build_request"]
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """A fully built upstream request; the caller adds User-Agent and tracing headers."""
+
+    method: str
+    url: str  # absolute URL, path and query already encoded
+    headers: list[tuple[str, str]]
+    content: bytes | None
+
+
+class RequestBuildError(ValueError):
+    """The arguments cannot be turned into a safe request; `argument` names the one at fault."""
+
+    def __init__(self, argument: str | None, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"argument {argument!r}: {message}" if argument is not None else message)
+
+
+# quote() always keeps A-Z a-z 0-9 "-._~"; `safe` adds to that.
+_STRICT = ""
+# allowReserved: RFC 3986 reserved characters minus "&", "=", "#" (would start a new parameter or
+# end the query) and "+" (a space to form decoders). See the module docstring.
+_RESERVED = ":/?[]@!$'()*,;"
+# Literal parts of a path template: keep pchar, "/" and existing escapes.
+_PATH_LITERAL_SAFE = "/%:@!$&'()*+,;="
+_DELIMITERS = {"spaceDelimited": "%20", "pipeDelimited": "%7C"}
+_DOT_SEGMENTS = frozenset(("", ".", ".."))
+_DOT_ONLY = frozenset((".", ".."))
+
+_TEMPLATE_RE = re.compile(r"\{([^{}]+)\}")
+_HEADER_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MIME_RE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:;{_TOKEN}=(?:{_TOKEN}|\"[^\"\\\x00-\x1f\x7f]*\"))*")
+_MULTIPART_NAME_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def build_request(plan: OperationPlan, base_url: str, arguments: Mapping[str, Any]) -> UpstreamRequest:
+    """Build the upstream request for one tool call.
+
+    `arguments` are the tool call's validated arguments, keyed by `ParamPlan.arg`, `BodyPlan.arg`
+    or the keys of `BodyPlan.fields`. Raises `RequestBuildError` (naming the argument) when a
+    required value is missing or a value cannot be sent safely: a path value that would change
+    the path structure, a header value with CR/LF, invalid base64...
+    """
+    origin, base_path = _parse_base(base_url)
+    query: list[str] = []
+    headers: list[tuple[str, str]] = []
+    cookies: list[str] = []
+    path_values: dict[str, str] = {}
+
+    for p in plan.params:
+        value = arguments.get(p.arg)
+        if value is None:
+            if p.required:
+                raise RequestBuildError(p.arg, "is required")
+            continue
+        try:
+            if p.content_type is not None:
+                value = _content_text(p, value)
+            elif p.delimiter is not None and isinstance(value, list | tuple):
+                value = p.delimiter.join([_text(v) for v in value if v is not None])
+            location = p.location
+            if location == "query":
+                _add_query(query, p.name, value, p.style, p.explode, _RESERVED if p.allow_reserved else _STRICT)
+            elif location == "path":
+                path_values[p.name] = _path_value(p, value)
+            elif location == "header":
+                text = _header_value(p, value)
+                if text is not None:
+                    headers.append((p.name, text))
+            else:
+                _add_cookie(cookies, p, value)
+        except UnicodeEncodeError:
+            raise RequestBuildError(p.arg, "contains characters that cannot be encoded as UTF-8") from None
+
+    path = _expand_path(plan, path_values)
+    url = f"{origin}{base_path}{path}?{'&'.join(query)}" if query else f"{origin}{base_path}{path}"
+
+    # Defence in depth: whatever went wrong above, never leave the configured base URL.
+    check = urlsplit(url)
+    if (
+        f"{check.scheme}://{check.netloc}" != origin
+        or not check.path.startswith(base_path + "/")
+        or check.fragment
+        or not _DOT_ONLY.isdisjoint(check.path.split("/"))
+    ):
+        raise RequestBuildError(None, f"built URL {url!r} escapes the base URL {base_url!r}")
+
+    if cookies:
+        headers.append(("Cookie", "; ".join(cookies)))
+    content: bytes | None = None
+    if plan.body is not None:
+        built = _build_body(plan.body, arguments)
+        if built is not None:
+            content, content_type = built
+            headers.append(("Content-Type", content_type))
+    if plan.accept:
+        headers.append(("Accept", plan.accept))
+    return UpstreamRequest(method=plan.method.upper(), url=url, headers=headers, content=content)
+
+
+# --------------------------------------------------------------------------- cached parsing
+
+
+@lru_cache(maxsize=256)
+def _parse_base(base_url: str) -> tuple[str, str]:
+    """`https://h:1/v1/` -> ("https://h:1", "/v1"): origin and path prefix without trailing slash."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise RequestBuildError(None, f"invalid base URL {base_url!r}: need http(s)://host[:port][/path]")
+    return f"{parts.scheme}://{parts.netloc}", quote(parts.path.rstrip("/"), safe=_PATH_LITERAL_SAFE)
+
+
+@lru_cache(maxsize=4096)
+def _parse_template(path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`/a/{x}/b{y}` -> (("/a/", "/b", ""), ("x", "y")): literals (encoded) around variable names."""
+    if not path.startswith("/"):
+        path = "/" + path
+    pieces = _TEMPLATE_RE.split(path)
+    return tuple(quote(lit, safe=_PATH_LITERAL_SAFE) for lit in pieces[0::2]), tuple(pieces[1::2])
+
+
+def _expand_path(plan: OperationPlan, values: dict[str, str]) -> str:
+    literals, names = _parse_template(plan.path)
+    if not names:
+        return literals[0]
+    parts = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
+        try:
+            parts.append(values[name])
+        except KeyError:
+            raise RequestBuildError(None, f"path parameter {name!r} of {plan.path!r} has no value") from None
+        parts.append(literal)
+    path = "".join(parts)
+    if not _DOT_ONLY.isdisjoint(path.split("/")):
+        args = sorted(p.arg for p in plan.params if p.location == "path")
+        raise RequestBuildError(", ".join(args), "path values produce a '.' or '..' path segment")
+    return path
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _text(value: Any) -> str:
+    """A primitive as text: booleans `true`/`false`; nested composites as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return _dumps(value)
+
+
+def _is_json(media_type: str) -> bool:
+    media_type = media_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _content_text(p: ParamPlan, value: Any) -> str:
+    """A parameter declared with `content`: its JSON text (a plain string for non-JSON types)."""
+    if isinstance(value, str) and not _is_json(p.content_type or ""):
+        return value
+    return _dumps_ascii(value) if p.location == "header" else _dumps(value)
+
+
+def _path_value(p: ParamPlan, value: Any) -> str:
+    """simple / label / matrix expansion of one path parameter, fully percent-encoded."""
+    style = p.style
+    if isinstance(value, list | tuple):
+        items = [quote(_text(v), _STRICT) for v in value if v is not None]
+        if not items:
+            raise RequestBuildError(p.arg, "an empty array cannot fill a path parameter")
+        if style == "label":
+            out = "." + ("." if p.explode else ",").join(items)
+        elif style == "matrix":
+            name = quote(p.name, _STRICT)
+            out = "".join([f";{name}={i}" for i in items]) if p.explode else f";{name}=" + ",".join(items)
+        else:
+            out = ",".join(items)
+    elif isinstance(value, Mapping):
+        pairs = [(quote(str(k), _STRICT), quote(_text(v), _STRICT)) for k, v in value.items() if v is not None]
+        if not pairs:
+            raise RequestBuildError(p.arg, "an empty object cannot fill a path parameter")
+        if p.explode:
+            kv = [f"{k}={v}" for k, v in pairs]
+            if style == "label":
+                out = "." + ".".join(kv)
+            elif style == "matrix":
+                out = "".join([";" + x for x in kv])
+            else:
+                out = ",".join(kv)
+        else:
+            flat = ",".join([f"{k},{v}" for k, v in pairs])
+            if style == "label":
+                out = "." + flat
+            elif style == "matrix":
+                out = f";{quote(p.name, _STRICT)}={flat}"
+            else:
+                out = flat
+    else:
+        text = _text(value)
+        if text in _DOT_SEGMENTS:
+            raise RequestBuildError(p.arg, f"{text!r} is not allowed as a path parameter value")
+        out = quote(text, _STRICT)
+        if style == "label":
+            out = "." + out
+        elif style == "matrix":
+            out = f";{quote(p.name, _STRICT)}={out}"
+    if out in _DOT_SEGMENTS:
+        raise RequestBuildError(p.arg, f"serialises to {out!r}, not allowed in a path")
+    return out
+
+
+def _add_query(out: list[str], name: str, value: Any, style: str, explode: bool, safe: str) -> None:
+    """Append the `name=value` pairs (encoded) of one query parameter or form field."""
+    n = quote(name, _STRICT)
+    if isinstance(value, list | tuple):
+        items = [quote(_text(v), safe) for v in value if v is not None]
+        if not items:
+            return
+        delimiter = _DELIMITERS.get(style)
+        if delimiter is not None and not explode:
+            out.append(f"{n}={delimiter.join(items)}")
+        elif explode or style == "deepObject":
+            out.extend([f"{n}={i}" for i in items])
+        else:
+            out.append(f"{n}=" + ",".join(items))
+    elif isinstance(value, Mapping):
+        if style == "deepObject":
+            _add_deep(out, n, value, safe)
+            return
+        pairs = [(quote(str(k), _STRICT), quote(_text(v), safe)) for k, v in value.items() if v is not None]
+        if not pairs:
+            return
+        if explode:
+            out.extend([f"{k}={v}" for k, v in pairs])
+        else:
+            sep = _DELIMITERS.get(style, ",")
+            out.append(f"{n}=" + sep.join([f"{k}{sep}{v}" for k, v in pairs]))
+    else:
+        out.append(f"{n}={quote(_text(value), safe)}")
+
+
+def _add_deep(out: list[str], prefix: str, value: Mapping[str, Any], safe: str) -> None:
+    """deepObject: `prefix[key]=v`, deeper objects `prefix[a][b]=v`, arrays repeat the key."""
+    for k, v in value.items():
+        if v is None:
+            continue
+        key = f"{prefix}[{quote(str(k), _STRICT)}]"
+        if isinstance(v, Mapping):
+            _add_deep(out, key, v, safe)
+        elif isinstance(v, list | tuple):
+            out.extend([f"{key}={quote(_text(item), safe)}" for item in v if item is not None])
+        else:
+            out.append(f"{key}={quote(_text(v), safe)}")
+
+
+def _header_value(p: ParamPlan, value: Any) -> str | None:
+    """simple style, not percent-encoded; None when there is nothing to send."""
+    if isinstance(value, list | tuple):
+        items = [_text(v) for v in value if v is not None]
+        if not items:
+            return None
+        text = ",".join(items)
+    elif isinstance(value, Mapping):
+        sep = "=" if p.explode else ","
+        pairs = [f"{k}{sep}{_text(v)}" for k, v in value.items() if v is not None]
+        if not pairs:
+            return None
+        text = ",".join(pairs)
+    else:
+        text = _text(value)
+    text = text.strip(" \t")
+    if not text.isascii() or _HEADER_BAD_RE.search(text):
+        raise RequestBuildError(p.arg, "header value must be ASCII without control characters (CR, LF...)")
+    return text
+
+
+def _add_cookie(out: list[str], p: ParamPlan, value: Any) -> None:
+    """form style, percent-encoded; exploded arrays/objects become separate cookie pairs."""
+    n = quote(p.name, _STRICT)
+    if isinstance(value, list | tuple):
+        items = [quote(_text(v), _STRICT) for v in value if v is not None]
+        if not items:
+            return
+        if p.explode:
+            out.extend([f"{n}={i}" for i in items])
+        else:
+            out.append(f"{n}=" + ",".join(items))
+    elif isinstance(value, Mapping):
+        pairs = [(quote(str(k), _STRICT), quote(_text(v), _STRICT)) for k, v in value.items() if v is not None]
+        if not pairs:
+            return
+        if p.explode:
+            out.extend([f"{k}={v}" for k, v in pairs])
+        else:
+            out.append(f"{n}=" + ",".join([f"{k},{v}" for k, v in pairs]))
+    else:
+        out.append(f"{n}={quote(_text(value), _STRICT)}")
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def _build_body(body: BodyPlan, arguments: Mapping[str, Any]) -> tuple[bytes, str] | None:
+    """(content, Content-Type) of the request body, or None to send no body."""
+    if body.arg is not None:
+        value = arguments.get(body.arg)
+        if value is None:
+            if body.required:
+                raise RequestBuildError(body.arg, "is required (request body)")
+            return None
+    else:
+        value = {wire: arguments[arg] for arg, wire in body.fields.items() if arg in arguments}
+        if not value and not body.required:
+            return None
+    try:
+        kind = body.kind
+        if kind == "json":
+            return _dumps(value).encode(), body.media_type
+        if kind == "form":
+            return _form_body(body, value), body.media_type
+        if kind == "multipart":
+            return _multipart_body(body, value)
+        if kind == "text":
+            media_type = "text/plain" if "*" in body.media_type else body.media_type
+            return _text(value).encode(), media_type
+        data, mime = _decode_binary(value, body.arg or "body")
+        if "*" in body.media_type:
+            return data, mime or "application/octet-stream"
+        return data, body.media_type
+    except UnicodeEncodeError:
+        raise RequestBuildError(body.arg or "body", "contains characters that cannot be encoded as UTF-8") from None
+
+
+def _field_arg(body: BodyPlan, prop: str) -> str:
+    """The argument name a body property came from (error messages only)."""
+    if body.arg is not None:
+        return f"{body.arg}.{prop}"
+    for arg, wire in body.fields.items():
+        if wire == prop:
+            return arg
+    return prop
+
+
+def _require_object(body: BodyPlan, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RequestBuildError(body.arg or "body", f"a {body.media_type} body must be an object")
+    return value
+
+
+def _form_body(body: BodyPlan, value: Any) -> bytes:
+    out: list[str] = []
+    encoding = body.encoding
+    for prop, v in _require_object(body, value).items():
+        if v is None:
+            continue
+        enc = encoding.get(prop)
+        if enc is None:
+            _add_query(out, prop, _dumps(v) if isinstance(v, Mapping) else v, "form", True, _STRICT)
+        elif enc.content_type is not None and _is_json(enc.content_type):
+            out.append(f"{quote(prop, _STRICT)}={quote(_dumps(v), _STRICT)}")
+        else:
+            _add_query(out, prop, v, enc.style, enc.explode, _RESERVED if enc.allow_reserved else _STRICT)
+    return "&".join(out).encode("ascii")
+
+
+def _multipart_body(body: BodyPlan, value: Any) -> tuple[bytes, str]:
+    # (name, filename, content type, data)
+    parts: list[tuple[str, str | None, str | None, bytes]] = []
+    encoding = body.encoding
+    for prop, v in _require_object(body, value).items():
+        if v is None:
+            continue
+        enc = encoding.get(prop)
+        ctype = enc.content_type if enc is not None and enc.content_type and "*" not in enc.content_type else None
+        if prop in body.binary_fields:
+            arg = _field_arg(body, prop)
+            for item in v if isinstance(v, list | tuple) else (v,):
+                if item is not None:
+                    data, mime = _decode_binary(item, arg)
+                    parts.append((prop, prop, mime or ctype or "application/octet-stream", data))
+        elif ctype is not None and _is_json(ctype):
+            parts.append((prop, None, ctype, _dumps(v).encode()))
+        elif isinstance(v, Mapping):
+            parts.append((prop, None, "application/json", _dumps(v).encode()))
+        elif isinstance(v, list | tuple):
+            for item in v:
+                if item is None:
+                    continue
+                if isinstance(item, Mapping | list | tuple):
+                    parts.append((prop, None, "application/json", _dumps(item).encode()))
+                else:
+                    parts.append((prop, None, ctype, _text(item).encode()))
+        else:
+            parts.append((prop, None, ctype, _text(v).encode()))
+
+    boundary = secrets.token_hex(16)
+    while any(boundary.encode() in data for _, _, _, data in parts):  # pragma: no cover - 2**-128
+        boundary = secrets.token_hex(16)
+    chunks: list[bytes] = []
+    for name, filename, ctype, data in parts:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name.translate(_MULTIPART_NAME_ESCAPES)}"'
+        if filename is not None:
+            head += f'; filename="{filename.translate(_MULTIPART_NAME_ESCAPES)}"'
+        if ctype is not None:
+            head += f"\r\nContent-Type: {ctype}"
+        chunks.append(head.encode() + b"\r\n\r\n")
+        chunks.append(data)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    media_type = body.media_type.split(";", 1)[0].strip()
+    return b"".join(chunks), f"{media_type}; boundary={boundary}"
+
+
+def _decode_binary(value: Any, arg: str) -> tuple[bytes, str | None]:
+    """Base64 text or a `data:` URL -> (bytes, media type of the data URL or None)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value), None
+    if not isinstance(value, str):
+        raise RequestBuildError(arg, "expected base64 text or a data: URL")
+    if value[:5].lower() != "data:":
+        return _b64decode(value, arg), None
+    header, comma, data = value[5:].partition(",")
+    if not comma:
+        raise RequestBuildError(arg, "malformed data: URL (no comma)")
+    params = [x.strip() for x in header.split(";")]
+    is_base64 = params[-1].lower() == "base64"
+    if is_base64:
+        params.pop()
+    mime = ";".join(params) or None
+    if mime is not None and not _MIME_RE.fullmatch(mime):
+        raise RequestBuildError(arg, f"invalid media type {mime!r} in data: URL")
+    return (_b64decode(data, arg) if is_base64 else unquote_to_bytes(data)), mime
+
+
+def _b64decode(text: str, arg: str) -> bytes:
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    altchars = b"-_" if "-" in text or "_" in text else None
+    try:
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestBuildError(arg, f"invalid base64 ({exc})") from None

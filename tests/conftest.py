@@ -1,0 +1,76 @@
+"""Shared fixtures: real upstream and gateway servers on loopback; async tests run on asyncio."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
+from mcp_gateway.gateway import Gateway
+from mcp_gateway.server.http import create_app
+from tests.servers import serve_in_thread
+from tests.upstream import create_app as create_upstream
+
+DATA = Path(__file__).parent / "data"
+ECHO_SPEC = DATA / "echo.yaml"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[str]:
+    """Base URL (`http://127.0.0.1:PORT/api`) of a real echo API."""
+    with serve_in_thread(create_upstream()) as url:
+        yield url + "/api"
+
+
+@contextmanager
+def running_gateway(config: GatewayConfig) -> Iterator[tuple[str, Gateway]]:
+    """A gateway serving HTTP on a free port; yields its `/mcp` URL and the Gateway."""
+    gateway = Gateway(config)
+    app = create_app(
+        gateway.mcp,
+        gateway.registry,
+        config.server,
+        admin_token=config.admin_token,
+        on_start=gateway.start,
+        on_stop=gateway.aclose,
+        background=gateway.watch_store,
+    )
+    with serve_in_thread(app, lifespan="on") as url:
+        yield url + "/mcp", gateway
+
+
+GatewayFactory = Callable[..., AbstractContextManager[tuple[str, Gateway]]]
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path, upstream: str) -> GatewayFactory:
+    """Start gateways over the echo API with per-test overrides."""
+
+    def factory(*, api: dict | None = None, server: dict | None = None, **overrides: object):
+        api_cfg = ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream, **(api or {}))
+        config = GatewayConfig(
+            data_dir=tmp_path / "data",
+            apis=[api_cfg],
+            admin_token=ADMIN_TOKEN,
+            server=ServerConfig(**(server or {})),
+            **overrides,
+        )
+        return running_gateway(config)
+
+    return factory
+
+
+@pytest.fixture
+def gateway_url(gateway_factory: GatewayFactory) -> Iterator[str]:
+    """The `/mcp` URL of a default (stateless) gateway over the echo API."""
+    with gateway_factory() as (url, _):
+        yield url

@@ -1,0 +1,135 @@
+"""The official `mcp` client against a real gateway over Streamable HTTP, in both protocol eras."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, GatewayFactory
+
+pytestmark = pytest.mark.anyio
+
+ERAS = ["legacy", "2026-07-28"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_list_and_call(gateway_url: str, mode: str) -> None:
+    async with Client(gateway_url, mode=mode) as client:
+        listed = await client.list_tools()
+        names = {t.name for t in listed.tools}
+        assert {"getItem", "createItem", "uploadFile", "postTree"} <= names
+        get_item = next(t for t in listed.tools if t.name == "getItem")
+        assert get_item.input_schema["type"] == "object"
+        assert get_item.annotations is not None and get_item.annotations.read_only_hint is True
+
+        result = await client.call_tool("getItem", {"id": "a b/c", "q": "x", "tags": ["t1", "t2"], "limit": 5})
+        assert not result.is_error, result.content
+        echo = result.structured_content
+        assert echo is not None
+        assert echo["method"] == "GET"
+        assert echo["path"] == "/api/items/a%20b%2Fc"
+        assert echo["query"] == "q=x&tags=t1&tags=t2&limit=5"
+        assert json.loads(result.content[0].text) == echo  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_invalid_arguments_name_the_field_and_do_not_call(gateway_url: str, mode: str) -> None:
+    async with Client(gateway_url, mode=mode) as client:
+        result = await client.call_tool("getItem", {"id": "1", "limit": 1000, "bogus": 1})
+        assert result.is_error
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert "limit" in text and "1000" in text
+        assert "bogus" in text
+        missing = await client.call_tool("createItem", {"price": 3})
+        assert missing.is_error and "name" in missing.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_unknown_tool_is_a_protocol_error(gateway_url: str, mode: str) -> None:
+    async with Client(gateway_url, mode=mode) as client:
+        await client.list_tools()
+        with pytest.raises(MCPError) as info:
+            await client.session.call_tool("noSuchTool", {})
+        assert "noSuchTool" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_drifting_upstream_still_reaches_the_agent(gateway_url: str, mode: str) -> None:
+    async with Client(gateway_url, mode=mode) as client:
+        await client.list_tools()
+        for shape, expected in (
+            ("object", {"id": "not-an-integer", "unexpected": {"nested": True}}),
+            ("array", {"result": [1, "two", None]}),
+            ("scalar", {"result": "surprise"}),
+        ):
+            result = await client.call_tool("drift", {"shape": shape})
+            assert not result.is_error
+            assert result.structured_content == expected
+
+
+async def test_pagination(gateway_factory: GatewayFactory) -> None:
+    with gateway_factory(server={"page_size": 5}) as (url, gateway):
+        async with Client(url, mode="legacy") as client:
+            seen: list[str] = []
+            cursor = None
+            pages = 0
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                pages += 1
+                assert len(page.tools) <= 5
+                seen.extend(t.name for t in page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert pages > 2
+            assert seen == [t.name for t in gateway.catalog.snapshot.ordered]
+            with pytest.raises(MCPError):
+                await client.list_tools(cursor="not a cursor!")
+
+
+async def _admin_register(mcp_url: str, name: str) -> httpx2.Response:
+    admin = mcp_url.rsplit("/mcp", 1)[0] + "/admin"
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        return await http.put(
+            f"{admin}/apis/{name}",
+            json={"spec_content": ECHO_SPEC.read_text(), "prefix": name, "base_url": "http://127.0.0.1:9/api"},
+        )
+
+
+async def test_list_changed_legacy_session(gateway_factory: GatewayFactory) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    with gateway_factory(server={"stateless": False}) as (url, _):
+        async with Client(url, mode="legacy", message_handler=on_message) as client:
+            assert client.server_capabilities.tools is not None
+            assert client.server_capabilities.tools.list_changed is True
+            before = {t.name for t in (await client.list_tools()).tools}
+            response = await _admin_register(url, "second")
+            assert response.status_code == 201, response.text
+            with anyio.fail_after(10):
+                await changed.wait()
+            after = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+            assert "second_getItem" in after - before
+
+
+async def test_list_changed_modern_listen(gateway_url: str) -> None:
+    async with Client(gateway_url, mode="2026-07-28") as client:
+        before = {t.name for t in (await client.list_tools()).tools}
+        async with client.listen(tools_list_changed=True) as sub:
+            response = await _admin_register(gateway_url, "third")
+            assert response.status_code == 201, response.text
+            with anyio.fail_after(10):
+                async for _event in sub:
+                    break
+        after = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+        assert "third_getItem" in after - before

@@ -48,6 +48,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     raise SystemExit(f"{url} not ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (Linux /proc), to report CPU per call."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -70,7 +76,9 @@ async def run(send, requests: int, concurrency: int) -> tuple[list[float], float
     return latencies, time.perf_counter() - started
 
 
-async def measure(upstream: str, gateway: str, requests: int, concurrencies: list[int], era: str) -> list[dict]:
+async def measure(
+    upstream: str, gateway: str, requests: int, concurrencies: list[int], era: str, gateway_pid: int
+) -> list[dict]:
     limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
     headers = {
         "Accept": "application/json, text/event-stream",
@@ -101,7 +109,9 @@ async def measure(upstream: str, gateway: str, requests: int, concurrencies: lis
         for concurrency in concurrencies:
             for name, send in (("direct", direct), ("proxied", proxied)):
                 await run(send, min(200, requests), concurrency)  # warm-up: pools, caches
+                cpu_before = cpu_seconds(gateway_pid)
                 latencies, elapsed = await run(send, requests, concurrency)
+                gateway_cpu = (cpu_seconds(gateway_pid) - cpu_before) / len(latencies) * 1000
                 rows.append(
                     {
                         "path": name,
@@ -110,6 +120,7 @@ async def measure(upstream: str, gateway: str, requests: int, concurrencies: lis
                         "p99_ms": percentile(latencies, 0.99) * 1000,
                         "mean_ms": statistics.fmean(latencies) * 1000,
                         "rps": len(latencies) / elapsed,
+                        "gateway_cpu_ms": gateway_cpu if name == "proxied" else 0.0,
                     }
                 )
     return rows
@@ -154,6 +165,7 @@ def main() -> None:
                 args.requests,
                 args.concurrency,
                 args.era,
+                gateway.pid,
             )
         )
     finally:
@@ -163,11 +175,11 @@ def main() -> None:
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, era {args.era}")
-    print(f"{'path':<8} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'calls/s':>9}")
+    print(f"{'path':<8} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'calls/s':>9} {'gw cpu ms/call':>15}")
     for r in rows:
         print(
             f"{r['path']:<8} {r['concurrency']:>4} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['mean_ms']:>8.3f} "
-            f"{r['rps']:>9.0f}"
+            f"{r['rps']:>9.0f} {r['gateway_cpu_ms']:>15.3f}"
         )
     for c in args.concurrency:
         d = next(r for r in rows if r["path"] == "direct" and r["concurrency"] == c)

@@ -107,29 +107,35 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
-    from mcp_gateway.gateway import Gateway
-    from mcp_gateway.server.http import create_app
+    from mcp_gateway.gateway import CONFIG_ENV, Gateway
 
     config = build_config(args)
     setup_logging(config.log_level)
-    gateway = Gateway(config)
-    app = create_app(
-        gateway.mcp,
-        gateway.registry,
-        config.server,
-        admin_token=config.admin_token,
-        on_start=gateway.start,
-        on_stop=gateway.aclose,
-        background=gateway.watch_store,
-    )
+    workers = args.workers or 1
+    if workers > 1 and not config.server.stateless:
+        raise ConfigError("--workers needs stateless mode: MCP sessions live in one process")
     logging.getLogger("mcp_gateway").info(
-        "MCP endpoint: http://%s:%d/mcp (admin API %s)",
-        config.server.host, config.server.port, "on" if config.admin_token else "off",
+        "MCP endpoint: http://%s:%d/mcp (admin API %s, %d worker%s)",
+        config.server.host, config.server.port, "on" if config.admin_token else "off", workers,
+        "" if workers == 1 else "s",
     )  # fmt: skip
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None, lifespan="on",
-                timeout_graceful_shutdown=5)  # fmt: skip
+    options: dict[str, Any] = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_config": None,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        uvicorn.run(Gateway(config).http_app(), **options)
+    else:
+        # Worker processes rebuild the gateway from the resolved config; they share the store.
+        os.environ[CONFIG_ENV] = config.model_dump_json()
+        uvicorn.run("mcp_gateway.gateway:worker_app", factory=True, workers=workers, **options)
     return 0
 
 
@@ -279,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--host")
             p.add_argument("--port", type=int)
             p.add_argument("--stateful", action="store_true", help="MCP sessions (default: stateless)")
+            p.add_argument("--workers", type=int, help="worker processes (stateless mode only; default 1)")
             p.add_argument("--json-response", action="store_true", help="JSON instead of SSE responses")
             p.add_argument("--allowed-host", action="append", help="accepted Host header (repeatable)")
             p.add_argument("--allowed-origin", action="append", help="accepted Origin (repeatable)")

@@ -6,8 +6,10 @@ The front doors (stdio, HTTP) are built from it; nothing below imports it.
 from __future__ import annotations
 
 import logging
+import os
 
 import anyio
+from starlette.applications import Starlette
 
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import GatewayConfig
@@ -15,12 +17,15 @@ from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
+from mcp_gateway.server.http import create_app
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.store.sqlite import RegistrationStore
 
 logger = logging.getLogger(__name__)
 
 STORE_POLL_SECONDS = 2.0
+# How `serve --workers N` hands the resolved configuration to each worker process.
+CONFIG_ENV = "MCP_GATEWAY_RESOLVED_CONFIG"
 
 
 class Gateway:
@@ -51,8 +56,25 @@ class Gateway:
             except Exception:  # a bad poll must not end the watcher
                 logger.exception("refreshing registrations from the store failed")
 
+    def http_app(self) -> Starlette:
+        """The HTTP front door (`/mcp`, `/healthz`, `/readyz`, `/admin`) of this gateway."""
+        return create_app(
+            self.mcp,
+            self.registry,
+            self.config.server,
+            admin_token=self.config.admin_token,
+            on_start=self.start,
+            on_stop=self.aclose,
+            background=self.watch_store,
+        )
+
     async def aclose(self) -> None:
         """Close upstream pools and the store."""
         await self.pool.aclose()
         if self.store is not None:
             self.store.close()
+
+
+def worker_app() -> Starlette:
+    """App factory for uvicorn worker processes: the config comes from the parent's environment."""
+    return Gateway(GatewayConfig.model_validate_json(os.environ[CONFIG_ENV])).http_app()

@@ -10,7 +10,6 @@ import pytest
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
 from mcp_gateway.gateway import Gateway
-from mcp_gateway.server.http import create_app
 from tests.servers import serve_in_thread
 from tests.upstream import create_app as create_upstream
 
@@ -35,16 +34,7 @@ def upstream() -> Iterator[str]:
 def running_gateway(config: GatewayConfig) -> Iterator[tuple[str, Gateway]]:
     """A gateway serving HTTP on a free port; yields its `/mcp` URL and the Gateway."""
     gateway = Gateway(config)
-    app = create_app(
-        gateway.mcp,
-        gateway.registry,
-        config.server,
-        admin_token=config.admin_token,
-        on_start=gateway.start,
-        on_stop=gateway.aclose,
-        background=gateway.watch_store,
-    )
-    with serve_in_thread(app, lifespan="on") as url:
+    with serve_in_thread(gateway.http_app(), lifespan="on") as url:
         yield url + "/mcp", gateway
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -42,6 +45,8 @@ async def echo(request: Request) -> Response:
             "body": body.decode("utf-8", errors="replace") if not form else None,
             "body_b64": base64.b64encode(body).decode(),
             "form": form,
+            # Every header line as received, in order (repeated headers stay separate).
+            "raw_headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]],
         }
     )
 
@@ -102,10 +107,64 @@ async def spec(request: Request) -> Response:
     return Response((Path(__file__).parent / "data" / "echo.yaml").read_text(), media_type="application/yaml")
 
 
+async def big_stream(request: Request) -> Response:
+    """Like `big`, but chunked: no Content-Length to judge the size by."""
+    size = int(request.query_params.get("size", "100000"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, size, 256):
+            yield b"a" * min(256, size - start)
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+async def drip(request: Request) -> Response:
+    """A response that trickles in: one byte every `interval` seconds, `count` times."""
+    count = int(request.query_params.get("count", "20"))
+    interval = float(request.query_params.get("interval", "0.2"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"."
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+async def redirect_to(request: Request) -> Response:
+    """Redirect to the `location` query value verbatim (relative or absolute)."""
+    return Response(status_code=302, headers={"location": request.query_params["location"]})
+
+
+class RequestLog:
+    """ASGI middleware: records the raw path of every request the upstream receives.
+
+    `GET /__requests` answers `{"count": N, "paths": [...]}` and is not itself recorded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope["raw_path"].decode("latin-1")
+            if raw == "/__requests":
+                response = JSONResponse({"count": len(self.paths), "paths": list(self.paths)})
+                await response(scope, receive, send)
+                return
+            self.paths.append(raw)
+        await self.app(scope, receive, send)
+
+
 def create_app() -> Starlette:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(
+        middleware=[Middleware(RequestLog)],
         routes=[
+            Route("/api/big-stream", big_stream),
+            Route("/api/drip", drip),
+            Route("/api/redirect-to", redirect_to),
             Route("/api/status/{code:int}", status),
             Route("/api/slow", slow),
             Route("/api/big", big),
@@ -118,7 +177,7 @@ def create_app() -> Starlette:
             Route("/api/redirect", redirect),
             Route("/openapi.yaml", spec),
             Route("/{path:path}", echo, methods=methods),
-        ]
+        ],
     )
 
 

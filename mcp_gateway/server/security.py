@@ -23,11 +23,17 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 
 def _allowed(value: str, patterns: tuple[str, ...]) -> bool:
+    # Host names and URL schemes are case-insensitive (RFC 3986 §6.2.2.1): "LOCALHOST:80" is
+    # "localhost:80". A port must be ASCII digits: str.isdigit() also accepts "²" or "٣".
+    value = value.lower()
     for pattern in patterns:
+        pattern = pattern.lower()
         if value == pattern:
             return True
-        if pattern.endswith(":*") and value.startswith(pattern[:-1]) and value[len(pattern) - 1 :].isdigit():
-            return True
+        if pattern.endswith(":*") and value.startswith(pattern[:-1]):
+            port = value[len(pattern) - 1 :]
+            if port.isascii() and port.isdigit():
+                return True
     return False
 
 

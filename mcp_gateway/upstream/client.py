@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx2
 
 from mcp_gateway.upstream.request import UpstreamRequest
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# A "." or ".." path segment, literal or percent-encoded ("%2e%2E"), optionally with ";params"
+# (some servers read "..;" as ".."). urljoin leaves these in absolute URLs and httpx2 (or the
+# server) resolves them later, so "/api/../admin" passes a prefix check yet reaches "/admin".
+_DOT_SEGMENT_RE = re.compile(r"(?:\.|%2e){1,2}(?:;.*)?", re.IGNORECASE)
 
 
 class UpstreamError(Exception):
@@ -74,10 +80,22 @@ class HttpClient:
 
     def within_base(self, url: str) -> bool:
         """True when `url` is under this API's base URL (same origin and path prefix)."""
+        if any(_DOT_SEGMENT_RE.fullmatch(segment) for segment in urlsplit(url).path.split("/")):
+            return False  # would be resolved to somewhere else after this check (see _DOT_SEGMENT_RE)
         return _origin(url) == self._base_origin and (url.startswith(self._base_prefix) or url == self.base_url)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send one request; raises UpstreamError for anything that is not an HTTP answer."""
+        """Send one request; raises UpstreamError for anything that is not an HTTP answer.
+
+        `timeout` bounds the whole call (redirects and body included): httpx2's own read
+        timeout is per read, so an upstream trickling a byte at a time would never trip it.
+        """
+        limit = self.settings.timeout
+        with anyio.move_on_after(limit):
+            return await self._send(request)
+        raise UpstreamError(f"upstream timed out (the call took longer than {limit:g}s)")
+
+    async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         method, url, content = request.method, request.url, request.content
         headers = request.headers
         started = time.perf_counter()

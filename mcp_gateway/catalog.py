@@ -31,6 +31,10 @@ class ApiEntry:
     config: ApiConfig
     ingest: IngestResult
     origin: Origin = "config"
+    # Who keeps a tool name two APIs both produce: config-file APIs in file order,
+    # then registrations oldest first. Stable across restarts, and a newcomer can
+    # never take over a name that is already served.
+    rank: tuple[int, float] = (0, 0.0)
 
     @property
     def name(self) -> str:
@@ -62,10 +66,10 @@ Listener = Callable[[Change], Awaitable[None]]
 
 
 def _index(apis: dict[str, ApiEntry]) -> tuple[dict[str, ToolDefinition], tuple[ToolDefinition, ...]]:
-    """Tools of all APIs by name; a clash across APIs is settled by API name order."""
+    """Tools of all APIs by name; a clash across APIs is settled by `ApiEntry.rank`."""
     tools: dict[str, ToolDefinition] = {}
     taken: set[str] = set()
-    for api_name in sorted(apis):
+    for api_name in sorted(apis, key=lambda n: (apis[n].rank, n)):
         for tool in apis[api_name].ingest.tools:
             if tool.name in taken:
                 new_name = naming.unique(tool.name, taken)

@@ -8,6 +8,7 @@ reported (file and JSON pointer) and skipped; every other API keeps serving.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -53,7 +54,9 @@ class Registry:
         self._store_revision = -1
         self._seen: dict[str, float] = {}  # registered API name -> updated_at we serve
 
-    async def _entry(self, config: ApiConfig, origin: Origin, spec_text: str | None = None) -> ApiEntry | None:
+    async def _entry(
+        self, config: ApiConfig, origin: Origin, rank: tuple[int, float], spec_text: str | None = None
+    ) -> ApiEntry | None:
         try:
             result = await ingest_in_thread(config, spec_text)
         except SpecError as exc:
@@ -64,13 +67,13 @@ class Registry:
         for issue in result.issues:
             logger.warning("API %s: %s", config.name, issue)
         logger.info("API %s: %d tools from %s", config.name, len(result.tools), result.source)
-        return ApiEntry(config, result, origin)
+        return ApiEntry(config, result, origin, rank)
 
     async def load_all(self) -> None:
         """Ingest every configured and registered API and serve them as one change."""
         entries: list[ApiEntry] = []
-        for config in self.config_apis.values():
-            entry = await self._entry(config, "config")
+        for index, config in enumerate(self.config_apis.values()):
+            entry = await self._entry(config, "config", (0, float(index)))
             if entry is not None:
                 entries.append(entry)
         if self.store is not None:
@@ -80,7 +83,7 @@ class Registry:
                     logger.warning("registered API %s is shadowed by the config file", reg.config.name)
                     continue
                 self._seen[reg.config.name] = reg.updated_at
-                entry = await self._entry(reg.config, "registered", reg.spec_text)
+                entry = await self._entry(reg.config, "registered", (1, reg.created_at), reg.spec_text)
                 if entry is not None:
                     entries.append(entry)
         await self.catalog.replace_all(entries)
@@ -93,13 +96,15 @@ class Registry:
             result = await ingest_in_thread(config, spec_text)
         except SpecError as exc:
             raise RegistrationError(str(exc)) from None
-        entry = ApiEntry(config, result, "registered")
         replaced = config.name in self.catalog.snapshot.apis
+        created_at = time.time()
         if self.store is not None:
             await anyio.to_thread.run_sync(lambda: self.store.put(config, spec_text))  # type: ignore[union-attr]
             reg = await anyio.to_thread.run_sync(lambda: self.store.get(config.name))  # type: ignore[union-attr]
             if reg is not None:
                 self._seen[config.name] = reg.updated_at
+                created_at = reg.created_at
+        entry = ApiEntry(config, result, "registered", (1, created_at))
         self.failures.pop(config.name, None)
         await self.catalog.put(entry)
         return entry, replaced
@@ -135,7 +140,7 @@ class Registry:
             if name in self.config_apis or self._seen.get(name) == reg.updated_at:
                 continue
             self._seen[name] = reg.updated_at
-            entry = await self._entry(reg.config, "registered", reg.spec_text)
+            entry = await self._entry(reg.config, "registered", (1, reg.created_at), reg.spec_text)
             if entry is not None:
                 await self.catalog.put(entry)
                 changed = True

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcp_gateway.catalog import ApiEntry
+from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult
@@ -45,7 +45,7 @@ def summary(result: IngestResult) -> dict[str, Any]:
     }
 
 
-def _entry_json(entry: ApiEntry, *, detail: bool = False) -> dict[str, Any]:
+def _entry_json(entry: ApiEntry, snapshot: Snapshot | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": entry.name,
         "origin": entry.origin,
@@ -55,9 +55,15 @@ def _entry_json(entry: ApiEntry, *, detail: bool = False) -> dict[str, Any]:
         "title": entry.ingest.title,
         "tool_count": len(entry.ingest.tools),
     }
-    if detail:
+    if snapshot is not None:
         out.update(summary(entry.ingest))
         out["config"] = entry.config.model_dump(mode="json", exclude_defaults=True)
+        # Names as served: a name another API already serves gets a suffix here.
+        served = [t.name for t in snapshot.ordered if t.api == entry.name]
+        renamed = sorted(set(served) - set(out["tools"]))
+        out["tools"] = served
+        if renamed:
+            out["warnings"].append(f"tool names taken by other APIs, served with a suffix: {', '.join(renamed)}")
     return out
 
 
@@ -135,12 +141,12 @@ def admin_routes(registry: Registry, token: str) -> list[Route]:
             if failure is not None:
                 return _error(503, failure.error, name=name)
             return _error(404, f"no API named {name!r}")
-        return JSONResponse(_entry_json(entry, detail=True))
+        return JSONResponse(_entry_json(entry, registry.catalog.snapshot))
 
     async def put_api(request: Request) -> Response:
         config, spec_text = _parse_registration(await _read_json(request), request.path_params.get("name"))
         entry, replaced = await registry.register(config, spec_text)
-        return JSONResponse(_entry_json(entry, detail=True), status_code=200 if replaced else 201)
+        return JSONResponse(_entry_json(entry, registry.catalog.snapshot), status_code=200 if replaced else 201)
 
     async def delete_api(request: Request) -> Response:
         if not await registry.unregister(request.path_params["name"]):

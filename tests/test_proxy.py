@@ -674,3 +674,13 @@ async def test_host_and_origin_protection(gateway_url: str) -> None:
         ):
             ok = await http.post(gateway_url, json=request, headers={**accept, **headers})
             assert ok.status_code == 200, (headers, ok.text)
+
+
+async def test_upstream_cookies_are_not_kept_between_calls(gateway_url: str) -> None:
+    """A Set-Cookie from one call must never ride along on a later call (of any caller)."""
+    async with Client(gateway_url, mode="legacy") as client:
+        await client.list_tools()
+        assert not (await client.call_tool("setCookie", {})).is_error
+        echo = await echo_call(client, "getItem", {"id": "1"})
+    assert "cookie" not in echo["headers"]
+    assert "cookie-from-upstream-7f3a" not in json.dumps(echo)

@@ -51,6 +51,12 @@ async def echo(request: Request) -> Response:
     )
 
 
+async def set_cookie(request: Request) -> Response:
+    response = JSONResponse({"set": True})
+    response.set_cookie("upstream_session", "cookie-from-upstream-7f3a", path="/")
+    return response
+
+
 async def status(request: Request) -> Response:
     code = int(request.path_params["code"])
     return JSONResponse({"error": f"status {code} as requested", "detail": "x" * 5000}, status_code=code)
@@ -166,6 +172,7 @@ def create_app() -> Starlette:
             Route("/api/drip", drip),
             Route("/api/redirect-to", redirect_to),
             Route("/api/status/{code:int}", status),
+            Route("/api/set-cookie", set_cookie),
             Route("/api/slow", slow),
             Route("/api/big", big),
             Route("/api/plain", plain),

@@ -65,15 +65,25 @@ class HttpClient:
     def __init__(self, base_url: str, settings: ClientSettings) -> None:
         self.base_url = base_url
         self.settings = settings
-        self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(settings.timeout, connect=settings.connect_timeout),
+        # The transport, not an AsyncClient: a client keeps a cookie jar shared by every
+        # caller (one agent's upstream session cookie would ride along on another's
+        # calls), and its auth/redirect/hook layers cost time on every call. Redirects
+        # are handled below; nothing else of the client is wanted.
+        self._transport = httpx2.AsyncHTTPTransport(
             limits=httpx2.Limits(
                 max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
             ),
-            follow_redirects=False,
             trust_env=False,
-            headers={"User-Agent": settings.user_agent},
         )
+        self._timeouts = {
+            "connect": settings.connect_timeout,
+            "read": settings.timeout,
+            "write": settings.timeout,
+            "pool": settings.timeout,
+        }
+        # No Accept-Encoding: an identity body keeps the size cap exact (a compressed
+        # body can expand a thousandfold inside one chunk before the cap is checked).
+        self._default_headers = [("User-Agent", settings.user_agent)]
         base = base_url if base_url.endswith("/") else base_url + "/"
         self._base_prefix = base
         self._base_origin = _origin(base_url)
@@ -120,8 +130,13 @@ class HttpClient:
         self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None
     ) -> UpstreamResponse:
         cap = self.settings.max_response_bytes
+        request = httpx2.Request(
+            method, url, headers=[*self._default_headers, *headers], content=content,
+            extensions={"timeout": self._timeouts},
+        )  # fmt: skip
         try:
-            async with self._client.stream(method, url, headers=headers, content=content) as resp:
+            resp = await self._transport.handle_async_request(request)
+            try:
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > cap:
                     raise UpstreamError(f"upstream response too large ({declared} bytes; the limit is {cap})")
@@ -132,7 +147,9 @@ class HttpClient:
                     if size > cap:
                         raise UpstreamError(f"upstream response too large (over the {cap}-byte limit)")
                     chunks.append(chunk)
-                return UpstreamResponse(resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks), 0.0)
+            finally:
+                await resp.aclose()
+            return UpstreamResponse(resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks), 0.0)
         except httpx2.TimeoutException as exc:
             raise UpstreamError(
                 f"upstream timed out ({type(exc).__name__}, limit {self.settings.timeout:g}s)"
@@ -142,4 +159,4 @@ class HttpClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        await self._transport.aclose()

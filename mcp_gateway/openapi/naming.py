@@ -11,6 +11,8 @@ import hashlib
 import re
 
 MAX_NAME = 64
+# A prefix keeps at most half the name, so the operation part stays recognisable.
+MAX_PREFIX = MAX_NAME // 2
 _TOOL_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 _ARG_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 _UNDERSCORES = re.compile(r"_{2,}")
@@ -25,16 +27,23 @@ def _shorten(name: str, limit: int) -> str:
     return name[: limit - 7].rstrip("_-") + "_" + digest
 
 
+def _clean(raw: str) -> str:
+    return _UNDERSCORES.sub("_", _TOOL_BAD.sub("_", raw.strip())).strip("_")
+
+
 def clean_tool_name(raw: str) -> str:
     """Sanitise an operationId: `repos/get-content` -> `repos_get-content`."""
-    name = _UNDERSCORES.sub("_", _TOOL_BAD.sub("_", raw.strip())).strip("_")
-    return name or "operation"
+    return _clean(raw) or "operation"
 
 
 def operation_name(operation_id: str | None, method: str, path: str) -> str:
-    """The base tool name for an operation: its operationId, else method and path."""
-    if operation_id and operation_id.strip():
-        return clean_tool_name(operation_id)
+    """The base tool name for an operation: its operationId, else method and path.
+
+    An operationId with nothing usable left after sanitising (e.g. all non-ASCII) counts
+    as absent: method and path say more than a generic name.
+    """
+    if operation_id and _clean(operation_id):
+        return _clean(operation_id)
     # GET /pets/{petId}/photos -> get_pets_petId_photos
     path_words = _PATH_PARAM.sub(r"\1", path).replace("/", "_")
     return clean_tool_name(f"{method.lower()}_{path_words}")
@@ -44,7 +53,7 @@ def with_prefix(prefix: str | None, name: str) -> str:
     """Join an API prefix and a tool name, keeping within the length limit."""
     if not prefix:
         return _shorten(name, MAX_NAME)
-    prefix = clean_tool_name(prefix)
+    prefix = _shorten(clean_tool_name(prefix), MAX_PREFIX)
     return prefix + "_" + _shorten(name, MAX_NAME - len(prefix) - 1)
 
 

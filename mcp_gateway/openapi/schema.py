@@ -34,6 +34,71 @@ _JSON_TYPES = frozenset(("object", "array", "string", "number", "integer", "bool
 _DEF_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+# Keywords that would still reject null after adding "null" to `type`.
+_NULL_BLOCKERS = ("allOf", "anyOf", "oneOf", "not", "$ref", "const")
+# Annotations kept beside the `anyOf` when a nullable schema is wrapped.
+_ANNOTATIONS = ("description", "default", "examples", "deprecated")
+_INVALID = object()
+_NON_NEGATIVE_INTS = frozenset(("maxLength", "minLength", "maxItems", "minItems", "maxContains", "minContains",
+                                "maxProperties", "minProperties"))  # fmt: skip
+_NUMBERS = frozenset(("maximum", "minimum"))
+_STRINGS = frozenset(("description", "format", "pattern", "contentMediaType", "contentEncoding"))
+_BOOLEANS = frozenset(("uniqueItems", "deprecated"))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _plain_value(key: str, value: Any) -> Any:
+    """`value` if it is valid for `key` in JSON Schema 2020-12 (duplicates removed), else `_INVALID`.
+
+    Specs get these wrong often enough (`required: true` on a property, `minimum: "0"`,
+    a description that YAML read as a number) that passing them on would make the whole
+    tool list unusable for clients that check schemas.
+    """
+    if key in ("required", "type"):
+        if key == "type" and isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(dict.fromkeys(value))
+        return _INVALID
+    if key in ("enum", "examples"):
+        return value if isinstance(value, list) else _INVALID
+    if key in _STRINGS:
+        return value if isinstance(value, str) else _INVALID
+    if key in _NON_NEGATIVE_INTS:
+        ok = _is_number(value) and value >= 0 and float(value).is_integer()
+        return int(value) if ok else _INVALID
+    if key in _NUMBERS:
+        return value if _is_number(value) else _INVALID
+    if key == "multipleOf":
+        return value if _is_number(value) and value > 0 else _INVALID
+    if key in _BOOLEANS:
+        return value if isinstance(value, bool) else _INVALID
+    if key == "dependentRequired":
+        ok = isinstance(value, dict) and all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+        )
+        return {k: list(dict.fromkeys(v)) for k, v in value.items()} if ok else _INVALID
+    return value  # default, const: any JSON value
+
+
+def _wrap_or_null(out: dict[str, Any]) -> None:
+    """Turn `out` in place into `{anyOf: [<out>, {type: null}]}`, keeping annotations outside."""
+    inner = {k: out.pop(k) for k in list(out) if k not in _ANNOTATIONS}
+    out["anyOf"] = [inner, {"type": "null"}]
+
+
+def _or_null(schema: Any) -> Any:
+    """A converted schema that also admits null."""
+    if not isinstance(schema, dict):
+        return schema if schema is True else {"type": "null"}
+    out = dict(schema)
+    _wrap_or_null(out)
+    return out
+
+
 def _def_name_base(pointer: str, uri: str, root_uri: str) -> str:
     last = pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~") if pointer else ""
     if not last:
@@ -120,6 +185,10 @@ class SchemaConverter:
     def _ref(self, schema: dict[str, Any], uri: str, pointer: str, direction: Direction,
              refs: set[tuple[str, str]]) -> Any:  # fmt: skip
         target = self.resolver.resolve(uri, schema["$ref"], pointer)
+        if isinstance(target.value, dict) and "$ref" in target.value:
+            # An alias of another schema: make sure the chain ends somewhere. A loop of
+            # aliases (A -> B -> A) would be a schema no validator can evaluate.
+            self.resolver.deref(target.uri, target.value, target.pointer)
         if self._is_leaf(target.value):
             out = self._convert(target.value, target.uri, target.pointer, direction, refs)
         else:
@@ -138,12 +207,29 @@ class SchemaConverter:
             self.issues.append(Issue(display_name(uri), pointer, "schema is not an object; treated as {}"))
             return {}
         if "$ref" in schema:
-            return self._ref(schema, uri, pointer, direction, refs)
+            ref_out = self._ref(schema, uri, pointer, direction, refs)
+            # 3.0 says $ref siblings are ignored, but `nullable: true` next to a $ref is
+            # common and clearly meant: honour it (3.1 specs write `anyOf` with null instead).
+            if schema.get("nullable") is True or schema.get("x-nullable") is True:
+                ref_out = _or_null(ref_out)
+            return ref_out
 
         out: dict[str, Any] = {}
         for key, value in schema.items():
             if key in _PLAIN:
-                out[key] = value
+                clean = _plain_value(key, value)
+                if clean is _INVALID:
+                    self.issues.append(
+                        Issue(display_name(uri), pointer_join(pointer, key), f"invalid {key!r} value ignored")
+                    )
+                else:
+                    out[key] = clean
+            elif key == "items" and isinstance(value, list):
+                # Draft 4-7 tuple form: converted to prefixItems in _fix_openapi_isms.
+                out[key] = [
+                    self._convert(sub, uri, pointer_join(pointer, key, i), direction, refs)
+                    for i, sub in enumerate(value)
+                ]
             elif key in _SCHEMA_VALUED:
                 out[key] = self._convert(value, uri, pointer_join(pointer, key), direction, refs)
             elif key in _SCHEMA_MAPS and isinstance(value, dict):
@@ -151,7 +237,8 @@ class SchemaConverter:
                     name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
                     for name, sub in value.items()
                 }
-            elif key in _SCHEMA_LISTS and isinstance(value, list):
+            elif key in _SCHEMA_LISTS and isinstance(value, list) and value:
+                # (An empty allOf/anyOf/oneOf/prefixItems is invalid in 2020-12: dropped.)
                 out[key] = [
                     self._convert(sub, uri, pointer_join(pointer, key, i), direction, refs)
                     for i, sub in enumerate(value)
@@ -169,9 +256,16 @@ class SchemaConverter:
         return out
 
     def _fix_openapi_isms(self, schema: dict[str, Any], out: dict[str, Any]) -> None:
-        # items: array form (2019 tuple validation) -> prefixItems.
+        # items: array form (draft 4-7 tuple validation) -> prefixItems; additionalItems
+        # then constrains the rest, which 2020-12 spells `items`. Without a tuple,
+        # additionalItems means nothing (and 2020-12 no longer has it).
+        additional = out.pop("additionalItems", None)
         if isinstance(out.get("items"), list):
             out["prefixItems"] = out.pop("items")
+            if not out["prefixItems"]:
+                out.pop("prefixItems")
+            if additional is not None:
+                out["items"] = additional
         if out.get("type") == "file":
             out["type"] = "string"
             out["format"] = "binary"
@@ -186,20 +280,25 @@ class SchemaConverter:
         if out.get("format") in ("binary", "byte") and out.get("type") in ("string", None):
             out["type"] = "string"
             out["contentEncoding"] = "base64"
-        # 3.0 nullable -> a "null" type (and a null enum member).
-        if schema.get("nullable") is True or schema.get("x-nullable") is True:
-            t = out.get("type")
-            if isinstance(t, str):
-                out["type"] = [t, "null"]
-            elif isinstance(t, list) and "null" not in t:
-                out["type"] = [*t, "null"]
-            elif t is None and any(k in out for k in ("allOf", "anyOf", "oneOf", "$ref")):
-                out.update({"anyOf": [{k: out.pop(k) for k in list(out) if k != "description"}, {"type": "null"}]})
-            if isinstance(out.get("enum"), list) and None not in out["enum"]:
-                out["enum"] = [*out["enum"], None]
         t = out.get("type")
+        if isinstance(t, list):
+            t = out["type"] = list(dict.fromkeys(t))  # 2020-12 wants unique type names
         if (isinstance(t, str) and t not in _JSON_TYPES) or (isinstance(t, list) and not set(t) <= _JSON_TYPES):
             out.pop("type")
+        # 3.0 nullable -> a "null" type (and a null enum member).
+        if schema.get("nullable") is True or schema.get("x-nullable") is True:
+            if any(k in out for k in _NULL_BLOCKERS):
+                # Sub-schemas (allOf members, a $ref, a const) would still reject null even
+                # with a "null" type here: accept null beside the whole schema instead.
+                _wrap_or_null(out)
+            else:
+                t = out.get("type")
+                if isinstance(t, str):
+                    out["type"] = [t, "null"]
+                elif isinstance(t, list) and "null" not in t:
+                    out["type"] = [*t, "null"]
+                if isinstance(out.get("enum"), list) and None not in out["enum"]:
+                    out["enum"] = [*out["enum"], None]
         # A discriminator means exactly one branch is meant, but sibling branches that
         # don't forbid extra properties all match: oneOf would reject valid values.
         if "discriminator" in schema and "oneOf" in out:

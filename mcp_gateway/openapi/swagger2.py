@@ -77,11 +77,28 @@ def _convert_param(param: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _shared_param(param: dict[str, Any], shared: Any) -> dict[str, Any]:
+    """The top-level parameter a (rewritten) `#/parameters/...` ref names, else `param` itself."""
+    ref = param.get("$ref")
+    prefix = "#/components/parameters/"
+    if not isinstance(ref, str) or not ref.startswith(prefix) or not isinstance(shared, dict):
+        return param
+    name = ref[len(prefix) :].replace("~1", "/").replace("~0", "~")
+    target = shared.get(name)
+    return target if isinstance(target, dict) else param
+
+
 def _form_body(params: list[dict[str, Any]], consumes: list[str]) -> dict[str, Any]:
+    """formData parameters as one object body.
+
+    Files need multipart. Otherwise form-urlencoded unless the operation only consumes
+    multipart (the preference order of the ingester). formData can only be sent as one
+    of these two, so any other `consumes` (often a global `application/json`) is ignored.
+    """
     has_file = any(p.get("type") == "file" for p in params)
-    media = "multipart/form-data" if has_file or "multipart/form-data" in consumes else None
-    media = media or ("application/x-www-form-urlencoded" if "application/x-www-form-urlencoded" in consumes else None)
-    media = media or (consumes[0] if consumes else "application/x-www-form-urlencoded")
+    form, multipart = "application/x-www-form-urlencoded", "multipart/form-data"
+    bare = [c.split(";", 1)[0].strip().lower() for c in consumes if isinstance(c, str)]
+    media = multipart if has_file or (multipart in bare and form not in bare) else form
     properties: dict[str, Any] = {}
     required: list[str] = []
     encoding: dict[str, Any] = {}
@@ -116,12 +133,10 @@ def _convert_operation(
     for p in params:
         if not isinstance(p, dict):
             continue
-        ref = p.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/components/parameters/"):
+        target = _shared_param(p, shared)
+        if target.get("in") in ("body", "formData"):
             # Body and formData parameters have no 3.0 component home: inline them.
-            target = shared.get(ref.rsplit("/", 1)[-1])
-            if isinstance(target, dict) and target.get("in") in ("body", "formData"):
-                p = target
+            p = target
         where = p.get("in")
         if where == "body":
             media_types = [c for c in consumes if "json" in c] or consumes or ["application/json"]
@@ -185,21 +200,23 @@ def convert(doc: dict[str, Any]) -> dict[str, Any]:
     if host:
         schemes = doc.get("schemes") or ["https"]
         out["servers"] = [{"url": f"{scheme}://{host}{base_path}"} for scheme in schemes]
-    elif base_path:
-        out["servers"] = [{"url": base_path}]
+    else:
+        # No host: "the host (name or ip) serving the documentation" (Swagger 2.0).
+        out["servers"] = [{"url": base_path or "/"}]
     for key in ("tags", "externalDocs", "security"):
         if key in doc:
             out[key] = doc[key]
+    if not isinstance(doc.get("paths"), dict):
+        # Missing or malformed: left for the ingester to report at /paths.
+        if "paths" in doc:
+            out["paths"] = doc["paths"]
+        return _with_components(doc, out, produces)
     paths: dict[str, Any] = {}
-    for path, item in (doc.get("paths") or {}).items():
+    for path, item in doc["paths"].items():
         if not isinstance(item, dict) or "$ref" in item:
             paths[path] = item
             continue
-        path_params = [
-            shared.get(p["$ref"].rsplit("/", 1)[-1], p) if "$ref" in p else p
-            for p in item.get("parameters") or []
-            if isinstance(p, dict)
-        ]
+        path_params = [_shared_param(p, shared) for p in item.get("parameters") or [] if isinstance(p, dict)]
         new_item: dict[str, Any] = {}
         body_like = [p for p in path_params if isinstance(p, dict) and p.get("in") in ("body", "formData")]
         plain = [_convert_param(p) for p in path_params if p not in body_like]
@@ -216,6 +233,11 @@ def convert(doc: dict[str, Any]) -> dict[str, Any]:
                 new_item[key] = value
         paths[path] = new_item
     out["paths"] = paths
+    return _with_components(doc, out, produces)
+
+
+def _with_components(doc: dict[str, Any], out: dict[str, Any], produces: list[str]) -> dict[str, Any]:
+    """Add the 3.0 `components` made of the 2.0 definitions, parameters, responses and security."""
     components: dict[str, Any] = {}
     if "definitions" in doc:
         components["schemas"] = doc["definitions"]

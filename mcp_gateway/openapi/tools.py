@@ -9,6 +9,8 @@ Rules a reader of the generated tools should know (also in the README):
   property that clashes with a parameter gets a `body_` prefix.
 - Body media type, when an operation offers several: JSON (`application/json`,
   then `+json`), then form-urlencoded, then multipart, then text, then binary.
+- A path template variable with no declared parameter becomes a required string
+  argument (and an issue), so the tool stays callable.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mcp_gateway.definitions import (
     ToolDefinition,
 )
 from mcp_gateway.openapi import naming, swagger2
-from mcp_gateway.openapi.load import LoadedSpec, load_spec, pointer_join
+from mcp_gateway.openapi.load import LoadedSpec, display_name, load_spec, pointer_join
 from mcp_gateway.openapi.schema import SchemaConverter
 
 _LOCATIONS = ("path", "query", "header", "cookie")
@@ -42,6 +44,7 @@ _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie
 _IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _WS = re.compile(r"[ \t]+")
+_PATH_VARS = re.compile(r"\{([^{}]+)\}")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
@@ -128,12 +131,22 @@ def _selected(f: ToolFilter, method: str, path: str, op_id: str | None, base_nam
 
 
 def _server_url(data: Mapping[str, Any], spec_uri: str) -> str | None:
+    """The first usable server URL: variables set to their defaults, relative URLs resolved
+    against the spec's URL. No `servers` at all means `/` (OpenAPI 3.x), i.e. the host that
+    serves the spec. None when nothing usable is left (e.g. a relative URL and a spec file)."""
     servers = data.get("servers")
-    if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
-        return None
-    server = servers[0]
+    if not isinstance(servers, list) or not servers:
+        servers = [{"url": "/"}]
+    for server in servers:
+        if isinstance(server, dict) and (url := _one_server_url(server, spec_uri)):
+            return url
+    return None
+
+
+def _one_server_url(server: Mapping[str, Any], spec_uri: str) -> str | None:
     url = str(server.get("url", ""))
-    for name, var in (server.get("variables") or {}).items():
+    variables = server.get("variables")
+    for name, var in (variables if isinstance(variables, dict) else {}).items():
         if isinstance(var, dict) and "default" in var:
             url = url.replace("{" + name + "}", str(var["default"]))
     if not urlsplit(url).scheme:
@@ -147,12 +160,16 @@ def _server_url(data: Mapping[str, Any], spec_uri: str) -> str | None:
 
 
 def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
-    """A fast validator for tool arguments that reports every bad field."""
+    """A fast validator for tool arguments that reports every bad field.
+
+    Patterns the Rust regex engine cannot compile (some specs use ECMA or Python-only
+    syntax) are left out of the validator, one by one; the published schema keeps them.
+    Raises ValueError when the schema cannot be compiled even so.
+    """
     try:
         validator = jsonschema_rs.Draft202012Validator(schema)
-    except (ValueError, jsonschema_rs.ValidationError):
-        # Some specs carry ECMA regexes the Rust engine rejects: validate without patterns.
-        validator = jsonschema_rs.Draft202012Validator(_without_patterns(schema))
+    except ValueError:  # jsonschema_rs.ValidationError is a ValueError
+        validator = jsonschema_rs.Draft202012Validator(_without_bad_patterns(schema))
 
     def validate(arguments: Mapping[str, Any]) -> list[str]:
         if validator.is_valid(arguments):
@@ -166,11 +183,33 @@ def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
     return validate
 
 
-def _without_patterns(node: Any) -> Any:
+def _regex_ok(pattern: str) -> bool:
+    try:
+        jsonschema_rs.Draft202012Validator({"pattern": pattern})
+    except ValueError:
+        return False
+    return True
+
+
+def _without_bad_patterns(node: Any, key: str | None = None) -> Any:
+    """A copy of a schema without the `pattern`s / `patternProperties` entries the Rust engine rejects.
+
+    `key` is the keyword `node` is the value of: data under `enum`, `const`, `default`
+    and `examples` is left alone, and only real `properties` may be named "pattern".
+    """
+    if key in ("enum", "const", "default", "examples"):
+        return node
     if isinstance(node, dict):
-        return {k: _without_patterns(v) for k, v in node.items() if not (k == "pattern" and isinstance(v, str))}
+        out = {}
+        for k, v in node.items():
+            if key != "properties" and k == "pattern" and isinstance(v, str) and not _regex_ok(v):
+                continue
+            if key != "properties" and k == "patternProperties" and isinstance(v, dict):
+                v = {p: sub for p, sub in v.items() if _regex_ok(p)}
+            out[k] = _without_bad_patterns(v, None if key == "properties" else k)
+        return out
     if isinstance(node, list):
-        return [_without_patterns(v) for v in node]
+        return [_without_bad_patterns(v) for v in node]
     return node
 
 
@@ -183,27 +222,31 @@ class _ToolBuilder:
         self.api = api
         self.issues: list[Issue] = []
         self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues)
-        self.uri = spec.uri
 
-    def deref(self, node: Any, pointer: str) -> tuple[Any, str, str]:
-        target = self.spec.resolver.deref(self.uri, node, pointer)
+    def deref(self, node: Any, uri: str, pointer: str) -> tuple[Any, str, str]:
+        """Follow `$ref`s from `node`, found at `uri#pointer`; returns the value and where it is.
+
+        `uri` matters: a path item referenced from another file has its own relative refs.
+        """
+        target = self.spec.resolver.deref(uri, node, pointer)
         return target.value, target.uri, target.pointer
 
     # -- parameters --------------------------------------------------------
 
-    def parameters(self, path_item: dict[str, Any], op: dict[str, Any], item_ptr: str, op_ptr: str) -> list[Any]:
+    def parameters(self, path_item: dict[str, Any], op: dict[str, Any], item_uri: str, item_ptr: str,
+                   op_ptr: str) -> list[Any]:  # fmt: skip
         merged: dict[tuple[str, str], tuple[dict[str, Any], str, str]] = {}
         for params, ptr in ((path_item.get("parameters"), item_ptr), (op.get("parameters"), op_ptr)):
-            for i, raw in enumerate(params or []):
+            for i, raw in enumerate(params if isinstance(params, list) else []):
                 where = pointer_join(ptr, "parameters", i)
-                param, uri, p_ptr = self.deref(raw, where)
+                param, uri, p_ptr = self.deref(raw, item_uri, where)
                 if not isinstance(param, dict) or "name" not in param or param.get("in") not in _LOCATIONS:
                     raise SpecError(
-                        self.spec.source, where, "parameter needs a 'name' and 'in' (path/query/header/cookie)"
+                        display_name(item_uri), where, "parameter needs a 'name' and 'in' (path/query/header/cookie)"
                     )
                 merged[(str(param["name"]), param["in"])] = (param, uri, p_ptr)
         ordered = sorted(merged.values(), key=lambda t: _LOCATIONS.index(t[0]["in"]))
-        return [p for p in ordered if not (p[0]["in"] == "header" and p[0]["name"].lower() in _IGNORED_HEADERS)]
+        return [p for p in ordered if not (p[0]["in"] == "header" and str(p[0]["name"]).lower() in _IGNORED_HEADERS)]
 
     def param_schema(self, param: dict[str, Any], uri: str, ptr: str, refs: set[Any]) -> tuple[Any, str | None]:
         content_type = None
@@ -225,8 +268,12 @@ class _ToolBuilder:
             schema["examples"] = [param["example"]]
         if param.get("deprecated"):
             schema["deprecated"] = True
-        if param["in"] == "path" and schema.get("type") == "string" and not schema.get("minLength"):
-            schema["minLength"] = 1  # an empty value would change the path
+        types = schema.get("type")
+        may_be_string = types is None or types == "string" or (isinstance(types, list) and "string" in types)
+        if param["in"] == "path" and may_be_string and not schema.get("minLength"):
+            # An empty value would change the path (`/pets//photos`). Also for untyped
+            # parameters: minLength only constrains strings.
+            schema["minLength"] = 1
         return schema, content_type
 
     # -- request body ------------------------------------------------------
@@ -247,12 +294,12 @@ class _ToolBuilder:
         return media_type, media, kind
 
     def body(
-        self, op: dict[str, Any], op_ptr: str, taken: set[str], props: dict[str, Any], required: list[str],
-        refs: set[Any],
+        self, op: dict[str, Any], item_uri: str, op_ptr: str, taken: set[str], props: dict[str, Any],
+        required: list[str], refs: set[Any],
     ) -> BodyPlan | None:  # fmt: skip
         if "requestBody" not in op:
             return None
-        body, uri, b_ptr = self.deref(op["requestBody"], pointer_join(op_ptr, "requestBody"))
+        body, uri, b_ptr = self.deref(op["requestBody"], item_uri, pointer_join(op_ptr, "requestBody"))
         if not isinstance(body, dict) or not isinstance(body.get("content"), dict) or not body["content"]:
             return None
         media_type, media, kind = self.choose_media(body["content"])
@@ -316,9 +363,9 @@ class _ToolBuilder:
                 continue
             converted, used = self.schemas.convert(sub, uri, sub_ptr, "in")
             refs |= used
-            arg = naming.argument_name(name)
+            arg = naming.argument_name(str(name))
             if arg in taken:
-                arg = "body_" + arg
+                arg = naming.argument_name("body_" + arg)  # (re-shortened: stays within 64)
             arg = naming.unique(arg, taken)
             fields[arg] = name
             resolved = self.schemas.resolved(sub, uri, sub_ptr).value
@@ -337,7 +384,8 @@ class _ToolBuilder:
 
     # -- responses ---------------------------------------------------------
 
-    def output(self, op: dict[str, Any], op_ptr: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    def output(self, op: dict[str, Any], item_uri: str,
+               op_ptr: str) -> tuple[dict[str, Any] | None, str | None, str | None]:  # fmt: skip
         """The output schema, the result wrapper property name, and an Accept header."""
         responses = op.get("responses")
         if not isinstance(responses, dict):
@@ -345,23 +393,22 @@ class _ToolBuilder:
         codes = sorted((str(c) for c in responses if str(c).startswith("2")), key=lambda c: (c.upper() == "2XX", c))
         for code in codes:
             raw = responses.get(code, responses.get(int(code)) if code.isdigit() else None)
-            resp, uri, r_ptr = self.deref(raw, pointer_join(op_ptr, "responses", code))
+            resp, uri, r_ptr = self.deref(raw, item_uri, pointer_join(op_ptr, "responses", code))
             content = resp.get("content") if isinstance(resp, dict) else None
             if not isinstance(content, dict) or not content:
                 continue
             json_types = [m for m in content if media_kind(m) == "json" and m.strip() not in ("*/*", "application/*")]
             if not json_types:
                 return None, None, ", ".join(content)
-            media_type = json_types[0]
+            # Plain application/json first (as for request bodies), then the first +json type.
+            exact = [m for m in json_types if m.split(";", 1)[0].strip().lower() == "application/json"]
+            media_type = (exact or json_types)[0]
             media = content[media_type] if isinstance(content[media_type], dict) else {}
             if "schema" not in media:
                 return None, None, media_type
             s_ptr = pointer_join(r_ptr, "content", media_type, "schema")
             schema, refs = self.schemas.convert(media["schema"], uri, s_ptr, "out")
-            resolved = self.schemas.resolved(media["schema"], uri, s_ptr).value
-            is_object = isinstance(resolved, dict) and (
-                resolved.get("type") == "object" or ("properties" in resolved and "type" not in resolved)
-            )
+            is_object = self._is_object(media["schema"], uri, s_ptr)
             wrapper = None
             documented: Any = schema
             if not is_object:
@@ -376,23 +423,54 @@ class _ToolBuilder:
             return out, wrapper, media_type
         return None, None, None
 
+    def _is_object(self, schema: Any, uri: str, ptr: str, depth: int = 0) -> bool:
+        """Whether a (response) schema always describes a JSON object: `type: object`,
+        untyped with `properties`, or an `allOf` with such a member."""
+        target = self.schemas.resolved(schema, uri, ptr)
+        resolved = target.value
+        if not isinstance(resolved, dict):
+            return False
+        if resolved.get("type") == "object" or ("properties" in resolved and "type" not in resolved):
+            return True
+        members = resolved.get("allOf")
+        if "type" in resolved or not isinstance(members, list) or depth > 8:
+            return False
+        return any(
+            self._is_object(m, target.uri, pointer_join(target.pointer, "allOf", i), depth + 1)
+            for i, m in enumerate(members)
+        )
+
     # -- the tool ----------------------------------------------------------
 
     def tool(self, name: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
-             item_ptr: str, op_ptr: str) -> ToolDefinition:  # fmt: skip
+             item_uri: str, item_ptr: str, op_ptr: str) -> ToolDefinition:  # fmt: skip
+        """The tool for one operation of the path item found at `item_uri#item_ptr`."""
         refs: set[Any] = set()
         props: dict[str, Any] = {}
         required: list[str] = []
         taken: set[str] = set()
         plans: list[ParamPlan] = []
-        for param, uri, p_ptr in self.parameters(path_item, op, item_ptr, op_ptr):
+        params = self.parameters(path_item, op, item_uri, item_ptr, op_ptr)
+        declared = {str(p["name"]) for p, _, _ in params if p["in"] == "path"}
+        undeclared = [v for v in dict.fromkeys(_PATH_VARS.findall(path)) if v not in declared]
+        if undeclared:
+            # Without an argument for it, every call would fail: add a required string.
+            names = ", ".join(undeclared)
+            self.issues.append(
+                Issue(display_name(item_uri), op_ptr, f"path parameter(s) {names} not declared: added as strings")
+            )
+            implicit = [({"name": v, "in": "path", "required": True, "schema": {"type": "string"}}, item_uri, op_ptr)
+                        for v in undeclared]  # fmt: skip
+            params[len(declared) : len(declared)] = implicit  # after the declared path parameters
+        for param, uri, p_ptr in params:
             location = param["in"]
             arg = naming.argument_name(str(param["name"]))
             if arg in taken:
-                arg = f"{arg}_{location}"
+                arg = naming.argument_name(f"{arg}_{location}")  # (re-shortened: stays within 64)
             arg = naming.unique(arg, taken)
             schema, content_type = self.param_schema(param, uri, p_ptr, refs)
-            style = param.get("style", _DEFAULT_STYLE[location])
+            style = param.get("style")
+            style = style if isinstance(style, str) else _DEFAULT_STYLE[location]
             is_required = location == "path" or bool(param.get("required"))
             plans.append(
                 ParamPlan(
@@ -410,7 +488,7 @@ class _ToolBuilder:
             props[arg] = schema
             if is_required:
                 required.append(arg)
-        body = self.body(op, op_ptr, taken, props, required, refs)
+        body = self.body(op, item_uri, op_ptr, taken, props, required, refs)
         input_schema: dict[str, Any] = {"type": "object", "properties": props}
         if required:
             input_schema["required"] = required
@@ -418,10 +496,16 @@ class _ToolBuilder:
         defs = self.schemas.defs_for(refs, "in")
         if defs:
             input_schema["$defs"] = defs
-        output_schema, wrapper, accept = self.output(op, op_ptr)
+        output_schema, wrapper, accept = self.output(op, item_uri, op_ptr)
+        try:
+            validate = compile_validator(input_schema)
+        except ValueError as exc:
+            raise SpecError(display_name(item_uri), op_ptr, f"input schema cannot be compiled: {exc}") from None
 
         summary = op.get("summary") if isinstance(op.get("summary"), str) else None
         description = op.get("description") if isinstance(op.get("description"), str) else None
+        if summary and description and summary.strip() == description.strip():
+            description = None  # many specs repeat the summary as the description
         text = "\n\n".join(t.strip() for t in (summary, description) if t and t.strip()) or f"{method.upper()} {path}"
         if op.get("deprecated"):
             text = "[deprecated] " + text
@@ -445,7 +529,7 @@ class _ToolBuilder:
             output_schema=output_schema,
             annotations=annotations,
             operation=OperationPlan(method=method.upper(), path=path, params=tuple(plans), body=body, accept=accept),
-            validate=compile_validator(input_schema),
+            validate=validate,
             operation_id=op.get("operationId") if isinstance(op.get("operationId"), str) else None,
             tags=tuple(str(t) for t in tags),
             result_wrapper=wrapper,
@@ -478,8 +562,15 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
     taken: set[str] = set()
     for path, raw_item in (paths or {}).items():
         item_ptr = pointer_join("/paths", path)
+        if str(path).startswith("x-"):
+            continue  # a specification extension, not a path
+        if not str(path).startswith("/"):
+            result.issues.append(Issue(spec.source, item_ptr, "path skipped: paths must start with '/'"))
+            continue
         try:
-            path_item, _, _ = builder.deref(raw_item, item_ptr)
+            # A referenced path item: its operations are located (and their relative refs
+            # resolved) where the path item is, not under /paths of the root document.
+            path_item, item_uri, item_ptr = builder.deref(raw_item, spec.uri, item_ptr)
         except SpecError as exc:
             result.issues.append(Issue(exc.source, exc.pointer, f"path skipped: {exc.message}"))
             continue
@@ -498,11 +589,19 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
                 continue
             name = naming.unique(naming.with_prefix(api.prefix, base_name), taken)
             try:
-                result.tools.append(builder.tool(name, method, str(path), path_item, op, item_ptr, op_ptr))
+                result.tools.append(builder.tool(name, method, str(path), path_item, op, item_uri, item_ptr, op_ptr))
             except SpecError as exc:
                 taken.discard(name)
-                result.issues.append(Issue(exc.source, exc.pointer, f"operation skipped: {exc.message}"))
-    result.issues.extend(builder.issues)
+                # The fault may sit in a shared component: say which operation it cost.
+                skipped = f"operation {method.upper()} {path} skipped"
+                result.issues.append(Issue(exc.source, exc.pointer, f"{skipped}: {exc.message}"))
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+                # A malformed corner of one operation must not take the whole API down.
+                taken.discard(name)
+                message = f"operation {method.upper()} {path} skipped: cannot read it ({type(exc).__name__}: {exc})"
+                result.issues.append(Issue(display_name(item_uri), op_ptr, message))
+    # Shared schemas are converted once, but inline ones once per direction: report each issue once.
+    result.issues.extend(dict.fromkeys(builder.issues))
     if result.base_url is None and result.tools:
         result.issues.append(
             Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")

@@ -684,3 +684,30 @@ async def test_upstream_cookies_are_not_kept_between_calls(gateway_url: str) -> 
         echo = await echo_call(client, "getItem", {"id": "1"})
     assert "cookie" not in echo["headers"]
     assert "cookie-from-upstream-7f3a" not in json.dumps(echo)
+
+
+async def test_uploaded_or_remote_specs_cannot_read_local_files(
+    gateway_url: str, upstream: str, tmp_path: Path
+) -> None:
+    """An uploaded spec's $ref to a file on the gateway host is refused, and nothing of the file leaks."""
+    secret_file = tmp_path / "host-secret.yaml"
+    secret_file.write_text("type: object\ndescription: TOP-SECRET-HOST-FILE\n")
+    spec = ECHO_SPEC.read_text().replace("#/components/schemas/NewItem", secret_file.as_uri())
+    relative = ECHO_SPEC.read_text().replace("#/components/schemas/NewItem", "host-secret.yaml")
+    admin = admin_url(gateway_url)
+    async with httpx2.AsyncClient(headers=auth()) as http:
+        for text in (spec, relative):
+            response = await http.put(f"{admin}/apis/uploaded", json={"spec_content": text, "prefix": "up"})
+            body = response.text
+            assert "TOP-SECRET-HOST-FILE" not in body
+            if response.status_code in (200, 201):
+                # The offending operation is skipped with a warning; the rest is served.
+                assert any("cannot reference files" in w for w in response.json()["warnings"]), body
+            else:
+                assert "cannot reference files" in body
+        # Uploaded specs are named by their API, never by a path on the gateway host.
+        listed = (await http.get(f"{admin}/apis/uploaded")).json()
+        assert listed["source"] == "upload:uploaded"
+    async with Client(gateway_url, mode="legacy") as client:
+        tools = (await client.list_tools()).tools
+        assert "TOP-SECRET-HOST-FILE" not in json.dumps([t.model_dump(mode="json") for t in tools])

@@ -78,9 +78,13 @@ _YamlLoader.add_implicit_resolver(
 _FLOW_YAML = re.compile(r"\{\s*[^\s\"'{}\[\],]")
 
 
+UPLOAD_SCHEME = "upload"
+"""Scheme of specs given as text (admin uploads): `upload:<api name>`."""
+
+
 def to_uri(location: str, base: Path | None = None) -> str:
     """An absolute URI for a file path or URL (relative paths against `base` or the CWD)."""
-    if urlsplit(location).scheme in ("http", "https", "file"):
+    if urlsplit(location).scheme in ("http", "https", "file", UPLOAD_SCHEME):
         return location
     path = Path(location).expanduser()
     if not path.is_absolute():
@@ -231,6 +235,13 @@ class Resolver:
             raise SpecError(display_name(base_uri), where, "$ref must be a string")
         absolute = urljoin(base_uri, ref) if not ref.startswith("#") else base_uri.split("#")[0] + ref
         doc_uri, fragment = urldefrag(absolute)
+        base_scheme, target_scheme = urlsplit(base_uri).scheme, urlsplit(doc_uri).scheme
+        if base_scheme != "file" and target_scheme in ("file", ""):
+            # A spec from a URL or an upload must not read the gateway's own files
+            # (their content would end up in tool schemas that every client can list).
+            raise SpecError(
+                display_name(base_uri), where, f"$ref {ref!r}: a spec from a URL or an upload cannot reference files"
+            )
         try:
             doc = self.document(doc_uri)
         except SpecError as exc:

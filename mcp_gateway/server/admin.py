@@ -18,6 +18,7 @@ from starlette.routing import Route
 from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.definitions import SpecError
+from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
 
@@ -92,7 +93,7 @@ def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str 
     if name is not None and payload.setdefault("name", name) != name:
         raise RegistrationError("the name in the body differs from the name in the URL", 400)
     if spec_text is not None:
-        payload.setdefault("spec", f"{payload.get('name', 'api')}.uploaded")
+        payload["spec"] = f"{UPLOAD_SCHEME}:{payload.get('name', 'api')}"
     try:
         return ApiConfig.model_validate(payload), spec_text
     except ValidationError as exc:

@@ -61,38 +61,36 @@ async def test_stdio_stdout_carries_only_protocol(tmp_path: Path, upstream: str)
     assert "tools" in proc.stderr  # the start-up log went to stderr
 
 
-async def test_stdio_sees_cli_registration(tmp_path: Path, upstream: str) -> None:
-    """`mcp-gateway apis add` in another process reaches a running stdio gateway as list_changed."""
+@pytest.mark.parametrize("mode", ERAS)
+async def test_stdio_sees_cli_registration(tmp_path: Path, upstream: str, mode: str) -> None:
+    """`mcp-gateway apis add` in another process reaches a running stdio gateway as list_changed:
+    on the session stream (2025-11-25) or on a subscriptions/listen stream (2026-07-28)."""
     changed = anyio.Event()
 
     async def on_message(message: object) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             changed.set()
 
+    async def add_extra() -> None:
+        add = await anyio.run_process(
+            [sys.executable, "-m", "mcp_gateway.cli", "apis", "add", "extra", str(ECHO_SPEC),
+             "--prefix", "extra", "--base-url", upstream, "--data-dir", str(tmp_path)],
+            check=False,
+        )  # fmt: skip
+        assert add.returncode == 0, add.stderr
+
     params = _params(tmp_path, "--spec", str(ECHO_SPEC), "--base-url", upstream)
     with anyio.fail_after(60):
-        async with Client(params, mode="legacy", message_handler=on_message) as client:
+        async with Client(params, mode=mode, message_handler=on_message) as client:
             before = {t.name for t in (await client.list_tools()).tools}
-            add = await anyio.run_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "mcp_gateway.cli",
-                    "apis",
-                    "add",
-                    "extra",
-                    str(ECHO_SPEC),
-                    "--prefix",
-                    "extra",
-                    "--base-url",
-                    upstream,
-                    "--data-dir",
-                    str(tmp_path),
-                ],
-                check=False,
-            )
-            assert add.returncode == 0, add.stderr
-            await changed.wait()
+            if mode == "legacy":
+                await add_extra()
+                await changed.wait()
+            else:
+                async with client.listen(tools_list_changed=True) as sub:
+                    await add_extra()
+                    async for _event in sub:
+                        break
             after = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
             assert "extra_getItem" in after - before
             result = await client.call_tool("extra_getItem", {"id": "7"})

@@ -107,11 +107,10 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
-    from mcp_gateway.gateway import CONFIG_ENV, Gateway
+    from mcp_gateway.gateway import Gateway
+    from mcp_gateway.workers import run_workers
 
     config = build_config(args)
     setup_logging(config.log_level)
@@ -123,19 +122,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host, config.server.port, "on" if config.admin_token else "off", workers,
         "" if workers == 1 else "s",
     )  # fmt: skip
-    options: dict[str, Any] = {
-        "host": config.server.host,
-        "port": config.server.port,
-        "log_config": None,
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 5,
-    }
+    options: dict[str, Any] = {"log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 5}
     if workers == 1:
-        uvicorn.run(Gateway(config).http_app(), **options)
+        uvicorn.run(Gateway(config).http_app(), host=config.server.host, port=config.server.port, **options)
     else:
-        # Worker processes rebuild the gateway from the resolved config; they share the store.
-        os.environ[CONFIG_ENV] = config.model_dump_json()
-        uvicorn.run("mcp_gateway.gateway:worker_app", factory=True, workers=workers, **options)
+        run_workers(config.model_dump_json(), config.server.host, config.server.port, workers, options)
     return 0
 
 

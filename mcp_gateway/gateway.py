@@ -6,7 +6,6 @@ The front doors (stdio, HTTP) are built from it; nothing below imports it.
 from __future__ import annotations
 
 import logging
-import os
 
 import anyio
 from starlette.applications import Starlette
@@ -24,8 +23,6 @@ from mcp_gateway.store.sqlite import RegistrationStore
 logger = logging.getLogger(__name__)
 
 STORE_POLL_SECONDS = 2.0
-# How `serve --workers N` hands the resolved configuration to each worker process.
-CONFIG_ENV = "MCP_GATEWAY_RESOLVED_CONFIG"
 
 
 class Gateway:
@@ -73,8 +70,3 @@ class Gateway:
         await self.pool.aclose()
         if self.store is not None:
             self.store.close()
-
-
-def worker_app() -> Starlette:
-    """App factory for uvicorn worker processes: the config comes from the parent's environment."""
-    return Gateway(GatewayConfig.model_validate_json(os.environ[CONFIG_ENV])).http_app()

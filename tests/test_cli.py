@@ -103,38 +103,32 @@ def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_serve_subprocess_end_to_end(tmp_path: Path, upstream: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_serve_subprocess_end_to_end(tmp_path: Path, upstream: str, workers: int) -> None:
     port = free_port()
     env = {**os.environ, "MCP_GATEWAY_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcp_gateway.cli",
-            "serve",
-            "--spec",
-            str(ECHO_SPEC),
-            "--base-url",
-            upstream,
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "mcp_gateway.cli", "serve", "--spec", str(ECHO_SPEC), "--base-url", upstream,
+         "--port", str(port), "--workers", str(workers)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-            result = await client.call_tool("getItem", {"id": "9"})
-            assert result.structured_content is not None and result.structured_content["path"] == "/api/items/9"
+        # Several connections, so that with two workers both answer some of them.
+        for n in range(4):
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                result = await client.call_tool("getItem", {"id": str(n)})
+                assert result.structured_content is not None
+                assert result.structured_content["path"] == f"/api/items/{n}"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
+        _, stderr = proc.communicate(timeout=30)
     # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is the clean exit.
     assert proc.returncode in (0, -signal.SIGTERM), stderr
-    assert "Application shutdown complete" in stderr and "Traceback" not in stderr
-    assert "serving" in stderr  # the start-up summary is logged
+    assert stderr.count("Application shutdown complete") == workers and "Traceback" not in stderr
+    assert "serving" in stderr
 
 
 def test_no_spec_serves_bundled_specs(tmp_path: Path) -> None:

@@ -133,3 +133,26 @@ async def test_list_changed_modern_listen(gateway_url: str) -> None:
                     break
         after = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
         assert "third_getItem" in after - before
+
+
+async def test_a_broken_configured_spec_leaves_the_others_serving(tmp_path, upstream: str) -> None:
+    from mcp_gateway.config import ApiConfig, GatewayConfig
+    from tests.conftest import running_gateway
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("openapi: 3.1.0\ninfo: {title: b, version: '1'}\npaths:\n  /x: {get: {responses: [\n")
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        apis=[
+            ApiConfig(name="broken", spec=str(broken)),
+            ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream),
+        ],
+    )
+    with running_gateway(config) as (url, gateway):
+        ready = httpx2.get(url.replace("/mcp", "/readyz")).json()
+        assert ready["ready"] and ready["failed_apis"] == ["broken"] and ready["apis"] == 1
+        failure = gateway.registry.failures["broken"].error
+        assert str(broken) in failure and "line" in failure
+        async with Client(url) as client:
+            result = await client.call_tool("getItem", {"id": "5"})
+            assert not result.is_error

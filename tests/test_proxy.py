@@ -711,3 +711,29 @@ async def test_uploaded_or_remote_specs_cannot_read_local_files(
     async with Client(gateway_url, mode="legacy") as client:
         tools = (await client.list_tools()).tools
         assert "TOP-SECRET-HOST-FILE" not in json.dumps([t.model_dump(mode="json") for t in tools])
+
+
+async def test_trace_context_of_the_mcp_request_reaches_the_upstream(gateway_url: str) -> None:
+    """W3C trace context sent in the request's _meta continues upstream as `traceparent`."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    payload = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "getItem",
+            "arguments": {"id": "1"},
+            "_meta": {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        },
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Mcp-Protocol-Version": "2025-11-25",
+    }
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(gateway_url, json=payload, headers=headers)
+    data = next(line[5:] for line in response.text.splitlines() if line.startswith("data:"))
+    echo = json.loads(json.loads(data)["result"]["content"][0]["text"])
+    traceparent = echo["headers"].get("traceparent", "")
+    assert traceparent.split("-")[1] == trace_id, echo["headers"]

@@ -9,6 +9,7 @@ from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx2
+from opentelemetry.propagate import inject
 
 from mcp_gateway.upstream.request import UpstreamRequest
 
@@ -130,8 +131,12 @@ class HttpClient:
         self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None
     ) -> UpstreamResponse:
         cap = self.settings.max_response_bytes
+        # W3C trace context of the current span (the MCP request's, when its client sent one):
+        # the only headers besides the operation's own and the User-Agent.
+        trace: dict[str, str] = {}
+        inject(trace)
         request = httpx2.Request(
-            method, url, headers=[*self._default_headers, *headers], content=content,
+            method, url, headers=[*self._default_headers, *trace.items(), *headers], content=content,
             extensions={"timeout": self._timeouts},
         )  # fmt: skip
         try:

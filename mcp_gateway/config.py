@@ -73,6 +73,7 @@ class ApiConfig(_Model):
     max_response_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_connections: int = Field(default=100, gt=0)
     description_max_chars: int = Field(default=1024, ge=80)
+    discovery: bool = Field(default=False, description="list this API's tools only through the search meta-tools")
 
     @field_validator("name")
     @classmethod
@@ -92,6 +93,12 @@ class ServerConfig(_Model):
     allowed_hosts: list[str] = Field(default_factory=list, description="Host header values; port may be *")
     allowed_origins: list[str] = Field(default_factory=list)
     page_size: int = Field(default=500, gt=0, description="tools per tools/list page")
+    discovery: Literal["off", "on", "auto"] = Field(
+        default="off",
+        description="on: list every tool only through search_tools/describe_tool/call_tool; "
+        "auto: do so when more than discovery_threshold tools are served; off: only for APIs with discovery: true",
+    )
+    discovery_threshold: int = Field(default=100, gt=0)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
 

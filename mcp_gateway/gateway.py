@@ -36,7 +36,7 @@ class Gateway:
         self.pool = UpstreamPool(user_agent=config.user_agent)
         self.catalog.subscribe(self.pool.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
-        self.mcp = GatewayMCP(self.catalog, self.handler, page_size=config.server.page_size)
+        self.mcp = GatewayMCP(self.catalog, self.handler, config.server)
 
     async def start(self) -> None:
         """Ingest and serve every configured and registered API."""

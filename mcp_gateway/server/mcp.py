@@ -23,7 +23,9 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import __version__
 from mcp_gateway.catalog import Catalog, Change, Snapshot
+from mcp_gateway.config import ServerConfig
 from mcp_gateway.pipeline import Call, Handler
+from mcp_gateway.server.discovery import DiscoveryTools, hidden_tools, meta_tools
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +72,16 @@ class GatewayMCP:
         self,
         catalog: Catalog,
         handler: Handler,
+        settings: ServerConfig | None = None,
         *,
-        page_size: int = 500,
         name: str = "mcp-gateway",
         bus: SubscriptionBus | None = None,
     ) -> None:
         self.catalog = catalog
         self.handler = handler
-        self.page_size = page_size
+        self.settings = settings or ServerConfig()
+        self.page_size = self.settings.page_size
+        self.discovery = DiscoveryTools(handler, self.settings)
         self.bus: SubscriptionBus = bus or InMemorySubscriptionBus()
         self._listen = ListenHandler(self.bus)
         # Handshake-era sessions that can receive list_changed on their standalone stream.
@@ -85,6 +89,7 @@ class GatewayMCP:
         # Tool models are built once per catalog version, not per tools/list.
         self._tools_version = -1
         self._tool_models: list[types.Tool] = []
+        self._meta_schemas: dict[str, dict[str, Any]] = {}
         self.server = _GatewayServer(
             name,
             version=__version__,
@@ -100,12 +105,29 @@ class GatewayMCP:
     # -- handlers ------------------------------------------------------------
 
     def _input_schema(self, name: str) -> Mapping[str, Any] | None:
-        tool = self.catalog.snapshot.tools.get(name)
+        snapshot = self.catalog.snapshot
+        self._models(snapshot)
+        if name in self._meta_schemas:
+            return self._meta_schemas[name]
+        tool = snapshot.tools.get(name)
         return tool.input_schema if tool is not None else None
 
     def _models(self, snapshot: Snapshot) -> list[types.Tool]:
+        """The listed tools at this catalog version: direct tools, plus meta-tools for the hidden ones."""
         if self._tools_version != snapshot.version:
-            self._tool_models = [types.Tool.model_validate(t.public()) for t in snapshot.ordered]
+            hidden = hidden_tools(snapshot, self.settings)
+            models: list[types.Tool] = []
+            self._meta_schemas = {}
+            if hidden:
+                apis = sorted({snapshot.tools[n].api for n in hidden})
+                models = meta_tools(apis, len(hidden))
+                self._meta_schemas = {m.name: m.input_schema for m in models}
+            models += [
+                types.Tool.model_validate(t.public())
+                for t in snapshot.ordered
+                if t.name not in hidden and t.name not in self._meta_schemas
+            ]
+            self._tool_models = models
             self._tools_version = snapshot.version
         return self._tool_models
 
@@ -124,6 +146,9 @@ class GatewayMCP:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         snapshot = self.catalog.snapshot
+        self._models(snapshot)
+        if params.name in self._meta_schemas:
+            return await self.discovery.call(params.name, params.arguments or {}, snapshot)
         tool = snapshot.tools.get(params.name)
         if tool is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")

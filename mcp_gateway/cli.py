@@ -189,7 +189,8 @@ def _print_summary(result: IngestResult) -> None:
 
 
 def cmd_apis(args: argparse.Namespace) -> int:
-    from mcp_gateway.store.sqlite import RegistrationStore
+    from mcp_gateway.store.database import Database
+    from mcp_gateway.store.registrations import RegistrationStore
 
     config = load_config(Path(args.config) if args.config else None)
     if args.data_dir:
@@ -205,7 +206,8 @@ def cmd_apis(args: argparse.Namespace) -> int:
             _print_summary(result)
         return 0
 
-    store = RegistrationStore(config.database_path)
+    db = Database(config.database_path)
+    store = RegistrationStore(db)
     try:
         if args.apis_command == "add":
             if any(a.name == args.name for a in config.apis):
@@ -236,7 +238,7 @@ def cmd_apis(args: argparse.Namespace) -> int:
                 return 1
             print(f"removed {args.name}")
     finally:
-        store.close()
+        db.close()
     return 0
 
 

@@ -18,7 +18,8 @@ from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.http import create_app
 from mcp_gateway.server.mcp import GatewayMCP
-from mcp_gateway.store.sqlite import RegistrationStore
+from mcp_gateway.store.database import Database
+from mcp_gateway.store.registrations import RegistrationStore
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, use_store: bool = True) -> None:
         self.config = config
         self.catalog = Catalog()
-        self.store = RegistrationStore(config.database_path) if use_store else None
+        self.db = Database(config.database_path) if use_store else None
+        self.store = RegistrationStore(self.db) if self.db is not None else None
         self.registry = Registry(self.catalog, self.store, config.apis)
         self.pool = UpstreamPool(user_agent=config.user_agent)
         self.catalog.subscribe(self.pool.on_change)
@@ -68,5 +70,5 @@ class Gateway:
     async def aclose(self) -> None:
         """Close upstream pools and the store."""
         await self.pool.aclose()
-        if self.store is not None:
-            self.store.close()
+        if self.db is not None:
+            self.db.close()

@@ -17,7 +17,7 @@ from mcp_gateway.catalog import ApiEntry, Catalog, Origin
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
-from mcp_gateway.store.sqlite import RegistrationStore
+from mcp_gateway.store.registrations import RegistrationStore
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from mcp_gateway import __version__
+from mcp_gateway import __version__, cli_access
 from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, ToolFilter, load_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
@@ -142,6 +142,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
         gateway = Gateway(config)
         try:
             await gateway.start()
+            await gateway.run_as_local_consumer()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(gateway.watch_store)
                 async with stdio_server() as (read, write):
@@ -242,6 +243,14 @@ def cmd_apis(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_access(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config) if args.config else None)
+    if args.data_dir:
+        config = config.model_copy(update={"data_dir": Path(args.data_dir)})
+    setup_logging("warning")
+    return cli_access.run(args, config)
+
+
 # -- argument parsing -----------------------------------------------------------------
 
 
@@ -299,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     _add_filters(val)
     for p in (add, lst, val, *(apis.choices[c] for c in ("show", "remove"))):
         _add_common(p)
+    cli_access.add_parsers(sub, _add_common)
     return root
 
 
@@ -310,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command == "stdio":
             return cmd_stdio(args)
+        if args.command in ("consumers", "keys", "policies"):
+            return cmd_access(args)
         return cmd_apis(args)
     except (ConfigError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -102,6 +102,14 @@ class ServerConfig(_Model):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
 
+class AuthConfig(_Model):
+    """Who may call the gateway. Off by default: every caller sees every tool."""
+
+    enabled: bool = Field(default=False, description="require a credential on /mcp and apply policies")
+    stdio_consumer: str | None = Field(default=None, description="the consumer `mcp-gateway stdio` runs as")
+    key_rotation_grace_seconds: int = Field(default=24 * 3600, ge=0, description="old key's life after a rotation")
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration (the `gateway.yaml` root)."""
 
@@ -110,6 +118,7 @@ class GatewayConfig(_Model):
     admin_token: str | None = Field(default=None, description="enables /admin when set")
     apis: list[ApiConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     user_agent: str = "mcp-gateway/0.1"
 

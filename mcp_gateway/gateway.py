@@ -10,8 +10,9 @@ import logging
 import anyio
 from starlette.applications import Starlette
 
+from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
-from mcp_gateway.config import GatewayConfig
+from mcp_gateway.config import ConfigError, GatewayConfig
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
@@ -19,6 +20,7 @@ from mcp_gateway.registry import Registry
 from mcp_gateway.server.http import create_app
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.registrations import RegistrationStore
 
 logger = logging.getLogger(__name__)
@@ -29,31 +31,46 @@ STORE_POLL_SECONDS = 2.0
 class Gateway:
     """Everything one gateway process serves."""
 
-    def __init__(self, config: GatewayConfig, *, use_store: bool = True) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.catalog = Catalog()
-        self.db = Database(config.database_path) if use_store else None
-        self.store = RegistrationStore(self.db) if self.db is not None else None
+        self.db = Database(config.database_path)
+        self.store = RegistrationStore(self.db)
+        self.identities = IdentityStore(self.db)
+        self.access = AccessControl(self.identities, enabled=config.auth.enabled)
         self.registry = Registry(self.catalog, self.store, config.apis)
         self.pool = UpstreamPool(user_agent=config.user_agent)
         self.catalog.subscribe(self.pool.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
-        self.mcp = GatewayMCP(self.catalog, self.handler, config.server)
+        self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
 
     async def start(self) -> None:
-        """Ingest and serve every configured and registered API."""
+        """Ingest and serve every configured and registered API; load identities and policies."""
+        await self.access.reload()
         await self.registry.load_all()
         snapshot = self.catalog.snapshot
-        logger.info("serving %d tools from %d APIs", len(snapshot.tools), len(snapshot.apis))
+        logger.info(
+            "serving %d tools from %d APIs (access control %s)",
+            len(snapshot.tools), len(snapshot.apis), "on" if self.access.enabled else "off",
+        )  # fmt: skip
+
+    async def run_as_local_consumer(self) -> None:
+        """stdio: run as `auth.stdio_consumer`, under its policies (required when access control is on)."""
+        consumer = self.config.auth.stdio_consumer
+        if consumer is not None:
+            self.mcp.local_principal = await self.access.local_principal(consumer)
+        elif self.access.enabled:
+            raise ConfigError("auth is enabled: set auth.stdio_consumer to the consumer stdio runs as")
 
     async def watch_store(self) -> None:
-        """Pick up registrations made by other processes (CLI, replicas) until cancelled."""
+        """Pick up registrations and identity changes made by other processes until cancelled."""
         while True:
             await anyio.sleep(STORE_POLL_SECONDS)
             try:
                 await self.registry.refresh()
+                await self.access.refresh()
             except Exception:  # a bad poll must not end the watcher
-                logger.exception("refreshing registrations from the store failed")
+                logger.exception("refreshing from the store failed")
 
     def http_app(self) -> Starlette:
         """The HTTP front door (`/mcp`, `/healthz`, `/readyz`, `/admin`) of this gateway."""
@@ -62,13 +79,14 @@ class Gateway:
             self.registry,
             self.config.server,
             admin_token=self.config.admin_token,
+            access=self.access,
             on_start=self.start,
             on_stop=self.aclose,
             background=self.watch_store,
+            key_grace=self.config.auth.key_rotation_grace_seconds,
         )
 
     async def aclose(self) -> None:
         """Close upstream pools and the store."""
         await self.pool.aclose()
-        if self.db is not None:
-            self.db.close()
+        self.db.close()

@@ -118,8 +118,10 @@ class ToolIndex:
             term: math.log(1 + (n - len(posts) + 0.5) / (len(posts) + 0.5)) for term, posts in self._postings.items()
         }
 
-    def search(self, query: str, limit: int = 5, *, api: str | None = None) -> list[Hit]:
-        """The best `limit` tools for `query` (optionally within one API), best first."""
+    def search(
+        self, query: str, limit: int = 5, *, api: str | None = None, allowed: frozenset[str] | None = None
+    ) -> list[Hit]:
+        """The best `limit` tools for `query`, best first; optionally only one API's, or only `allowed` ones."""
         scores: dict[int, float] = defaultdict(float)
         terms = set(tokens(query))
         for term in terms:
@@ -137,7 +139,7 @@ class ToolIndex:
         hits = []
         for doc_id, score in ranked:
             tool = self.tools[doc_id]
-            if api is None or tool.api == api:
+            if (api is None or tool.api == api) and (allowed is None or tool.name in allowed):
                 hits.append(Hit(tool, round(score, 3)))
                 if len(hits) == limit:
                     break

@@ -15,12 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mcp_gateway.auth.apikeys import AuthFailure
+from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
+from mcp_gateway.server.admin_identities import AdminInputError, identity_endpoints
 
 MAX_ADMIN_BODY = 50 * 1024 * 1024
 
@@ -101,18 +104,31 @@ def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str 
         raise RegistrationError(f"invalid API registration: {errors}", 422) from None
 
 
-def admin_routes(registry: Registry, token: str) -> list[Route]:
-    """The `/admin` routes, each checking the admin bearer token."""
+def admin_routes(
+    registry: Registry, token: str, access: AccessControl | None = None, key_grace: float = 86400.0
+) -> list[Route]:
+    """The `/admin` routes, each checking the admin bearer token (never a consumer credential)."""
     expected = token.encode()
 
-    def authorized(request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, credential = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), expected)
+    def bearer(request: Request) -> str | None:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        return credential.strip() if scheme.lower() == "bearer" else None
+
+    async def is_consumer_credential(credential: str) -> bool:
+        if access is None:
+            return False
+        try:
+            await access.authenticate(credential)
+        except AuthFailure:
+            return False
+        return True
 
     def guarded(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
-            if not authorized(request):
+            credential = bearer(request)
+            if credential is None or not hmac.compare_digest(credential.encode(), expected):
+                if credential is not None and await is_consumer_credential(credential):
+                    return _error(403, "consumer credentials cannot use the admin API")
                 return JSONResponse(
                     {"error": "admin credential required"},
                     status_code=401,
@@ -122,6 +138,8 @@ def admin_routes(registry: Registry, token: str) -> list[Route]:
                 return await handler(request)
             except RegistrationError as exc:
                 return _error(exc.status, str(exc))
+            except AdminInputError as exc:
+                return _error(400, str(exc))
 
         return endpoint
 
@@ -165,7 +183,9 @@ def admin_routes(registry: Registry, token: str) -> list[Route]:
             return _error(422, str(exc), source=exc.source, pointer=exc.pointer)
         return JSONResponse(summary(result))
 
+    identity = identity_endpoints(access, key_grace) if access is not None else []
     return [
+        *(Route(path, guarded(handler), methods=methods) for path, handler, methods in identity),
         Route("/apis", guarded(list_apis), methods=["GET"]),
         Route("/apis", guarded(put_api), methods=["POST"]),
         Route("/apis/{name}", guarded(show_api), methods=["GET"]),

@@ -129,16 +129,17 @@ class DiscoveryTools:
                 self._cache = _IndexCache(snapshot.version, index)
             return self._cache.index
 
-    async def call(self, name: str, arguments: Mapping[str, Any], snapshot: Snapshot) -> types.CallToolResult:
-        """Run one meta-tool."""
-        hidden = hidden_tools(snapshot, self.settings)
+    async def call(
+        self, name: str, arguments: Mapping[str, Any], snapshot: Snapshot, visible: frozenset[str] | None = None
+    ) -> types.CallToolResult:
+        """Run one meta-tool; `visible` limits it to the tools the caller may use (None: all)."""
         if name == SEARCH:
-            return await self._search(arguments, snapshot)
+            return await self._search(arguments, snapshot, visible)
         target = arguments.get("name")
         if not isinstance(target, str) or not target:
             return error_result("Invalid arguments: name: a tool name (string) is required")
-        tool = snapshot.tools.get(target) if target in hidden or name == CALL else None
-        if tool is None:
+        tool = snapshot.tools.get(target)
+        if tool is None or (visible is not None and target not in visible):
             return error_result(f"Unknown tool: {target}. Use {SEARCH} to find tools by what they do.")
         if name == DESCRIBE:
             return _result(self._describe(tool))
@@ -147,7 +148,9 @@ class DiscoveryTools:
             return error_result("Invalid arguments: arguments: must be an object")
         return await self.handler(Call(tool=tool, api=snapshot.apis[tool.api], arguments=args))
 
-    async def _search(self, arguments: Mapping[str, Any], snapshot: Snapshot) -> types.CallToolResult:
+    async def _search(
+        self, arguments: Mapping[str, Any], snapshot: Snapshot, visible: frozenset[str] | None
+    ) -> types.CallToolResult:
         query, limit, api = arguments.get("query"), arguments.get("limit", 5), arguments.get("api")
         errors = []
         if not isinstance(query, str) or not query.strip():
@@ -161,7 +164,7 @@ class DiscoveryTools:
             errors.append(f"unexpected argument(s): {', '.join(unknown)}")
         if errors:
             return error_result("Invalid arguments for tool search_tools:\n" + "\n".join(f"- {e}" for e in errors))
-        hits = (await self.index(snapshot)).search(str(query), int(limit), api=api)
+        hits = (await self.index(snapshot)).search(str(query), int(limit), api=api, allowed=visible)
         found = []
         for rank, hit in enumerate(hits):
             entry: dict[str, Any] = {

@@ -13,7 +13,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
+from mcp_gateway.auth.middleware import RequireCredential
+from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
@@ -29,9 +32,11 @@ def create_app(
     settings: ServerConfig,
     *,
     admin_token: str | None,
+    access: AccessControl | None = None,
     on_start: Lifespan,
     on_stop: Lifespan,
     background: Lifespan | None = None,
+    key_grace: float = 86400.0,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
     running (the store watcher) and runs `on_stop` (close pools) at shutdown."""
@@ -58,13 +63,16 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if ready["value"] else 503)
 
+    mcp_app: ASGIApp = StreamableHTTPASGIApp(manager)
+    if access is not None and access.enabled:
+        mcp_app = RequireCredential(mcp_app, access.authenticate)
     routes: list[Route | Mount] = [
-        Route("/mcp", StreamableHTTPASGIApp(manager)),
+        Route("/mcp", mcp_app),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
     if admin_token:
-        routes.append(Mount("/admin", routes=admin_routes(registry, admin_token)))
+        routes.append(Mount("/admin", routes=admin_routes(registry, admin_token, access, key_grace)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

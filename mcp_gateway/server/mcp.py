@@ -22,6 +22,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Sub
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import __version__
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog, Change, Snapshot
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.pipeline import Call, Handler
@@ -74,11 +76,17 @@ class GatewayMCP:
         handler: Handler,
         settings: ServerConfig | None = None,
         *,
+        access: AccessControl | None = None,
         name: str = "mcp-gateway",
         bus: SubscriptionBus | None = None,
     ) -> None:
         self.catalog = catalog
         self.handler = handler
+        # With access control on, every request runs as a principal: from its credential
+        # (HTTP, set by RequireCredential) or the configured local consumer (stdio).
+        self.access = access if access is not None and access.enabled else None
+        self.local_principal: Principal | None = None
+        self._view_models: dict[tuple[int, frozenset[str]], list[types.Tool]] = {}
         self.settings = settings or ServerConfig()
         self.page_size = self.settings.page_size
         self.discovery = DiscoveryTools(handler, self.settings)
@@ -131,11 +139,37 @@ class GatewayMCP:
             self._tools_version = snapshot.version
         return self._tool_models
 
+    def _visible(self, ctx: ServerRequestContext[Any], snapshot: Snapshot) -> frozenset[str] | None:
+        """The tools this request's principal may use; None when access control is off."""
+        if self.access is None:
+            return None
+        principal = self.local_principal
+        if ctx.request is not None:
+            principal = getattr(ctx.request, "scope", {}).get("state", {}).get("principal")
+        if principal is None:
+            return frozenset()
+        return self.access.policy.visible(principal, snapshot.version, snapshot.ordered)
+
+    def _listed(self, snapshot: Snapshot, visible: frozenset[str] | None) -> list[types.Tool]:
+        models = self._models(snapshot)
+        if visible is None:
+            return models
+        key = (snapshot.version, visible)
+        listed = self._view_models.get(key)
+        if listed is None:
+            hidden = hidden_tools(snapshot, self.settings)
+            any_hidden = bool(hidden & visible)
+            listed = [m for m in models if m.name in visible or (m.name in self._meta_schemas and any_hidden)]
+            if len(self._view_models) > 256:
+                self._view_models.clear()
+            self._view_models[key] = listed
+        return listed
+
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         snapshot = self.catalog.snapshot
-        models = self._models(snapshot)
+        models = self._listed(snapshot, self._visible(ctx, snapshot))
         offset = _decode_cursor(params.cursor) if params is not None and params.cursor else 0
         page = models[offset : offset + self.page_size]
         end = offset + len(page)
@@ -147,10 +181,12 @@ class GatewayMCP:
     ) -> types.CallToolResult:
         snapshot = self.catalog.snapshot
         self._models(snapshot)
-        if params.name in self._meta_schemas:
-            return await self.discovery.call(params.name, params.arguments or {}, snapshot)
+        visible = self._visible(ctx, snapshot)
+        if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):
+            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible)
         tool = snapshot.tools.get(params.name)
-        if tool is None:
+        # A tool the caller may not use is answered exactly like one that does not exist.
+        if tool is None or (visible is not None and tool.name not in visible):
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
         call = Call(tool=tool, api=snapshot.apis[tool.api], arguments=dict(params.arguments or {}))
         return await self.handler(call)

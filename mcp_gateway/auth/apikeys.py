@@ -1,0 +1,67 @@
+"""API-key authentication with a cache that a revocation empties.
+
+Look-ups go to the store once per key id and then come from memory; every
+identity change made in this process empties the cache at once, and changes
+made elsewhere (CLI, other replicas) are seen within one store poll.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio.to_thread
+
+from mcp_gateway.auth import keys
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.store.identities import ApiKey, Consumer, IdentityStore
+
+MAX_CACHED = 10_000
+
+
+class AuthFailure(Exception):
+    """A credential that was refused; `error` is the RFC 6750 error code."""
+
+    def __init__(self, description: str, error: str = "invalid_token") -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class ApiKeyAuthenticator:
+    """Turns `mgw_...` keys into principals."""
+
+    def __init__(self, store: IdentityStore) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[ApiKey | None, Consumer | None]] = {}
+
+    def invalidate(self) -> None:
+        """Forget everything cached (after any identity change)."""
+        self._cache = {}
+
+    def _load(self, key_id: str) -> tuple[ApiKey | None, Consumer | None]:
+        key = self.store.key(key_id)
+        return key, (self.store.consumer(key.consumer) if key is not None else None)
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal of a presented key; AuthFailure when it is not a usable key."""
+        parsed = keys.parse(token)
+        if parsed is None:
+            raise AuthFailure("not a gateway API key")
+        key_id, secret = parsed
+        entry = self._cache.get(key_id)
+        if entry is None:
+            entry = await anyio.to_thread.run_sync(self._load, key_id)
+            if len(self._cache) >= MAX_CACHED:
+                self._cache = {}  # bounded: unknown ids cannot grow it without limit
+            self._cache[key_id] = entry
+        key, consumer = entry
+        # The same answer for an unknown id and a wrong secret: which ids exist is not told.
+        if key is None or consumer is None or not keys.matches(secret, key.secret_hash):
+            raise AuthFailure("unknown API key")
+        if key.revoked_at is not None:
+            raise AuthFailure("API key revoked")
+        if not key.usable(time.time()):
+            raise AuthFailure("API key expired")
+        if consumer.disabled:
+            raise AuthFailure("consumer disabled")
+        return Principal(consumer.name, consumer.team, consumer.org, "api_key", key.key_id)

@@ -1,0 +1,72 @@
+"""ASGI middleware that requires a bearer credential and records who presented it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_gateway.auth.apikeys import AuthFailure
+from mcp_gateway.auth.principal import Principal
+
+Authenticate = Callable[[str], Awaitable[Principal]]
+REALM = "mcp-gateway"
+
+
+def challenge(error: str | None = None, description: str | None = None, resource_metadata: str | None = None) -> str:
+    """A `WWW-Authenticate: Bearer ...` value (RFC 6750, with RFC 9728's resource_metadata)."""
+    parts = [f'realm="{REALM}"']
+    if resource_metadata:
+        parts.append(f'resource_metadata="{resource_metadata}"')
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="{}"'.format(description.replace('"', "'")))
+    return "Bearer " + ", ".join(parts)
+
+
+class RequireCredential:
+    """401 without a valid bearer credential; otherwise the Principal rides in `scope["state"]`.
+
+    `scope["user"]` is set too, in the SDK's shape, so that a stateful MCP session
+    only ever answers the principal that opened it.
+    """
+
+    def __init__(self, app: ASGIApp, authenticate: Authenticate, *, resource_metadata: str | None = None) -> None:
+        self.app = app
+        self.authenticate = authenticate
+        self.resource_metadata = resource_metadata
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await self._refuse(scope, receive, send, None, "a bearer credential is required")
+            return
+        try:
+            principal = await self.authenticate(token)
+        except AuthFailure as failure:
+            await self._refuse(scope, receive, send, failure.error, failure.description)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        scope["user"] = AuthenticatedUser(
+            AccessToken(token="", client_id=principal.consumer, scopes=sorted(principal.scopes),
+                        subject=principal.consumer, claims={"iss": f"{REALM}:{principal.via}"})
+        )  # fmt: skip
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: str | None, description: str) -> None:
+        response = JSONResponse(
+            {"error": error or "invalid_request", "error_description": description},
+            status_code=401,
+            headers={"WWW-Authenticate": challenge(error, description if error else None, self.resource_metadata)},
+        )
+        await response(scope, receive, send)

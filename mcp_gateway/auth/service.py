@@ -1,0 +1,53 @@
+"""Access control for one gateway: authenticate credentials, hold the current policies.
+
+Identity data lives in the store; this keeps what the hot path needs in memory
+(key look-ups, the indexed policies, per-principal tool views) and reloads it
+when the store's identity revision moves: at once after a change made through
+this process, within one poll after a change made elsewhere.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+
+from mcp_gateway.auth.apikeys import ApiKeyAuthenticator, AuthFailure
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.policy.access import AccessPolicy
+from mcp_gateway.store.identities import IdentityStore
+
+
+class AccessControl:
+    """Credentials in, principals out; and the policy that filters what they see."""
+
+    def __init__(self, store: IdentityStore, *, enabled: bool) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.keys = ApiKeyAuthenticator(store)
+        self.policy = AccessPolicy(())
+        self._revision = -1
+
+    async def reload(self) -> None:
+        """Read policies again and forget cached keys."""
+        revision = await anyio.to_thread.run_sync(self.store.revision)
+        policies = await anyio.to_thread.run_sync(self.store.policies)
+        self.policy = AccessPolicy(policies)
+        self.keys.invalidate()
+        self._revision = revision
+
+    async def refresh(self) -> bool:
+        """Reload when another process changed identities; True if it did."""
+        if await anyio.to_thread.run_sync(self.store.revision) == self._revision:
+            return False
+        await self.reload()
+        return True
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal behind a bearer credential (AuthFailure when refused)."""
+        return await self.keys.authenticate(token)
+
+    async def local_principal(self, consumer: str) -> Principal:
+        """The principal stdio runs as: a configured consumer, without network auth."""
+        found = await anyio.to_thread.run_sync(self.store.consumer, consumer)
+        if found is None:
+            raise AuthFailure(f"stdio consumer {consumer!r} does not exist (create it with mcp-gateway consumers add)")
+        return Principal(found.name, found.team, found.org, "local")

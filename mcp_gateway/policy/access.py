@@ -1,0 +1,73 @@
+"""Policy evaluation: the most specific level that speaks decides; deny beats allow there.
+
+Levels, most specific first: the consumer, its team, its organisation, everyone.
+At the first level with a policy whose selector matches the tool, a matching
+deny refuses and otherwise a matching allow grants. No matching policy at any
+level: refused (default deny when authentication is on). The same answer filters
+`tools/list` and guards `tools/call`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
+
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.definitions import ToolDefinition
+from mcp_gateway.store.identities import Policy, Selector
+
+MAX_CACHED_VIEWS = 1024
+
+
+def selects(selector: Selector, tool: ToolDefinition) -> bool:
+    """Whether a selector matches a tool (every given criterion must hold)."""
+    if selector.apis and not any(fnmatch.fnmatchcase(tool.api, g) for g in selector.apis):
+        return False
+    if selector.tools and not any(fnmatch.fnmatchcase(tool.name, g) for g in selector.tools):
+        return False
+    if selector.tags and not set(selector.tags) & set(tool.tags):
+        return False
+    if selector.methods and tool.operation.method.upper() not in selector.methods:
+        return False
+    return selector.read_only is None or bool(tool.annotations.get("readOnlyHint")) == selector.read_only
+
+
+class AccessPolicy:
+    """An immutable set of policies, indexed by subject."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self._by_subject: dict[tuple[str, str], list[Policy]] = defaultdict(list)
+        for policy in policies:
+            self._by_subject[(policy.subject_kind, policy.subject)].append(policy)
+        self._views: OrderedDict[tuple[object, ...], frozenset[str]] = OrderedDict()
+
+    def _levels(self, principal: Principal) -> list[list[Policy]]:
+        keys = [("consumer", principal.consumer)]
+        if principal.team:
+            keys.append(("team", principal.team))
+        if principal.org:
+            keys.append(("org", principal.org))
+        keys.append(("everyone", "*"))
+        return [self._by_subject.get(k, []) for k in keys]
+
+    def allows(self, principal: Principal, tool: ToolDefinition) -> bool:
+        """May `principal` see and call `tool`?"""
+        for level in self._levels(principal):
+            matching = [p for p in level if selects(p.selector, tool)]
+            if matching:
+                return not any(p.effect == "deny" for p in matching)
+        return False
+
+    def visible(self, principal: Principal, version: int, tools: Iterable[ToolDefinition]) -> frozenset[str]:
+        """Names of the tools `principal` may use, cached per catalog version."""
+        key = (version, principal.consumer, principal.team, principal.org)
+        view = self._views.get(key)
+        if view is None:
+            view = frozenset(t.name for t in tools if self.allows(principal, t))
+            self._views[key] = view
+            if len(self._views) > MAX_CACHED_VIEWS:
+                self._views.popitem(last=False)
+        else:
+            self._views.move_to_end(key)
+        return view

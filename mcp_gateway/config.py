@@ -10,9 +10,10 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _API_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -73,6 +74,13 @@ class ApiConfig(_Model):
     max_response_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_connections: int = Field(default=100, gt=0)
     description_max_chars: int = Field(default=1024, ge=80)
+    # Ingest tuning for large APIs (see README, "How operations become tools").
+    schema_description_max_chars: int = Field(
+        default=200, ge=0, description="descriptions inside argument and result schemas are trimmed to this; 0 drops"
+    )
+    output_schema_max_bytes: int = Field(
+        default=2048, ge=0, description="result schemas over this are cut to their shape and fewer $defs levels"
+    )
     discovery: bool = Field(default=False, description="list this API's tools only through the search meta-tools")
 
     @field_validator("name")
@@ -102,12 +110,145 @@ class ServerConfig(_Model):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
 
+# Asymmetric JWS algorithms only. HS* is left out on purpose: verifying with a shared secret would
+# let anyone holding it mint tokens, and it is the half of the classic HS/RS key-confusion attack.
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def check_authority_url(value: str, what: str) -> str:
+    """An https URL (plain http only on loopback, for development), without query or fragment."""
+    parsed = urlparse(value)
+    loopback = parsed.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parsed.netloc or not (parsed.scheme == "https" or (parsed.scheme == "http" and loopback)):
+        raise ValueError(f"{what} must be an https URL (http only on localhost): {value!r}")
+    if parsed.query or parsed.fragment:
+        raise ValueError(f"{what} must not have a query or fragment: {value!r}")
+    return value
+
+
+class IssuerConfig(_Model):
+    """One OAuth 2.1 authorization server whose JWT access tokens the gateway accepts."""
+
+    issuer: str = Field(description="the exact `iss` of its tokens (also its RFC 8414 metadata base)")
+    jwks_uri: str | None = Field(
+        default=None,
+        description="its signing keys; default: discovered from its authorization-server or OpenID metadata",
+    )
+    audience: str | None = Field(default=None, description="required `aud`; default: auth.resource")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], description="accepted `alg` values")
+    consumer_claim: str = Field(default="sub", description="the claim that names the consumer")
+    team_claim: str | None = Field(default=None, description="the claim that names the team, if any")
+    org_claim: str | None = Field(default=None, description="the claim that names the organisation, if any")
+    scopes_claim: str = Field(default="scope", description="space-separated string or list of scopes")
+    leeway_seconds: int = Field(default=60, ge=0, le=600, description="clock skew allowed on exp / nbf / iat")
+    jwks_cache_seconds: int = Field(default=3600, gt=0, description="keys are fetched again when older")
+    jwks_min_refetch_seconds: float = Field(
+        default=30.0, ge=0, description="least time between fetches caused by tokens with an unknown kid"
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return check_authority_url(value, "issuer")
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks_uri(cls, value: str | None) -> str | None:
+        return None if value is None else check_authority_url(value, "jwks_uri")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one algorithm is needed")
+        for alg in value:
+            if alg not in JWT_ALGORITHMS:
+                reason = (
+                    "shared-secret (HS*) and unsigned tokens are not supported"
+                    if alg.upper().startswith("HS") or alg.lower() == "none"
+                    else f"supported: {', '.join(JWT_ALGORITHMS)}"
+                )
+                raise ValueError(f"algorithm {alg!r} not accepted: {reason}")
+        return value
+
+
 class AuthConfig(_Model):
     """Who may call the gateway. Off by default: every caller sees every tool."""
 
     enabled: bool = Field(default=False, description="require a credential on /mcp and apply policies")
     stdio_consumer: str | None = Field(default=None, description="the consumer `mcp-gateway stdio` runs as")
     key_rotation_grace_seconds: int = Field(default=24 * 3600, ge=0, description="old key's life after a rotation")
+    resource: str | None = Field(
+        default=None,
+        description="canonical URL of this MCP endpoint (e.g. https://gateway.example.com/mcp): "
+        "the audience JWTs must carry (RFC 8707) and the `resource` of the RFC 9728 metadata",
+    )
+    issuers: list[IssuerConfig] = Field(default_factory=list, description="authorization servers trusted for JWTs")
+    required_scopes: list[str] = Field(default_factory=list, description="scopes every JWT must carry (else 403)")
+    scopes_supported: list[str] = Field(
+        default_factory=list, description="scopes advertised in the resource metadata; default: required_scopes"
+    )
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if value is not None:
+            parsed = urlparse(value)
+            # RFC 8707 §2: an absolute URI without a fragment.
+            if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.fragment:
+                raise ValueError(f"resource must be an absolute http(s) URL without fragment: {value!r}")
+        return value
+
+    @field_validator("required_scopes", "scopes_supported")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not s or any(c.isspace() for c in s)]
+        if bad:
+            raise ValueError(f"a scope is one non-empty word: {bad!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _oauth(self) -> AuthConfig:
+        names = [i.issuer for i in self.issuers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"issuer(s) listed twice: {', '.join(dupes)}")
+        if self.issuers and self.resource is None:
+            raise ValueError("auth.resource (this gateway's /mcp URL) is required when issuers are configured")
+        return self
+
+
+class ToolPick(_Model):
+    """Tools of one API that a virtual server exposes, optionally renamed and re-described."""
+
+    api: str
+    tool: str = Field(default="*", description="tool name or glob")
+    rename: str | None = Field(default=None, description="the name to expose (only with a single tool)")
+    description: str | None = None
+
+    @field_validator("rename")
+    @classmethod
+    def _rename(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and any(c in (info.data.get("tool") or "") for c in "*?["):
+            raise ValueError("rename needs one tool name, not a glob")
+        if value is not None and not re.match(r"^[A-Za-z0-9_-]{1,64}$", value):
+            raise ValueError("must match ^[A-Za-z0-9_-]{1,64}$")
+        return value
+
+
+class VirtualServerConfig(_Model):
+    """A named MCP endpoint, `/mcp/<name>`, exposing a curated part of the catalog."""
+
+    name: str
+    tools: list[ToolPick]
+    discovery: Literal["off", "on", "auto"] = "off"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _API_NAME.match(value):
+            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+        return value
 
 
 class GatewayConfig(_Model):

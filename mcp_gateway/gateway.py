@@ -10,6 +10,7 @@ import logging
 import anyio
 from starlette.applications import Starlette
 
+from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
@@ -37,7 +38,8 @@ class Gateway:
         self.db = Database(config.database_path)
         self.store = RegistrationStore(self.db)
         self.identities = IdentityStore(self.db)
-        self.access = AccessControl(self.identities, enabled=config.auth.enabled)
+        jwt = JwtVerifier(config.auth, user_agent=config.user_agent) if config.auth.issuers else None
+        self.access = AccessControl(self.identities, enabled=config.auth.enabled, jwt=jwt)
         self.registry = Registry(self.catalog, self.store, config.apis)
         self.pool = UpstreamPool(user_agent=config.user_agent)
         self.catalog.subscribe(self.pool.on_change)
@@ -87,6 +89,7 @@ class Gateway:
         )
 
     async def aclose(self) -> None:
-        """Close upstream pools and the store."""
+        """Close upstream pools, the JWKS client and the store."""
         await self.pool.aclose()
+        await self.access.aclose()
         self.db.close()

@@ -19,12 +19,21 @@ MAX_CACHED = 10_000
 
 
 class AuthFailure(Exception):
-    """A credential that was refused; `error` is the RFC 6750 error code."""
+    """A credential that was refused; `error` is the RFC 6750 error code.
 
-    def __init__(self, description: str, error: str = "invalid_token") -> None:
+    `insufficient_scope` is answered with 403 and `scope` (the scopes needed), anything else with 401.
+    """
+
+    def __init__(self, description: str, error: str = "invalid_token", scope: str | None = None) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
+        self.scope = scope
+
+    @property
+    def status(self) -> int:
+        """The HTTP status to answer with (RFC 6750 §3.1)."""
+        return 403 if self.error == "insufficient_scope" else 401
 
 
 class ApiKeyAuthenticator:

@@ -17,11 +17,18 @@ Authenticate = Callable[[str], Awaitable[Principal]]
 REALM = "mcp-gateway"
 
 
-def challenge(error: str | None = None, description: str | None = None, resource_metadata: str | None = None) -> str:
+def challenge(
+    error: str | None = None,
+    description: str | None = None,
+    resource_metadata: str | None = None,
+    scope: str | None = None,
+) -> str:
     """A `WWW-Authenticate: Bearer ...` value (RFC 6750, with RFC 9728's resource_metadata)."""
     parts = [f'realm="{REALM}"']
     if resource_metadata:
         parts.append(f'resource_metadata="{resource_metadata}"')
+    if scope:
+        parts.append(f'scope="{scope}"')
     if error:
         parts.append(f'error="{error}"')
     if description:
@@ -30,16 +37,28 @@ def challenge(error: str | None = None, description: str | None = None, resource
 
 
 class RequireCredential:
-    """401 without a valid bearer credential; otherwise the Principal rides in `scope["state"]`.
+    """401 without a valid bearer credential (403 for a token lacking a required scope);
+    otherwise the Principal rides in `scope["state"]`.
+
+    `resource_metadata` (the RFC 9728 metadata URL) and `scope` (the scopes a token needs)
+    go into every challenge, so that an OAuth client can find the authorization server.
 
     `scope["user"]` is set too, in the SDK's shape, so that a stateful MCP session
     only ever answers the principal that opened it.
     """
 
-    def __init__(self, app: ASGIApp, authenticate: Authenticate, *, resource_metadata: str | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticate: Authenticate,
+        *,
+        resource_metadata: str | None = None,
+        scope: str | None = None,
+    ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.resource_metadata = resource_metadata
+        self.scope = scope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,24 +68,30 @@ class RequireCredential:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            await self._refuse(scope, receive, send, None, "a bearer credential is required")
+            await self._refuse(scope, receive, send, None)
             return
         try:
             principal = await self.authenticate(token)
         except AuthFailure as failure:
-            await self._refuse(scope, receive, send, failure.error, failure.description)
+            await self._refuse(scope, receive, send, failure)
             return
         scope.setdefault("state", {})["principal"] = principal
+        # A session is owned by (issuer, consumer): the same name from another issuer is someone else.
+        issuer = principal.issuer or f"{REALM}:{principal.via}"
         scope["user"] = AuthenticatedUser(
             AccessToken(token="", client_id=principal.consumer, scopes=sorted(principal.scopes),
-                        subject=principal.consumer, claims={"iss": f"{REALM}:{principal.via}"})
+                        subject=principal.consumer, claims={"iss": issuer})
         )  # fmt: skip
         await self.app(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: str | None, description: str) -> None:
-        response = JSONResponse(
-            {"error": error or "invalid_request", "error_description": description},
-            status_code=401,
-            headers={"WWW-Authenticate": challenge(error, description if error else None, self.resource_metadata)},
-        )
-        await response(scope, receive, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, failure: AuthFailure | None) -> None:
+        if failure is None:
+            # No credential at all: a bare challenge, without an error code (RFC 6750 §3.1).
+            body = {"error": "invalid_request", "error_description": "a bearer credential is required"}
+            header = challenge(None, None, self.resource_metadata, self.scope)
+            status = 401
+        else:
+            body = {"error": failure.error, "error_description": failure.description}
+            header = challenge(failure.error, failure.description, self.resource_metadata, failure.scope or self.scope)
+            status = failure.status
+        await JSONResponse(body, status_code=status, headers={"WWW-Authenticate": header})(scope, receive, send)

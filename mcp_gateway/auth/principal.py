@@ -18,3 +18,4 @@ class Principal:
     via: Via = "api_key"
     credential_id: str | None = None  # the API key id or token subject, for logs; never a secret
     scopes: frozenset[str] = frozenset()
+    issuer: str | None = None  # the `iss` of a JWT; None for gateway keys and stdio

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import anyio.to_thread
 
+from mcp_gateway.auth import keys
 from mcp_gateway.auth.apikeys import ApiKeyAuthenticator, AuthFailure
+from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.policy.access import AccessPolicy
 from mcp_gateway.store.identities import IdentityStore
@@ -19,10 +21,11 @@ from mcp_gateway.store.identities import IdentityStore
 class AccessControl:
     """Credentials in, principals out; and the policy that filters what they see."""
 
-    def __init__(self, store: IdentityStore, *, enabled: bool) -> None:
+    def __init__(self, store: IdentityStore, *, enabled: bool, jwt: JwtVerifier | None = None) -> None:
         self.store = store
         self.enabled = enabled
         self.keys = ApiKeyAuthenticator(store)
+        self.jwt = jwt  # None: no trusted issuers, only gateway keys
         self.policy = AccessPolicy(())
         self._revision = -1
 
@@ -42,8 +45,20 @@ class AccessControl:
         return True
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal behind a bearer credential (AuthFailure when refused)."""
-        return await self.keys.authenticate(token)
+        """The principal behind a bearer credential (AuthFailure when refused).
+
+        `mgw_...` is a gateway key; anything else is taken for a JWT when issuers are configured.
+        A JWT principal is not looked up in the consumers table: its policies are found by the
+        consumer, team and org its claims name, exactly as for a key's consumer.
+        """
+        if self.jwt is None or token.startswith(keys.PREFIX):
+            return await self.keys.authenticate(token)
+        return await self.jwt.authenticate(token)
+
+    async def aclose(self) -> None:
+        """Release the JWT verifier's HTTP client."""
+        if self.jwt is not None:
+            await self.jwt.aclose()
 
     async def local_principal(self, consumer: str) -> Principal:
         """The principal stdio runs as: a configured consumer, without network auth."""

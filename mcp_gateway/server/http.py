@@ -1,13 +1,18 @@
-"""The HTTP front door: `/mcp` (Streamable HTTP), `/healthz`, `/readyz` and `/admin`."""
+"""The HTTP front door: `/mcp` (Streamable HTTP), `/healthz`, `/readyz`, `/admin`, and the
+RFC 9728 protected-resource metadata when JWTs from external issuers are accepted."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlparse
 
 import anyio
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.middleware import RequireCredential
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.config import ServerConfig
@@ -24,6 +30,30 @@ from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.security import HostOriginGuard
 
 Lifespan = Callable[[], Awaitable[None]]
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+def protected_resource_routes(verifier: JwtVerifier) -> tuple[list[Route], str]:
+    """RFC 9728 metadata routes for this resource, and the metadata URL that 401 challenges point to.
+
+    Served at the path-suffixed form of `auth.resource` (what MCP clients try first, e.g.
+    `/.well-known/oauth-protected-resource/mcp`) and at the bare well-known path.
+    """
+    metadata = ProtectedResourceMetadata.model_validate(
+        {
+            "resource": verifier.resource,
+            "authorization_servers": verifier.issuers,
+            "scopes_supported": verifier.scopes_supported or None,
+            "bearer_methods_supported": ["header"],
+            "resource_name": "mcp-gateway",
+        }
+    )
+    url = str(build_resource_metadata_url(metadata.resource))
+    endpoint = cors_middleware(ProtectedResourceMetadataHandler(metadata).handle, ["GET", "OPTIONS"])
+    # The gateway serves /mcp itself; behind a proxy that maps another public path to it, the
+    # public path's form is served as well.
+    paths = dict.fromkeys([urlparse(url).path, WELL_KNOWN + "/mcp", WELL_KNOWN])
+    return [Route(path, endpoint=endpoint, methods=["GET", "OPTIONS"]) for path in paths], url
 
 
 def create_app(
@@ -64,12 +94,18 @@ def create_app(
         return JSONResponse(body, status_code=200 if ready["value"] else 503)
 
     mcp_app: ASGIApp = StreamableHTTPASGIApp(manager)
+    well_known: list[Route] = []
     if access is not None and access.enabled:
-        mcp_app = RequireCredential(mcp_app, access.authenticate)
+        metadata_url = scope = None
+        if access.jwt is not None:
+            well_known, metadata_url = protected_resource_routes(access.jwt)
+            scope = " ".join(sorted(access.jwt.required_scopes)) or None
+        mcp_app = RequireCredential(mcp_app, access.authenticate, resource_metadata=metadata_url, scope=scope)
     routes: list[Route | Mount] = [
         Route("/mcp", mcp_app),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *well_known,
     ]
     if admin_token:
         routes.append(Mount("/admin", routes=admin_routes(registry, admin_token, access, key_grace)))

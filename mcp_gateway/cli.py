@@ -137,6 +137,8 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     setup_logging(config.log_level)
+    if args.server is not None and args.server not in {v.name for v in config.servers}:
+        raise ConfigError(f"no virtual server named {args.server!r} in the config")
 
     async def run() -> None:
         gateway = Gateway(config)
@@ -146,7 +148,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(gateway.watch_store)
                 async with stdio_server() as (read, write):
-                    server = gateway.mcp.server
+                    server = gateway.mcp.server if args.server is None else gateway.virtual[args.server].server
                     await server.run(read, write, server.create_initialization_options())
                 tg.cancel_scope.cancel()
         finally:
@@ -283,6 +285,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--spec", action="append", help="spec path or URL (repeatable)")
         p.add_argument("--base-url", help="override the servers of the single --spec")
         p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        if name == "stdio":
+            p.add_argument("--server", help="serve this virtual server (from the config's servers) instead")
         if name == "serve":
             p.add_argument("--host")
             p.add_argument("--port", type=int)

@@ -260,6 +260,7 @@ class GatewayConfig(_Model):
     apis: list[ApiConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    servers: list[VirtualServerConfig] = Field(default_factory=list, description="virtual servers at /mcp/<name>")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     user_agent: str = "mcp-gateway/0.1"
 

@@ -99,6 +99,14 @@ class ToolDefinition:
     # Name of the single property that wraps a non-object JSON result in
     # structured content (None when the documented result is an object).
     result_wrapper: str | None = None
+    # The catalog name of a tool a virtual server exposes under another name;
+    # policies always speak of catalog names.
+    source_name: str | None = None
+
+    @property
+    def catalog_name(self) -> str:
+        """The tool's name in the catalog, whatever a view calls it."""
+        return self.source_name or self.name
 
     def public(self) -> dict[str, Any]:
         """The tool as clients see it (the `tools/list` entry), as JSON-ready data."""

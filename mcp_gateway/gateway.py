@@ -20,6 +20,7 @@ from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.http import create_app
 from mcp_gateway.server.mcp import GatewayMCP
+from mcp_gateway.server.views import CatalogView
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.registrations import RegistrationStore
@@ -45,6 +46,18 @@ class Gateway:
         self.catalog.subscribe(self.pool.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
+        # Virtual servers: the same catalog, pipeline and policies, a curated view each.
+        self.virtual = {
+            v.name: GatewayMCP(
+                self.catalog,
+                self.handler,
+                config.server.model_copy(update={"discovery": v.discovery}),
+                access=self.access,
+                view=CatalogView(v.name, v.tools),
+                name=f"mcp-gateway/{v.name}",
+            )
+            for v in config.servers
+        }
 
     async def start(self) -> None:
         """Ingest and serve every configured and registered API; load identities and policies."""
@@ -60,7 +73,9 @@ class Gateway:
         """stdio: run as `auth.stdio_consumer`, under its policies (required when access control is on)."""
         consumer = self.config.auth.stdio_consumer
         if consumer is not None:
-            self.mcp.local_principal = await self.access.local_principal(consumer)
+            principal = await self.access.local_principal(consumer)
+            for server in (self.mcp, *self.virtual.values()):
+                server.local_principal = principal
         elif self.access.enabled:
             raise ConfigError("auth is enabled: set auth.stdio_consumer to the consumer stdio runs as")
 
@@ -86,6 +101,7 @@ class Gateway:
             on_stop=self.aclose,
             background=self.watch_store,
             key_grace=self.config.auth.key_rotation_grace_seconds,
+            virtual=self.virtual,
         )
 
     async def aclose(self) -> None:

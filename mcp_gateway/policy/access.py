@@ -24,7 +24,7 @@ def selects(selector: Selector, tool: ToolDefinition) -> bool:
     """Whether a selector matches a tool (every given criterion must hold)."""
     if selector.apis and not any(fnmatch.fnmatchcase(tool.api, g) for g in selector.apis):
         return False
-    if selector.tools and not any(fnmatch.fnmatchcase(tool.name, g) for g in selector.tools):
+    if selector.tools and not any(fnmatch.fnmatchcase(tool.catalog_name, g) for g in selector.tools):
         return False
     if selector.tags and not set(selector.tags) & set(tool.tags):
         return False
@@ -59,9 +59,11 @@ class AccessPolicy:
                 return not any(p.effect == "deny" for p in matching)
         return False
 
-    def visible(self, principal: Principal, version: int, tools: Iterable[ToolDefinition]) -> frozenset[str]:
-        """Names of the tools `principal` may use, cached per catalog version."""
-        key = (version, principal.consumer, principal.team, principal.org)
+    def visible(
+        self, principal: Principal, version: int, tools: Iterable[ToolDefinition], view: str | None = None
+    ) -> frozenset[str]:
+        """Names (as `tools` name them) of those `principal` may use, cached per catalog version and view."""
+        key = (version, view, principal.consumer, principal.team, principal.org)
         view = self._views.get(key)
         if view is None:
             view = frozenset(t.name for t in tools if self.allows(principal, t))

@@ -4,7 +4,7 @@ RFC 9728 protected-resource metadata when JWTs from external issuers are accepte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlparse
 
 import anyio
@@ -67,17 +67,23 @@ def create_app(
     on_stop: Lifespan,
     background: Lifespan | None = None,
     key_grace: float = 86400.0,
+    virtual: dict[str, GatewayMCP] | None = None,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
-    running (the store watcher) and runs `on_stop` (close pools) at shutdown."""
-    manager = StreamableHTTPSessionManager(
-        app=mcp.server,
-        stateless=settings.stateless,
-        json_response=settings.json_response,
-        # Host/Origin are checked by HostOriginGuard for every route, not only /mcp.
-        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        max_request_body_size=settings.max_request_bytes,
-    )
+    running (the store watcher) and runs `on_stop` (close pools) at shutdown.
+    `virtual` adds one endpoint per virtual server, at `/mcp/<name>`."""
+    endpoints = {"/mcp": mcp, **{f"/mcp/{name}": server for name, server in (virtual or {}).items()}}
+    managers = {
+        path: StreamableHTTPSessionManager(
+            app=server.server,
+            stateless=settings.stateless,
+            json_response=settings.json_response,
+            # Host/Origin are checked by HostOriginGuard for every route, not only /mcp.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=settings.max_request_bytes,
+        )
+        for path, server in endpoints.items()
+    }
     ready = {"value": False}
 
     async def healthz(request: Request) -> Response:
@@ -93,16 +99,19 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if ready["value"] else 503)
 
-    mcp_app: ASGIApp = StreamableHTTPASGIApp(manager)
     well_known: list[Route] = []
-    if access is not None and access.enabled:
-        metadata_url = scope = None
-        if access.jwt is not None:
-            well_known, metadata_url = protected_resource_routes(access.jwt)
-            scope = " ".join(sorted(access.jwt.required_scopes)) or None
-        mcp_app = RequireCredential(mcp_app, access.authenticate, resource_metadata=metadata_url, scope=scope)
+    metadata_url = scope = None
+    if access is not None and access.enabled and access.jwt is not None:
+        well_known, metadata_url = protected_resource_routes(access.jwt)
+        scope = " ".join(sorted(access.jwt.required_scopes)) or None
+
+    def guarded(app: ASGIApp) -> ASGIApp:
+        if access is None or not access.enabled:
+            return app
+        return RequireCredential(app, access.authenticate, resource_metadata=metadata_url, scope=scope)
+
     routes: list[Route | Mount] = [
-        Route("/mcp", mcp_app),
+        *(Route(path, guarded(StreamableHTTPASGIApp(manager))) for path, manager in managers.items()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *well_known,
@@ -112,18 +121,22 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager.run(), anyio.create_task_group() as tg:
-            await on_start()
-            if background is not None:
-                tg.start_soon(background)
-            ready["value"] = True
-            try:
-                yield
-            finally:
-                ready["value"] = False
-                tg.cancel_scope.cancel()
-                mcp.close()
-                await on_stop()
+        async with AsyncExitStack() as stack:
+            for manager in managers.values():
+                await stack.enter_async_context(manager.run())
+            async with anyio.create_task_group() as tg:
+                await on_start()
+                if background is not None:
+                    tg.start_soon(background)
+                ready["value"] = True
+                try:
+                    yield
+                finally:
+                    ready["value"] = False
+                    tg.cancel_scope.cancel()
+                    for server in endpoints.values():
+                        server.close()
+                    await on_stop()
 
     middleware = [
         Middleware(

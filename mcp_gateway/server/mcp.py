@@ -28,6 +28,7 @@ from mcp_gateway.catalog import Catalog, Change, Snapshot
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.pipeline import Call, Handler
 from mcp_gateway.server.discovery import DiscoveryTools, hidden_tools, meta_tools
+from mcp_gateway.server.views import CatalogView
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,12 @@ class GatewayMCP:
         settings: ServerConfig | None = None,
         *,
         access: AccessControl | None = None,
+        view: CatalogView | None = None,
         name: str = "mcp-gateway",
         bus: SubscriptionBus | None = None,
     ) -> None:
         self.catalog = catalog
+        self.view = view or CatalogView()
         self.handler = handler
         # With access control on, every request runs as a principal: from its credential
         # (HTTP, set by RequireCredential) or the configured local consumer (stdio).
@@ -113,7 +116,7 @@ class GatewayMCP:
     # -- handlers ------------------------------------------------------------
 
     def _input_schema(self, name: str) -> Mapping[str, Any] | None:
-        snapshot = self.catalog.snapshot
+        snapshot = self.view.of(self.catalog.snapshot)
         self._models(snapshot)
         if name in self._meta_schemas:
             return self._meta_schemas[name]
@@ -148,7 +151,7 @@ class GatewayMCP:
             principal = getattr(ctx.request, "scope", {}).get("state", {}).get("principal")
         if principal is None:
             return frozenset()
-        return self.access.policy.visible(principal, snapshot.version, snapshot.ordered)
+        return self.access.policy.visible(principal, snapshot.version, snapshot.ordered, self.view.name)
 
     def _listed(self, snapshot: Snapshot, visible: frozenset[str] | None) -> list[types.Tool]:
         models = self._models(snapshot)
@@ -168,7 +171,7 @@ class GatewayMCP:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        snapshot = self.catalog.snapshot
+        snapshot = self.view.of(self.catalog.snapshot)
         models = self._listed(snapshot, self._visible(ctx, snapshot))
         offset = _decode_cursor(params.cursor) if params is not None and params.cursor else 0
         page = models[offset : offset + self.page_size]
@@ -179,7 +182,7 @@ class GatewayMCP:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        snapshot = self.catalog.snapshot
+        snapshot = self.view.of(self.catalog.snapshot)
         self._models(snapshot)
         visible = self._visible(ctx, snapshot)
         if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):

@@ -202,3 +202,26 @@ def test_policy_levels() -> None:
     # Nobody's policies: only what everyone may use. No policy at all: nothing (default deny).
     assert {n for n, t in tools.items() if rules.allows(Principal("eve"), t)} == {"plain"}
     assert not any(AccessPolicy([]).allows(bob, t) for t in tools.values())
+
+
+async def test_a_stateful_session_answers_only_its_owner(tmp_path: Path, upstream: str, alice: str) -> None:
+    cli(tmp_path, "consumers", "add", "bob")
+    cli(tmp_path, "policies", "add", "--consumer", "bob", "--allow", "--tool", "*")
+    bob = new_key(tmp_path, "bob")
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    with running_gateway(auth_config(tmp_path, upstream, stateless=False)) as (url, _):
+        async with httpx2.AsyncClient(timeout=10) as http:
+            opened = await http.post(url, json=init, headers={**headers, "Authorization": f"Bearer {alice}"})
+            session = opened.headers["mcp-session-id"]
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            session_headers = {**headers, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-11-25"}
+            own = await http.post(url, json=listing, headers={**session_headers, "Authorization": f"Bearer {alice}"})
+            stolen = await http.post(url, json=listing, headers={**session_headers, "Authorization": f"Bearer {bob}"})
+    assert own.status_code == 200
+    assert stolen.status_code in (403, 404) and "getItem" not in stolen.text

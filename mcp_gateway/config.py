@@ -74,7 +74,7 @@ class ApiConfig(_Model):
     max_response_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_connections: int = Field(default=100, gt=0)
     description_max_chars: int = Field(default=1024, ge=80)
-    # Ingest tuning for large APIs (see README, "How operations become tools").
+    # Ingest tuning for large APIs (README, "Configuration reference").
     schema_description_max_chars: int = Field(
         default=200, ge=0, description="descriptions inside argument and result schemas are trimmed to this; 0 drops"
     )

@@ -1392,3 +1392,147 @@ def test_compile_validator_refuses_a_broken_schema() -> None:
     assert compile_validator({"type": "object", "properties": {"a": {"type": "integer"}}})({"a": "x"})
     with pytest.raises(ValueError):
         compile_validator({"type": "object", "required": True})
+
+
+# --------------------------------------------------------------------------- corpus findings (bench/ingest_corpus.py)
+
+
+def test_non_portable_patterns_are_left_out(tmp_path: Path) -> None:
+    """`\\p{L}` (Java/.NET, ECMA only with the u flag) and inline flags made the whole schema invalid for
+    Python clients (jsonschema's check of `format: regex`) or JavaScript ones: left out, with an issue."""
+    op = {"parameters": [
+        {"name": "tag", "in": "query", "schema": {"type": "string", "pattern": "^[\\p{L}\\p{N}_.:/=+\\-@]*$"}},
+        {"name": "caseless", "in": "query", "schema": {"type": "string", "pattern": "(?i)^abc$"}},
+        {"name": "plain", "in": "query", "schema": {"type": "string", "pattern": "^[a-z]+$"}},
+    ], "requestBody": json_body({"type": "object", "properties": {"labels": {
+        "type": "object", "additionalProperties": False,
+        "patternProperties": {"^\\p{Lu}": {"type": "string"}, "^x-": {"type": "integer"}}}}})}  # fmt: skip
+    result = ingest(write(tmp_path, oas({"/x": {"post": {"operationId": "op", "responses": OK, **op}}})))
+    (tool,) = result.tools
+    props = tool.input_schema["properties"]
+    assert "pattern" not in props["tag"] and "pattern" not in props["caseless"]
+    assert props["plain"]["pattern"] == "^[a-z]+$"
+    # The non-portable patternProperties entry goes; names it matched must stay acceptable.
+    assert props["labels"] == {"type": "object", "patternProperties": {"^x-": {"type": "integer"}}}
+    assert tool.validate({"labels": {"Été": "ok", "x-n": 1}}) == []
+    assert tool.validate({"labels": {"x-n": "not an integer"}})
+    assert tool.validate({"plain": "ABC"})
+    messages = sorted(i.message for i in result.issues)
+    assert len(messages) == 3 and all("not a portable" in m or "non-portable" in m for m in messages), messages
+
+
+def _chain_spec(tmp_path: Path, description: str = "A long description. " * 20) -> Path:
+    """A result that reaches a chain of named schemas: Order -> Customer -> Address -> Country."""
+    names = ["Order", "Customer", "Address", "Country"]
+    schemas: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        props: dict[str, Any] = {f"{name.lower()}_{k}": {"type": "string", "maxLength": 50, "description": description}
+                                 for k in range(6)}  # fmt: skip
+        if i + 1 < len(names):
+            props["next"] = {"$ref": "#/components/schemas/" + names[i + 1]}
+        schemas[name] = {"type": "object", "required": [f"{name.lower()}_0"], "description": description,
+                         "properties": props}  # fmt: skip
+    doc = oas({"/orders": {"get": {"operationId": "getOrder", "responses": json_response(ref("Order"))},
+                           "post": {"operationId": "addOrder", "requestBody": json_body(ref("Order")),
+                                    "responses": json_response(ref("Order"))}}}, schemas)  # fmt: skip
+    return write(tmp_path, doc)
+
+
+def test_large_output_schemas_are_cut_to_an_outline(tmp_path: Path) -> None:
+    """Stripe's and GitHub's results reach most of their APIs: a result schema over output_schema_max_bytes keeps
+    its shape (no descriptions, required or value constraints), then as many levels of $defs as fit; the rest
+    are left open. Results are never bound by their schema, so no validation outcome changes."""
+    spec = _chain_spec(tmp_path)
+    full = by_name(ingest(spec, output_schema_max_bytes=1_000_000))["getOrder"].output_schema
+    assert set(full["$defs"]) == {"Order", "Customer", "Address", "Country"}
+    assert full["$defs"]["Order"]["properties"]["order_0"]["maxLength"] == 50
+
+    tools = by_name(ingest(spec, output_schema_max_bytes=700))
+    out = tools["getOrder"].output_schema
+    assert json.dumps(out).count("description") == 0
+    assert out["anyOf"][0] == {"$ref": "#/$defs/Order"}
+    assert out["$defs"]["Order"]["properties"]["order_0"] == {"type": "string"}
+    assert "required" not in out["$defs"]["Order"]
+    assert len(json.dumps(out, separators=(",", ":"))) <= 700
+    assert set(out["$defs"]) == {"Order", "Customer", "Address"} and out["$defs"]["Address"] == {}
+
+    # The first level stays whatever the budget; the argument schema is never cut.
+    tools = by_name(ingest(spec, output_schema_max_bytes=0))
+    out = tools["addOrder"].output_schema
+    assert out["$defs"]["Customer"] == {} and out["$defs"]["Order"]["properties"]["next"] == {
+        "$ref": "#/$defs/Customer"}  # fmt: skip
+    inp = tools["addOrder"].input_schema
+    assert set(inp["$defs"]) == {"Customer", "Address", "Country"}
+    assert inp["$defs"]["Country"]["properties"]["country_0"]["maxLength"] == 50
+    bad = {"next": {"next": {"next": {"country_0": "x" * 51}}}}
+    assert tools["addOrder"].validate(bad)
+
+
+def test_descriptions_inside_schemas_are_trimmed(tmp_path: Path) -> None:
+    long = "Word " * 100
+    op = {"parameters": [{"name": "q", "in": "query", "description": long, "schema": {"type": "string"}},
+                         {"name": "empty", "in": "query", "description": " ", "schema": {"type": "string"}}],
+          "requestBody": json_body({"type": "object", "properties": {"nested": {
+              "type": "object", "description": long,
+              "properties": {"deep": {"type": "string", "description": long}}}}}),
+          "description": long}  # fmt: skip
+    tool = one_tool(tmp_path, op)
+    props = tool.input_schema["properties"]
+    assert 150 < len(props["q"]["description"]) <= 200 and props["q"]["description"].endswith("Word…")
+    assert len(props["nested"]["properties"]["deep"]["description"]) <= 200
+    assert "description" not in props["empty"]
+    assert len(tool.description) > 200  # the tool's own description has description_max_chars
+    bare = one_tool(tmp_path, op, schema_description_max_chars=0)
+    assert "description" not in json.dumps(bare.input_schema)
+    assert bare.input_schema["properties"]["nested"]["properties"] == {"deep": {"type": "string"}}
+
+
+def test_nullable_any_of_is_one_level(tmp_path: Path) -> None:
+    schemas = {"Customer": {"type": "object", "properties": {"id": {"type": "string"}}}}
+    expandable = {"nullable": True, "description": "The customer: an id or the object.",
+                  "anyOf": [{"type": "string"}, ref("Customer")]}  # fmt: skip
+    tool = one_tool(tmp_path, {"requestBody": json_body({"type": "object", "properties": {"customer": expandable}})},
+                    schemas)  # fmt: skip
+    customer = tool.input_schema["properties"]["customer"]
+    assert customer == {"description": "The customer: an id or the object.",
+                        "anyOf": [{"type": "string"}, {"$ref": "#/$defs/Customer"}, {"type": "null"}]}  # fmt: skip
+    assert tool.validate({"customer": None}) == [] and tool.validate({"customer": {"id": "c"}}) == []
+    assert tool.validate({"customer": 1})
+
+
+def test_validators_compile_on_first_call() -> None:
+    """Compiling every validator at ingest took most of the time and gigabytes for Microsoft Graph."""
+    from mcp_gateway.openapi.tools import LazyValidator
+
+    validate = LazyValidator({"type": "object", "properties": {"a": {"type": "integer"}}})
+    assert validate._validate is None
+    assert validate({"a": 1}) == [] and validate({"a": "x"})
+    assert validate._validate is not None
+    broken = LazyValidator({"type": "object", "required": True})
+    (message,) = broken({})
+    assert "cannot be compiled" in message
+
+
+def test_shared_responses_and_parameters_are_converted_once(tmp_path: Path) -> None:
+    doc = oas({f"/r{i}": {"get": {"operationId": f"r{i}", "parameters": [{"$ref": "#/components/parameters/Q"}],
+                                  "responses": {"200": {"$ref": "#/components/responses/R"}}}} for i in range(3)},
+              {"Thing": {"type": "object", "properties": {"id": {"type": "integer"}}}})  # fmt: skip
+    doc["components"]["responses"] = {"R": json_response(ref("Thing"))["200"]}
+    doc["components"]["parameters"] = {"Q": {"name": "q", "in": "query", "schema": {"type": "string"}}}
+    tools = ingest(write(tmp_path, doc)).tools
+    assert len(tools) == 3
+    assert all(t.output_schema is tools[0].output_schema for t in tools)
+    assert tools[0].output_schema["$defs"] == {"Thing": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+    assert all(t.input_schema["properties"]["q"] == {"type": "string"} for t in tools)
+
+
+def test_huge_counted_repetitions_do_not_stall_the_first_call() -> None:
+    """seldon.local/engine.json: `^.{1,2097152}` on a dozen strings. The Rust engine took 0.15 s to refuse
+    each one (too large), about 2 s per tool: at ingest before, then on the tool's first call."""
+    import time
+
+    strings = {f"s{i}": {"type": "string", "minLength": 1, "pattern": "^.{1,2097152}"} for i in range(12)}
+    started = time.process_time()
+    validate = compile_validator({"type": "object", "properties": strings})
+    assert time.process_time() - started < 0.5
+    assert validate({"s0": "ok"}) == [] and validate({"s0": ""})

@@ -221,6 +221,9 @@ class Resolver:
     root_uri: str
     documents: dict[str, Any] = field(default_factory=dict)
     loader: Callable[[str], bytes] = fetch
+    # (document URI, $ref) -> Target: large specs resolve the same references many times.
+    # Cleared when a document is replaced (see `replace`).
+    _targets: dict[tuple[str, str], Target] = field(default_factory=dict)
 
     def document(self, uri: str) -> Any:
         """The parsed document at `uri` (without fragment), loading it once."""
@@ -233,6 +236,10 @@ class Resolver:
         """Resolve `ref` found at JSON pointer `where` of the document `base_uri`."""
         if not isinstance(ref, str):
             raise SpecError(display_name(base_uri), where, "$ref must be a string")
+        cache_key = (base_uri.split("#", 1)[0], ref)
+        cached = self._targets.get(cache_key)
+        if cached is not None:
+            return cached
         absolute = urljoin(base_uri, ref) if not ref.startswith("#") else base_uri.split("#")[0] + ref
         doc_uri, fragment = urldefrag(absolute)
         base_scheme, target_scheme = urlsplit(base_uri).scheme, urlsplit(doc_uri).scheme
@@ -251,7 +258,13 @@ class Resolver:
             value = _walk_pointer(doc, pointer)
         except KeyError:
             raise SpecError(display_name(base_uri), where, f"$ref {ref!r} points to nothing") from None
-        return Target(doc_uri, pointer, value)
+        target = self._targets[cache_key] = Target(doc_uri, pointer, value)
+        return target
+
+    def replace(self, uri: str, document: Any) -> None:
+        """Put `document` in place of the one loaded from `uri` (e.g. converted from Swagger 2.0)."""
+        self.documents[urldefrag(uri)[0]] = document
+        self._targets.clear()
 
     def at(self, uri: str, pointer: str) -> Any:
         """The value at an (already unescaped-for-URI) JSON pointer of a loaded document."""

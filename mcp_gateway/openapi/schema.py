@@ -5,18 +5,30 @@ tool's schema carries just the definitions it reaches (transitively) and
 recursive schemas stay recursive. Each definition is converted once per
 direction ("in" drops `readOnly` properties, "out" drops `writeOnly` ones) and
 cached for the whole spec: ingesting a large API never converts a schema twice.
+
+Result schemas bind nothing (the tool's output schema admits any object), so one
+that would be too large for a tools/list entry becomes an "outline": its shape, and
+only as many levels of `$defs` as fit (`defs_within`, `outline_defs`). Argument
+schemas are never cut. Descriptions inside schemas are trimmed; regexes that not
+every client can compile are left out (with an issue).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp_gateway.definitions import Issue
 from mcp_gateway.openapi.load import Resolver, Target, display_name, pointer_join
 
-Direction = Literal["in", "out"]
+# "in": argument schemas (no readOnly properties). "out": result schemas (no writeOnly
+# properties). "outline": result schemas cut to their shape, for results whose full
+# schema is over the API's output_schema_max_bytes (see `outline_defs`).
+Direction = Literal["in", "out", "outline"]
 
 # Keywords whose value is a schema / a map of schemas / a list of schemas.
 _SCHEMA_VALUED = ("items", "not", "additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
@@ -44,6 +56,58 @@ _NON_NEGATIVE_INTS = frozenset(("maxLength", "minLength", "maxItems", "minItems"
 _NUMBERS = frozenset(("maximum", "minimum"))
 _STRINGS = frozenset(("description", "format", "pattern", "contentMediaType", "contentEncoding"))
 _BOOLEANS = frozenset(("uniqueItems", "deprecated"))
+# What an "outline" result schema leaves out: annotations, `required` and value constraints,
+# keeping types, properties, items, enums, formats and composition. Result schemas never
+# bind (they admit any object), so this only shortens the documentation.
+_OUTLINE_DROPS = frozenset((
+    "description", "examples", "default", "deprecated", "required", "pattern", "minLength", "maxLength", "minimum",
+    "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems",
+    "minContains", "maxContains", "minProperties", "maxProperties", "dependentRequired",
+))  # fmt: skip
+# ECMA-262 has no inline flags, comments, atomic groups or named groups in Python's (?P<...>)
+# spelling, nor the \A \Z \z anchors: regexes using them break JavaScript clients (ajv).
+_NOT_ECMA = re.compile(r"(?<!\\)\(\?(?![:=!]|<[=!]|<[A-Za-z_$][\w$]*>)|\\[AZzG]")
+
+
+@functools.lru_cache(maxsize=4096)
+def portable_pattern(pattern: str) -> bool:
+    """Whether a `pattern` reads the same in the regex engines clients check schemas with.
+
+    JSON Schema patterns are ECMA-262; Python clients (jsonschema's `format: regex`
+    check of schemas, used by the MCP Python SDK before it validates a result) compile
+    them with `re`. Specs often use engine-specific syntax such as `\\p{L}` (Java, .NET,
+    ECMA with the u flag) that `re` rejects, making the whole schema invalid there.
+    """
+    if _NOT_ECMA.search(pattern):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set" and similar FutureWarnings
+            re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return False
+    return True
+
+
+_WS = re.compile(r"[ \t]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def trim_text(text: str, limit: int) -> str:
+    """Trim to `limit` characters at a word boundary, marking the cut with an ellipsis."""
+    text = _BLANK_LINES.sub("\n\n", _WS.sub(" ", text.replace("\r\n", "\n"))).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-\n") + "…"
+
+
+def json_size(value: Any) -> int:
+    """The length of `value` as compact JSON (characters: bytes for ASCII text)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
 def _is_number(value: Any) -> bool:
@@ -87,6 +151,11 @@ def _plain_value(key: str, value: Any) -> Any:
 def _wrap_or_null(out: dict[str, Any]) -> None:
     """Turn `out` in place into `{anyOf: [<out>, {type: null}]}`, keeping annotations outside."""
     inner = {k: out.pop(k) for k in list(out) if k not in _ANNOTATIONS}
+    if list(inner) == ["anyOf"] and isinstance(inner["anyOf"], list):
+        # `anyOf: [{anyOf: [A, B]}, null]` is `anyOf: [A, B, null]`, a level shorter (common: a
+        # nullable 3.0 schema whose `anyOf` lists an id or the object it names).
+        out["anyOf"] = [*inner["anyOf"], {"type": "null"}]
+        return
     out["anyOf"] = [inner, {"type": "null"}]
 
 
@@ -113,12 +182,17 @@ class SchemaConverter:
     resolver: Resolver
     version: str  # "3.0" or "3.1" (2.0 documents are converted to 3.0 first)
     issues: list[Issue] = field(default_factory=list)
+    # Descriptions inside schemas are trimmed to this many characters (0 drops them).
+    description_max_chars: int | None = None
     # (uri, pointer) -> $defs name, shared by both directions.
     _names: dict[tuple[str, str], str] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)
     # (uri, pointer, direction) -> converted definition body and the def keys it references.
     _defs: dict[tuple[str, str, str], tuple[Any, frozenset[tuple[str, str]]]] = field(default_factory=dict)
     _in_progress: set[tuple[str, str, str]] = field(default_factory=set)
+    # (uri, pointer, direction) -> compact JSON size of the `$defs` entry (name and body).
+    _sizes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    _descriptions: dict[str, str | None] = field(default_factory=dict)
 
     def convert(self, schema: Any, uri: str, pointer: str, direction: Direction) -> tuple[Any, set[tuple[str, str]]]:
         """Convert one schema found at `uri#pointer`; returns it and the def keys it references."""
@@ -140,6 +214,60 @@ class SchemaConverter:
             stack.extend(inner)
         return dict(sorted(out.items()))
 
+    def defs_within(self, refs: set[tuple[str, str]], direction: Direction, budget: int) -> dict[str, Any] | None:
+        """`defs_for(refs, direction)` if that block is at most `budget` characters of JSON, else None.
+
+        Stops walking as soon as the budget is spent, so asking about a schema that
+        reaches half of a huge API costs no more than asking about a small one.
+        """
+        out: dict[str, Any] = {}
+        stack = list(refs)
+        seen: set[tuple[str, str]] = set()
+        used = 0
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            body, inner = self._definition(key, direction)
+            used += self._size(key, direction)
+            if used > budget:
+                return None
+            out[self._names[key]] = body
+            stack.extend(inner)
+        return dict(sorted(out.items()))
+
+    def outline_defs(self, refs: set[tuple[str, str]], budget: int) -> dict[str, Any]:
+        """The `$defs` block of an "outline" result schema: named definitions level by level
+        (those the schema references, then those they reference, ...) while the block stays
+        within `budget` characters of JSON; the first level always. Definitions past the
+        last level kept are left open (`{}`), so every `$ref` still resolves.
+
+        Result schemas admit any object whatever they document, so leaving a definition
+        open changes no validation outcome; it only shortens the tools/list entry.
+        """
+        kept: dict[tuple[str, str], Any] = {}
+        level = set(refs)
+        used = 0
+        while level:
+            cost = 0
+            after: set[tuple[str, str]] = set()
+            for key in level:
+                _, inner = self._definition(key, "outline")
+                cost += self._size(key, "outline")
+                after |= inner
+            after -= kept.keys() | level
+            stubs = sum(len(self._names[key]) + 6 for key in after)  # "name":{},
+            if kept and used + cost + stubs > budget:
+                break
+            for key in level:
+                kept[key] = self._definition(key, "outline")[0]
+            used += cost
+            level = after
+        out = {self._names[key]: body for key, body in kept.items()}
+        out.update((self._names[key], {}) for key in level)
+        return dict(sorted(out.items()))
+
     def resolved(self, schema: Any, uri: str, pointer: str) -> Target:
         """Follow `$ref`s from a schema to the schema object they denote."""
         return self.resolver.deref(uri, schema, pointer)
@@ -157,6 +285,23 @@ class SchemaConverter:
             self._taken.add(name)
             self._names[key] = name
         return name
+
+    def _size(self, key: tuple[str, str], direction: Direction) -> int:
+        """Compact JSON size of a converted definition as a `$defs` entry, measured once per spec."""
+        cache_key = (key[0], key[1], direction)
+        size = self._sizes.get(cache_key)
+        if size is None:
+            size = self._sizes[cache_key] = json_size(self._definition(key, direction)[0]) + len(self._names[key]) + 4
+        return size
+
+    def description(self, text: str) -> str | None:
+        """A description inside a schema, trimmed to `description_max_chars` (None: leave it out)."""
+        limit = self.description_max_chars
+        if limit is None or (len(text) <= limit and text.strip()):
+            return text
+        if text not in self._descriptions:  # (large APIs repeat their long descriptions)
+            self._descriptions[text] = trim_text(text, limit) if limit and text.strip() else None
+        return self._descriptions[text]
 
     def _definition(self, key: tuple[str, str], direction: Direction) -> tuple[Any, frozenset[tuple[str, str]]]:
         cache_key = (key[0], key[1], direction)
@@ -195,8 +340,9 @@ class SchemaConverter:
             refs.add(target.key)
             out = {"$ref": "#/$defs/" + self._name_for(target.key)}
         # 3.0 ignores $ref siblings; 3.1 (and 2020-12) applies them. Keep only a description either way.
-        if isinstance(schema.get("description"), str) and isinstance(out, dict):
-            out = {**out, "description": schema["description"]} if "$ref" in out else out
+        if isinstance(schema.get("description"), str) and isinstance(out, dict) and direction != "outline":
+            text = self.description(schema["description"])
+            out = {**out, "description": text} if "$ref" in out and text is not None else out
         return out
 
     def _convert(self, schema: Any, uri: str, pointer: str, direction: Direction,
@@ -215,6 +361,7 @@ class SchemaConverter:
             return ref_out
 
         out: dict[str, Any] = {}
+        open_up = False  # a patternProperties entry was left out
         for key, value in schema.items():
             if key in _PLAIN:
                 clean = _plain_value(key, value)
@@ -222,6 +369,15 @@ class SchemaConverter:
                     self.issues.append(
                         Issue(display_name(uri), pointer_join(pointer, key), f"invalid {key!r} value ignored")
                     )
+                elif key == "pattern" and not portable_pattern(clean):
+                    # Kept, the pattern would make the whole tool list invalid for Python clients
+                    # (and some JavaScript ones); dropped, the argument is checked a little less.
+                    message = "pattern is not a portable (ECMA-262 and Python) regex: left out"
+                    self.issues.append(Issue(display_name(uri), pointer_join(pointer, key), message))
+                elif key == "description":
+                    text = self.description(clean)
+                    if text is not None:
+                        out[key] = text
                 else:
                     out[key] = clean
             elif key == "items" and isinstance(value, list):
@@ -232,6 +388,16 @@ class SchemaConverter:
                 ]
             elif key in _SCHEMA_VALUED:
                 out[key] = self._convert(value, uri, pointer_join(pointer, key), direction, refs)
+            elif key == "patternProperties" and isinstance(value, dict):
+                out[key] = {
+                    name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
+                    for name, sub in value.items()
+                    if isinstance(name, str) and portable_pattern(name)
+                }
+                if len(out[key]) < len(value):
+                    self.issues.append(Issue(display_name(uri), pointer_join(pointer, key),
+                                             "patternProperties with a non-portable regex: left out"))  # fmt: skip
+                    open_up = True
             elif key in _SCHEMA_MAPS and isinstance(value, dict):
                 out[key] = {
                     name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
@@ -251,8 +417,15 @@ class SchemaConverter:
                     name: self._convert(sub, uri, pointer_join(pointer, key, name), direction, refs)
                     for name, sub in value.items()
                 }
+        if open_up:
+            # Names the dropped regex matched must stay acceptable: loosen rather than reject.
+            out.pop("additionalProperties", None)
+            out.pop("unevaluatedProperties", None)
         self._fix_openapi_isms(schema, out)
         self._drop_direction_props(schema, out, uri, pointer, direction)
+        if direction == "outline":
+            for key in _OUTLINE_DROPS.intersection(out):
+                del out[key]
         return out
 
     def _fix_openapi_isms(self, schema: dict[str, Any], out: dict[str, Any]) -> None:
@@ -311,7 +484,7 @@ class SchemaConverter:
         props = schema.get("properties")
         if not isinstance(props, dict):
             return
-        hide = "readOnly" if direction == "in" else "writeOnly"
+        hide = "readOnly" if direction == "in" else "writeOnly"  # out, outline: writeOnly
         dropped = [name for name, sub in props.items() if self._flag(sub, uri, pointer, hide)]
         if not dropped:
             return

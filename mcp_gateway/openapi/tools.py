@@ -16,6 +16,8 @@ Rules a reader of the generated tools should know (also in the README):
 from __future__ import annotations
 
 import fnmatch
+import functools
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,15 +39,13 @@ from mcp_gateway.definitions import (
 )
 from mcp_gateway.openapi import naming, swagger2
 from mcp_gateway.openapi.load import LoadedSpec, display_name, load_spec, pointer_join
-from mcp_gateway.openapi.schema import SchemaConverter
+from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
 _IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
-_WS = re.compile(r"[ \t]+")
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
-_BLANK_LINES = re.compile(r"\n{3,}")
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
 
@@ -94,18 +94,6 @@ def media_kind(media_type: str, schema: Any = None) -> str:
     if m in ("*/*", "application/*") and isinstance(schema, dict) and schema.get("format") not in ("binary", "byte"):
         return "json"
     return "binary"
-
-
-def trim_text(text: str, limit: int) -> str:
-    """Trim to `limit` characters at a word boundary, marking the cut with an ellipsis."""
-    text = _BLANK_LINES.sub("\n\n", _WS.sub(" ", text.replace("\r\n", "\n"))).strip()
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-\n") + "…"
 
 
 def _matches(value: str | None, globs: list[str]) -> bool:
@@ -167,6 +155,8 @@ def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
     Raises ValueError when the schema cannot be compiled even so.
     """
     try:
+        if _HUGE_REPEAT.search(json.dumps(schema, default=str)):
+            raise ValueError("a pattern the Rust engine would take long to refuse")  # (skip the slow attempt)
         validator = jsonschema_rs.Draft202012Validator(schema)
     except ValueError:  # jsonschema_rs.ValidationError is a ValueError
         validator = jsonschema_rs.Draft202012Validator(_without_bad_patterns(schema))
@@ -183,7 +173,41 @@ def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
     return validate
 
 
+class LazyValidator:
+    """`compile_validator(schema)`, compiled on the first call instead of at ingest.
+
+    Compiled validators hold their whole schema, `$defs` included, in native memory: for
+    an API of 20,000 operations that is gigabytes and most of the ingest time, spent on
+    tools most sessions never call. A schema that cannot be compiled (not expected: the
+    converter emits valid 2020-12, which bench/ingest_corpus.py checks on every public spec)
+    makes each call of that tool fail with a message, never the gateway.
+    """
+
+    __slots__ = ("_schema", "_validate")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._schema = schema
+        self._validate: ArgumentValidator | None = None
+
+    def __call__(self, arguments: Mapping[str, Any]) -> list[str]:
+        if self._validate is None:
+            try:
+                self._validate = compile_validator(self._schema)
+            except ValueError as exc:
+                message = f"the tool's argument schema cannot be compiled: {exc}"
+                self._validate = lambda _arguments: [message]
+        return self._validate(arguments)
+
+
+# A counted repetition of 100,000 or more (`^.{1,2097152}` in seldon.local/engine.json): the Rust
+# engine spends 0.15 s building it before refusing it (too large), once per occurrence.
+_HUGE_REPEAT = re.compile(r"\{(?:\d{6,},?\d*|\d*,\d{6,})\}")
+
+
+@functools.lru_cache(maxsize=4096)
 def _regex_ok(pattern: str) -> bool:
+    if _HUGE_REPEAT.search(pattern):
+        return False
     try:
         jsonschema_rs.Draft202012Validator({"pattern": pattern})
     except ValueError:
@@ -221,7 +245,12 @@ class _ToolBuilder:
         self.data = data
         self.api = api
         self.issues: list[Issue] = []
-        self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues)
+        # (uri, pointer) of a success response -> what `output()` makes of it.
+        self._outputs: dict[tuple[str, str], tuple[dict[str, Any] | None, str | None, str | None]] = {}
+        # (uri, pointer, name, location) of a parameter -> its argument schema, content type and $defs keys.
+        self._params: dict[tuple[str, str, str, str], tuple[Any, str | None, frozenset[Any]]] = {}
+        self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues,
+                                       description_max_chars=api.schema_description_max_chars)  # fmt: skip
 
     def deref(self, node: Any, uri: str, pointer: str) -> tuple[Any, str, str]:
         """Follow `$ref`s from `node`, found at `uri#pointer`; returns the value and where it is.
@@ -249,6 +278,17 @@ class _ToolBuilder:
         return [p for p in ordered if not (p[0]["in"] == "header" and str(p[0]["name"]).lower() in _IGNORED_HEADERS)]
 
     def param_schema(self, param: dict[str, Any], uri: str, ptr: str, refs: set[Any]) -> tuple[Any, str | None]:
+        """The argument schema and content type of a parameter; each shared one is made once."""
+        key = (uri, ptr, str(param["name"]), str(param["in"]))
+        cached = self._params.get(key)
+        if cached is None:
+            used: set[Any] = set()
+            schema, content_type = self._param_schema(param, uri, ptr, used)
+            cached = self._params[key] = (schema, content_type, frozenset(used))
+        refs |= cached[2]
+        return cached[0], cached[1]
+
+    def _param_schema(self, param: dict[str, Any], uri: str, ptr: str, refs: set[Any]) -> tuple[Any, str | None]:
         content_type = None
         if "schema" in param:
             raw, raw_ptr = param["schema"], pointer_join(ptr, "schema")
@@ -263,7 +303,9 @@ class _ToolBuilder:
         # Boolean schemas (3.1): true admits anything, false nothing.
         schema = dict(schema) if isinstance(schema, dict) else ({} if schema is True else {"not": {}})
         if isinstance(param.get("description"), str) and "description" not in schema:
-            schema["description"] = param["description"]
+            text = self.schemas.description(param["description"])
+            if text is not None:
+                schema["description"] = text
         if "example" in param and "examples" not in schema:
             schema["examples"] = [param["example"]]
         if param.get("deprecated"):
@@ -331,8 +373,9 @@ class _ToolBuilder:
             refs |= used
             if kind == "text" and schema == {}:
                 schema = {"type": "string"}
-        if isinstance(schema, dict) and isinstance(body.get("description"), str) and "description" not in schema:
-            schema = {**schema, "description": body["description"]}
+        text = self.schemas.description(body["description"]) if isinstance(body.get("description"), str) else None
+        if isinstance(schema, dict) and text is not None and "description" not in schema:
+            schema = {**schema, "description": text}
         props[arg] = schema
         if body_required:
             required.append(arg)
@@ -397,31 +440,47 @@ class _ToolBuilder:
             content = resp.get("content") if isinstance(resp, dict) else None
             if not isinstance(content, dict) or not content:
                 continue
-            json_types = [m for m in content if media_kind(m) == "json" and m.strip() not in ("*/*", "application/*")]
-            if not json_types:
-                return None, None, ", ".join(content)
-            # Plain application/json first (as for request bodies), then the first +json type.
-            exact = [m for m in json_types if m.split(";", 1)[0].strip().lower() == "application/json"]
-            media_type = (exact or json_types)[0]
-            media = content[media_type] if isinstance(content[media_type], dict) else {}
-            if "schema" not in media:
-                return None, None, media_type
-            s_ptr = pointer_join(r_ptr, "content", media_type, "schema")
-            schema, refs = self.schemas.convert(media["schema"], uri, s_ptr, "out")
-            is_object = self._is_object(media["schema"], uri, s_ptr)
-            wrapper = None
-            documented: Any = schema
-            if not is_object:
-                wrapper = "result"
-                documented = {"type": "object", "properties": {"result": schema}}
-            # The documented shape is advice, not a contract: `anyOf` with an open object
-            # keeps a drifting upstream's answer valid for clients that check outputSchema.
-            out: dict[str, Any] = {"type": "object", "anyOf": [documented, {"type": "object"}]}
-            defs = self.schemas.defs_for(refs, "out")
-            if defs:
-                out["$defs"] = defs
-            return out, wrapper, media_type
+            # Large APIs share response objects between many operations: each is read once.
+            cached = self._outputs.get((uri, r_ptr))
+            if cached is None:
+                cached = self._outputs[(uri, r_ptr)] = self._response_output(content, uri, r_ptr)
+            return cached
         return None, None, None
+
+    def _response_output(self, content: dict[str, Any], uri: str,
+                         r_ptr: str) -> tuple[dict[str, Any] | None, str | None, str | None]:  # fmt: skip
+        """`output()` for the success response at `uri#r_ptr`, whose `content` is not empty."""
+        json_types = [m for m in content if media_kind(m) == "json" and m.strip() not in ("*/*", "application/*")]
+        if not json_types:
+            return None, None, ", ".join(content)
+        # Plain application/json first (as for request bodies), then the first +json type.
+        exact = [m for m in json_types if m.split(";", 1)[0].strip().lower() == "application/json"]
+        media_type = (exact or json_types)[0]
+        media = content[media_type] if isinstance(content[media_type], dict) else {}
+        if "schema" not in media:
+            return None, None, media_type
+        s_ptr = pointer_join(r_ptr, "content", media_type, "schema")
+        schema, refs = self.schemas.convert(media["schema"], uri, s_ptr, "out")
+        wrapper = None if self._is_object(media["schema"], uri, s_ptr) else "result"
+        # The documented shape is advice, not a contract: `anyOf` with an open object
+        # keeps a drifting upstream's answer valid for clients that check outputSchema.
+        out: dict[str, Any] = {"type": "object", "anyOf": [self._documented(schema, wrapper), {"type": "object"}]}
+        budget = self.api.output_schema_max_bytes
+        defs = self.schemas.defs_within(refs, "out", budget - json_size(out))
+        if defs is None:
+            # Too large for one tools/list entry (whole APIs reachable from one result are
+            # common): its shape only, and as many levels of definitions as fit.
+            schema, refs = self.schemas.convert(media["schema"], uri, s_ptr, "outline")
+            out["anyOf"][0] = self._documented(schema, wrapper)
+            defs = self.schemas.outline_defs(refs, budget - json_size(out))
+        if defs:
+            out["$defs"] = defs
+        return out, wrapper, media_type
+
+    @staticmethod
+    def _documented(schema: Any, wrapper: str | None) -> Any:
+        """A result schema as structured content carries it: non-objects wrapped in `wrapper`."""
+        return {"type": "object", "properties": {wrapper: schema}} if wrapper else schema
 
     def _is_object(self, schema: Any, uri: str, ptr: str, depth: int = 0) -> bool:
         """Whether a (response) schema always describes a JSON object: `type: object`,
@@ -497,10 +556,7 @@ class _ToolBuilder:
         if defs:
             input_schema["$defs"] = defs
         output_schema, wrapper, accept = self.output(op, item_uri, op_ptr)
-        try:
-            validate = compile_validator(input_schema)
-        except ValueError as exc:
-            raise SpecError(display_name(item_uri), op_ptr, f"input schema cannot be compiled: {exc}") from None
+        validate = LazyValidator(input_schema)
 
         summary = op.get("summary") if isinstance(op.get("summary"), str) else None
         description = op.get("description") if isinstance(op.get("description"), str) else None
@@ -543,7 +599,7 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
     data = swagger2.convert(spec.data) if version == "2.0" else spec.data
     if version == "2.0":
         # References inside the converted root now point into the 3.0 layout.
-        spec.resolver.documents[spec.uri.split("#")[0]] = data
+        spec.resolver.replace(spec.uri, data)
     paths = data.get("paths")
     if paths is None and version != "3.1":
         raise SpecError(spec.source, "/paths", "missing 'paths'")

@@ -384,7 +384,7 @@ def test_form_body() -> None:
     content = (req.content or b"").decode()
     assert content == (
         "name=a%20b%2Bc%26d%3De&tags=x&tags=y&nested=%7B%22k%22%3A1%7D&meta=%5B1%2C2%5D"
-        "&filter[color]=red&ids=1,2&url=http://x/y?z&flag=true"
+        "&filter[color]=red&ids=1%2C2&url=http://x/y?z&flag=true"
     )
     assert parse_qsl(content)[0] == ("name", "a b+c&d=e")
 
@@ -619,3 +619,81 @@ async def test_round_trip_through_real_server(echo_server: str) -> None:
     assert got["query"] == ""
     assert base64.b64decode(got["body"]) == '{"ü":[1]}'.encode()
     assert dict((k, v) for k, v in got["headers"])["content-type"] == "application/json"
+
+
+# ------------------------------------------------------------------ regressions found by the fidelity benchmark
+
+
+def test_path_template_fragment_is_not_sent() -> None:
+    # AWS specs in the APIs.guru corpus tell operations on one path apart by a fragment.
+    p = param("path", "simple", False, name="MeetingId", required=True)
+    q = param("query", "form", True, name="operation", required=True)
+    req = build(p, q, path="/meetings/{MeetingId}/transcription#operation=stop", MeetingId="m 1", operation="stop")
+    assert req.url == f"{BASE}/meetings/m%201/transcription?operation=stop"
+    assert build(path="/#X-Amz-Target=Athena.GetQuery").url == f"{BASE}/"
+    # A "#" inside braces is part of a variable name, not a fragment.
+    assert build(param("path", "simple", False, name="#a", required=True), path="/x/{#a}", **{"#a": "v"}).url == (
+        f"{BASE}/x/v"
+    )
+
+
+def test_path_template_with_its_own_query() -> None:
+    lat = param("path", "simple", False, name="lat", required=True)
+    lon = param("path", "simple", False, name="lon", required=True)
+    key = param("query", "form", True, name="key")
+    req = build(lat, lon, key, path="/alerts?lat={lat}&lon={lon}", lat=1.5, lon="a&b", key="k")
+    assert req.url == f"{BASE}/alerts?lat=1.5&lon=a%26b&key=k"
+    # Literal parts are kept; a template without variables still works.
+    assert build(path="/bucket?tagging").url == f"{BASE}/bucket?tagging"
+    assert build(key, path="/bucket?versions&x=1#frag", key="k").url == f"{BASE}/bucket?versions&x=1&key=k"
+
+
+def test_path_template_query_variable_declared_as_query_parameter_is_sent_once() -> None:
+    # medium.com: `/search/users?query={query}` with `query` declared `in: query`; ingest adds an
+    # implicit path parameter for the variable, the query parameter is the one sent.
+    implicit = param("path", "simple", False, name="query", required=True)
+    declared = param("query", "form", True, name="query", arg="query_query", required=True)
+    req = build(implicit, declared, path="/search/users?query={query}", query="x", query_query="a b")
+    assert req.url == f"{BASE}/search/users?query=a%20b"
+
+
+def test_form_body_delimiters_are_percent_encoded() -> None:
+    body = BodyPlan(
+        media_type="application/x-www-form-urlencoded",
+        kind="form",
+        arg="body",
+        encoding={
+            "ids": EncodingPlan(style="form", explode=False),
+            "point": EncodingPlan(style="form", explode=False),
+            "raw": EncodingPlan(style="form", explode=False, allow_reserved=True),
+        },
+    )
+    req = build(plan_body=body, body={"ids": [1, "a,b"], "point": {"x": 1}, "raw": ["p/q", "r"]})
+    assert req.content == b"ids=1%2Ca%2Cb&point=x%2C1&raw=p/q,r"
+    assert parse_qsl((req.content or b"").decode()) == [("ids", "1,a,b"), ("point", "x,1"), ("raw", "p/q,r")]
+    # A query string keeps the style table's literal commas.
+    assert build(param("query", "form", False, name="ids"), ids=[1, 2]).url == f"{BASE}/x?ids=1,2"
+
+
+def test_integral_floats_are_sent_as_integers() -> None:
+    q = param("query", "form", True, name="n")
+    assert build(q, n=5.0).url == f"{BASE}/x?n=5"
+    assert build(q, n=-0.0).url == f"{BASE}/x?n=0"
+    assert build(q, n=2.5).url == f"{BASE}/x?n=2.5"
+    assert build(q, n=1e300).url == f"{BASE}/x?n=1e%2B300"  # not exact as an integer: left as it is
+    assert build(q, n=[1.0, 1.5]).url == f"{BASE}/x?n=1&n=1.5"
+    path = param("path", "simple", False, name="id", required=True)
+    assert build(path, path="/items/{id}", id=42.0).url == f"{BASE}/items/42"
+    req = build(param("header", "simple", False, name="X-N"), **{"X-N": 3.0})
+    assert ("X-N", "3") in req.headers
+
+
+@pytest.mark.parametrize("location", ["query", "header", "cookie"])
+@pytest.mark.parametrize("value", [[], {}, [None]])
+def test_required_parameter_with_an_empty_value_is_an_error(location: str, value: Any) -> None:
+    style = "simple" if location == "header" else "form"
+    with pytest.raises(RequestBuildError, match=r"'tags'.*empty value sends nothing"):
+        build(param(location, style, True, name="tags", required=True), tags=value)
+    # Optional: left out, as RFC 6570 says.
+    req = build(param(location, style, True, name="tags"), tags=value)
+    assert req.url == f"{BASE}/x" and not [h for h in req.headers if h[0] in ("tags", "Cookie")]

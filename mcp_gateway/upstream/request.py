@@ -15,9 +15,17 @@ Decisions where the specification is silent, ambiguous or unsafe:
   (`a[b][c]=v`); an array inside repeats the key (`a[b]=1&a[b]=2`). A top-level array with
   `deepObject`, and arrays with `spaceDelimited`/`pipeDelimited` and explode=true, repeat the name
   like `form`.
+* A form body (application/x-www-form-urlencoded) is form-urlencoded as a whole: the `,` that joins
+  a non-exploded `form` array or object is sent as `%2C` unless the field's encoding allows reserved
+  characters (a decoder sees the same text; a literal `,` is a reserved character in the value).
+* A path template may carry a `#fragment` (never sent: some specs tell operations apart by it) or
+  its own `?query` (sent before the query parameters; a part naming a query parameter is left to it).
 * `allowReserved` keeps RFC 3986 reserved characters unencoded in query values EXCEPT `&`, `=`,
   `#` and `+` (and `%`): a value must never be able to start a new parameter, end the query, or
   be read as a space by form parsers. Names are always fully encoded.
+* Numbers in parameters: a float with an integral value is written as an integer (`5.0` as `5`,
+  as JavaScript does), so an `integer` parameter given 5.0 never reaches the upstream as "5.0".
+  A required parameter whose value serialises to nothing (an empty array or object) is an error.
 * Nested composite values (an object inside an array, an array inside an object...) outside
   `deepObject` are sent as compact JSON text. Empty arrays and objects are "undefined" in
   RFC 6570: the parameter is omitted (in the path this is an error). `None` items are skipped.
@@ -75,9 +83,12 @@ _STRICT = ""
 _RESERVED = ":/?[]@!$'()*,;"
 # Literal parts of a path template: keep pchar, "/" and existing escapes.
 _PATH_LITERAL_SAFE = "/%:@!$&'()*+,;="
+# Literal query part of a path template (`/alerts?lat={lat}`): as above plus "?".
+_QUERY_LITERAL_SAFE = _PATH_LITERAL_SAFE + "?"
 _DELIMITERS = {"spaceDelimited": "%20", "pipeDelimited": "%7C"}
 _DOT_SEGMENTS = frozenset(("", ".", ".."))
 _DOT_ONLY = frozenset((".", ".."))
+_EXACT = 2.0**53  # floats below this are exact integers when integral
 
 _TEMPLATE_RE = re.compile(r"\{([^{}]+)\}")
 _HEADER_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -116,19 +127,30 @@ def build_request(plan: OperationPlan, base_url: str, arguments: Mapping[str, An
                 value = p.delimiter.join([_text(v) for v in value if v is not None])
             location = p.location
             if location == "query":
+                before = len(query)
                 _add_query(query, p.name, value, p.style, p.explode, _RESERVED if p.allow_reserved else _STRICT)
+                sent = len(query) > before
             elif location == "path":
                 path_values[p.name] = _path_value(p, value)
+                sent = True
             elif location == "header":
                 text = _header_value(p, value)
-                if text is not None:
+                if sent := text is not None:
                     headers.append((p.name, text))
             else:
+                before = len(cookies)
                 _add_cookie(cookies, p, value)
+                sent = len(cookies) > before
         except UnicodeEncodeError:
             raise RequestBuildError(p.arg, "contains characters that cannot be encoded as UTF-8") from None
+        if not sent and p.required:
+            # An empty array or object (or only null items) is "undefined" in RFC 6570: nothing
+            # would be sent for a parameter the operation requires.
+            raise RequestBuildError(p.arg, "is required, and an empty value sends nothing")
 
-    path = _expand_path(plan, path_values)
+    path, literal_query = _expand_path(plan, path_values)
+    if literal_query:
+        query.insert(0, literal_query)
     url = f"{origin}{base_path}{path}?{'&'.join(query)}" if query else f"{origin}{base_path}{path}"
 
     # Defence in depth: whatever went wrong above, never leave the configured base URL.
@@ -166,19 +188,50 @@ def _parse_base(base_url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", quote(parts.path.rstrip("/"), safe=_PATH_LITERAL_SAFE)
 
 
+Template = tuple[tuple[str, ...], tuple[str, ...]]  # encoded literals around variable names
+
+
 @lru_cache(maxsize=4096)
-def _parse_template(path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """`/a/{x}/b{y}` -> (("/a/", "/b", ""), ("x", "y")): literals (encoded) around variable names."""
+def _parse_template(path: str) -> tuple[Template, tuple[Template, ...]]:
+    """`/a/{x}/b{y}?k={z}&v#f` -> ((("/a/", "/b", ""), ("x", "y")), ((("k=", ""), ("z",)), (("v",), ()))):
+    the encoded literals around the variable names of the path, then of each `&`-separated part of
+    the template's own query (none when it has no `?`).
+
+    A `#` outside braces starts a fragment, which is never sent (some specs use `/things#action` to
+    give one path several operations); a `?` starts a literal query (`/alerts?lat={lat}`), whose
+    variables are filled like path variables and which goes before the query parameters.
+    """
+    depth = 0
+    cut = query_at = None
+    for i, ch in enumerate(path):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(depth - 1, 0)
+        elif depth == 0 and ch == "#":
+            cut = i
+            break
+        elif depth == 0 and ch == "?" and query_at is None:
+            query_at = i
+    if cut is not None:
+        path = path[:cut]
+    query = ""
+    if query_at is not None:
+        path, query = path[:query_at], path[query_at + 1 :]
     if not path.startswith("/"):
         path = "/" + path
-    pieces = _TEMPLATE_RE.split(path)
-    return tuple(quote(lit, safe=_PATH_LITERAL_SAFE) for lit in pieces[0::2]), tuple(pieces[1::2])
+    return _split_template(path, _PATH_LITERAL_SAFE), tuple(
+        _split_template(part, _QUERY_LITERAL_SAFE) for part in query.split("&") if part
+    )
 
 
-def _expand_path(plan: OperationPlan, values: dict[str, str]) -> str:
-    literals, names = _parse_template(plan.path)
-    if not names:
-        return literals[0]
+def _split_template(text: str, safe: str) -> Template:
+    pieces = _TEMPLATE_RE.split(text)
+    return tuple(quote(lit, safe=safe) for lit in pieces[0::2]), tuple(pieces[1::2])
+
+
+def _fill(template: Template, values: dict[str, str], plan: OperationPlan) -> str:
+    literals, names = template
     parts = [literals[0]]
     for name, literal in zip(names, literals[1:], strict=True):
         try:
@@ -186,11 +239,30 @@ def _expand_path(plan: OperationPlan, values: dict[str, str]) -> str:
         except KeyError:
             raise RequestBuildError(None, f"path parameter {name!r} of {plan.path!r} has no value") from None
         parts.append(literal)
-    path = "".join(parts)
+    return "".join(parts)
+
+
+def _expand_path(plan: OperationPlan, values: dict[str, str]) -> tuple[str, str]:
+    """The encoded path and the template's own query ("" when it has none).
+
+    A part of the template's query whose variables are all query parameters of the operation
+    (`/search?query={query}` with a `query` query parameter) is left out: that parameter is
+    serialised with the others, and sending it twice would change its meaning.
+    """
+    template, query_parts = _parse_template(plan.path)
+    query = ""
+    if query_parts:
+        query_params = {p.name for p in plan.params if p.location == "query"}
+        query = "&".join(
+            _fill(part, values, plan) for part in query_parts if not (part[1] and query_params.issuperset(part[1]))
+        )
+    if not template[1]:
+        return template[0][0], query
+    path = _fill(template, values, plan)
     if not _DOT_ONLY.isdisjoint(path.split("/")):
         args = sorted(p.arg for p in plan.params if p.location == "path")
         raise RequestBuildError(", ".join(args), "path values produce a '.' or '..' path segment")
-    return path
+    return path, query
 
 
 # --------------------------------------------------------------------------- values
@@ -206,8 +278,12 @@ def _text(value: Any) -> str:
         return "false"
     if value is None:
         return ""
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        # 5.0 as "5" (as JavaScript writes it): an integer parameter given 5.0 must not reach a
+        # strict integer parser as "5.0". Only where the integer is exact.
+        return str(int(value)) if value.is_integer() and -_EXACT < value < _EXACT else repr(value)
     return _dumps(value)
 
 
@@ -271,8 +347,11 @@ def _path_value(p: ParamPlan, value: Any) -> str:
     return out
 
 
-def _add_query(out: list[str], name: str, value: Any, style: str, explode: bool, safe: str) -> None:
-    """Append the `name=value` pairs (encoded) of one query parameter or form field."""
+def _add_query(out: list[str], name: str, value: Any, style: str, explode: bool, safe: str, comma: str = ",") -> None:
+    """Append the `name=value` pairs (encoded) of one query parameter or form field.
+
+    `comma` is the delimiter of non-exploded `form` arrays and objects: literal in a query string
+    (as the style table writes it), `%2C` in a form body field that does not allow reserved characters."""
     n = quote(name, _STRICT)
     if isinstance(value, list | tuple):
         items = [quote(_text(v), safe) for v in value if v is not None]
@@ -284,7 +363,7 @@ def _add_query(out: list[str], name: str, value: Any, style: str, explode: bool,
         elif explode or style == "deepObject":
             out.extend([f"{n}={i}" for i in items])
         else:
-            out.append(f"{n}=" + ",".join(items))
+            out.append(f"{n}=" + comma.join(items))
     elif isinstance(value, Mapping):
         if style == "deepObject":
             _add_deep(out, n, value, safe)
@@ -295,7 +374,7 @@ def _add_query(out: list[str], name: str, value: Any, style: str, explode: bool,
         if explode:
             out.extend([f"{k}={v}" for k, v in pairs])
         else:
-            sep = _DELIMITERS.get(style, ",")
+            sep = _DELIMITERS.get(style, comma)
             out.append(f"{n}=" + sep.join([f"{k}{sep}{v}" for k, v in pairs]))
     else:
         out.append(f"{n}={quote(_text(value), safe)}")
@@ -420,8 +499,10 @@ def _form_body(body: BodyPlan, value: Any) -> bytes:
             _add_query(out, prop, _dumps(v) if isinstance(v, Mapping) else v, "form", True, _STRICT)
         elif enc.content_type is not None and _is_json(enc.content_type):
             out.append(f"{quote(prop, _STRICT)}={quote(_dumps(v), _STRICT)}")
+        elif enc.allow_reserved:
+            _add_query(out, prop, v, enc.style, enc.explode, _RESERVED)
         else:
-            _add_query(out, prop, v, enc.style, enc.explode, _RESERVED if enc.allow_reserved else _STRICT)
+            _add_query(out, prop, v, enc.style, enc.explode, _STRICT, "%2C")
     return "&".join(out).encode("ascii")
 
 

@@ -299,6 +299,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _without_security(document: dict[str, Any]) -> dict[str, Any]:
+    """The judge's copy without security requirements.
+
+    Prism answers 401 for a missing credential before it validates anything else, so a
+    call to a secured operation would never be judged. Upstream credentials are not the
+    gateway's to send yet, so the judge checks serialisation only.
+    """
+    judged = dict(document)
+    judged.pop("security", None)
+    paths = judged.get("paths")
+    if isinstance(paths, dict):
+        judged["paths"] = {
+            path: {k: ({m: v for m, v in op.items() if m != "security"} if isinstance(op, dict) else op)
+                   for k, op in item.items()} if isinstance(item, dict) else item
+            for path, item in paths.items()
+        }  # fmt: skip
+    return judged
+
+
 class PrismError(RuntimeError):
     """Prism could not load a spec or did not start."""
 
@@ -314,7 +333,7 @@ class Prism:
         self.log_path = workdir / "prism.log"
         self.document_path = workdir / "judge-spec.json"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.document_path.write_text(json.dumps(document), encoding="utf-8")
+        self.document_path.write_text(json.dumps(_without_security(document)), encoding="utf-8")
 
     @property
     def url(self) -> str:

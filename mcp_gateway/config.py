@@ -28,6 +28,13 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-gateway"
 
 
+def _check_name(value: str) -> str:
+    """API and virtual-server names: they appear in URLs, tool prefixes and the store."""
+    if not _API_NAME.match(value):
+        raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    return value
+
+
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
 
@@ -83,12 +90,7 @@ class ApiConfig(_Model):
     )
     discovery: bool = Field(default=False, description="list this API's tools only through the search meta-tools")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _API_NAME.match(value):
-            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
 
 class ServerConfig(_Model):
@@ -243,12 +245,7 @@ class VirtualServerConfig(_Model):
     tools: list[ToolPick]
     discovery: Literal["off", "on", "auto"] = "off"
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _API_NAME.match(value):
-            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
 
 class GatewayConfig(_Model):

@@ -400,7 +400,8 @@ def report(root: Path, results: list[SpecResult], wall: float, known: dict[str, 
         print(f"tools/list bytes: p50 {fmt_bytes(percentile(sizes, 0.5))}   p90 {fmt_bytes(percentile(sizes, 0.9))}   "
               f"max {fmt_bytes(largest.list_bytes)} ({largest.path})")  # fmt: skip
         print(f"largest tool: {fmt_bytes(biggest_tool[0])} ({biggest_tool[2]}: {biggest_tool[1]})")
-    print(f"peak RSS: {peak_mb:.0f} MB (the largest ingesting process, measured right after each ingest)")
+    print(f"peak RSS: {peak_mb:.0f} MB (high-water mark of the ingesting process; with checks it has also "
+          "compiled every validator)")  # fmt: skip
     all_good = not failed and not violations
     if known:
         print("known-large APIs (each ingested alone, in a fresh process):")

@@ -299,25 +299,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _without_security(document: dict[str, Any]) -> dict[str, Any]:
-    """The judge's copy without security requirements.
-
-    Prism answers 401 for a missing credential before it validates anything else, so a
-    call to a secured operation would never be judged. Upstream credentials are not the
-    gateway's to send yet, so the judge checks serialisation only.
-    """
-    judged = dict(document)
-    judged.pop("security", None)
-    paths = judged.get("paths")
-    if isinstance(paths, dict):
-        judged["paths"] = {
-            path: {k: ({m: v for m, v in op.items() if m != "security"} if isinstance(op, dict) else op)
-                   for k, op in item.items()} if isinstance(item, dict) else item
-            for path, item in paths.items()
-        }  # fmt: skip
-    return judged
-
-
 class PrismError(RuntimeError):
     """Prism could not load a spec or did not start."""
 
@@ -333,7 +314,7 @@ class Prism:
         self.log_path = workdir / "prism.log"
         self.document_path = workdir / "judge-spec.json"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.document_path.write_text(json.dumps(_without_security(document)), encoding="utf-8")
+        self.document_path.write_text(json.dumps(document), encoding="utf-8")
 
     @property
     def url(self) -> str:
@@ -925,10 +906,11 @@ KNOWN: tuple[Explanation, ...] = (
         "matches two branches; anyOf was meant. The branch errors Prism lists with it are part of it",
     ),
     Explanation(
-        r"^\[request\.path\.ext\] .* must be equal to one of the allowed values",
+        r"^\[request\.path(\.ext)?\] Request path (parameter ext must be equal to one of the allowed values|must "
+        r"have required property)",
         "spec bug",
-        "the path `{heading}.{ext}` is ambiguous when `heading`, a number, has a decimal point "
-        "(`/0.5.json`): Prism splits at the first '.'",
+        "a path ending `{x}.{ext}` is ambiguous when the value of x has a '.' (a decimal number, `/0.5.json`, or "
+        "text): Prism splits at the first '.'",
         spec="tomtom.com/*",
     ),
     Explanation(

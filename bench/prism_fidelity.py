@@ -8,8 +8,9 @@ tool's input schema (hypothesis-jsonschema), calls the tools through the gateway
 (`gateway.handler`: argument validation, request building, the pooled HTTP client), and counts:
 
   acc    accepted: Prism found no request violation (whatever it answered then)
-  sec    accepted but for missing credentials: the only violations were unmet security
-         requirements; the gateway sends no upstream credentials yet (issue 5)
+  sec    accepted but for credentials: the only violations were unmet security requirements.
+         The gateway is given a placeholder credential for every apiKey, http and oauth2 scheme
+         (`_judge_credentials`), so this counts schemes it cannot fill (mutualTLS, unknown)
   rej    rejected: Prism listed request violations (422, 415, or no route for the path sent)
   ref    refused by the gateway itself (never sent)
   err    no HTTP answer (connection, timeout)
@@ -72,6 +73,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from mcp_gateway.config import ApiConfig, GatewayConfig, ToolFilter
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.gateway import Gateway
+from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.pipeline import Call
 from mcp_gateway.upstream.client import HttpClient, UpstreamError, UpstreamResponse
 from mcp_gateway.upstream.request import UpstreamRequest
@@ -1016,8 +1018,30 @@ def _crash_reason(log: str) -> str:
     return lines[-1] if lines else "no log"
 
 
+# Placeholder credentials, one per security scheme of the spec: Prism checks that each arrives
+# where the scheme says (header, query, cookie; Basic and Bearer syntax), not its value.
+JUDGE_SECRET = "fidelity-judge-credential"
+
+
+def _judge_credentials(spec: Path) -> dict[str, Any]:
+    try:
+        schemes = ingest_api(ApiConfig(name="probe", spec=str(spec), base_url="http://127.0.0.1/")).security_schemes
+    except Exception:  # the real ingest reports it
+        return {}
+    out: dict[str, Any] = {}
+    for name, scheme in schemes.items():
+        if scheme.type == "apiKey":
+            out[name] = {"type": "api_key", "value": JUDGE_SECRET}
+        elif scheme.type == "http" and scheme.http_scheme == "basic":
+            out[name] = {"type": "basic", "username": "judge", "password": JUDGE_SECRET}
+        elif scheme.type in ("http", "oauth2", "openIdConnect"):
+            out[name] = {"type": "bearer", "token": JUDGE_SECRET}
+    return out
+
+
 def _api(name: str, spec: Path, base_url: str, **kw: Any) -> ApiConfig:
-    return ApiConfig(name=name, spec=str(spec), base_url=base_url, timeout=60, max_response_bytes=64 << 20, **kw)
+    return ApiConfig(name=name, spec=str(spec), base_url=base_url, timeout=60, max_response_bytes=64 << 20,
+                     credentials=_judge_credentials(spec), **kw)  # fmt: skip
 
 
 def _glob_escape(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The `mcp-gateway` command: serve, stdio, and `apis add|list|remove|show|validate`."""
+"""The `mcp-gateway` command: serve, stdio, `apis add|list|remove|show|validate`, access and secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from mcp_gateway import __version__, cli_access
+from mcp_gateway import __version__, cli_access, cli_secrets
 from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, ToolFilter, load_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
@@ -245,12 +245,13 @@ def cmd_apis(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_access(args: argparse.Namespace) -> int:
+def cmd_store(args: argparse.Namespace) -> int:
+    """consumers / keys / policies / secrets: commands on the store."""
     config = load_config(Path(args.config) if args.config else None)
     if args.data_dir:
         config = config.model_copy(update={"data_dir": Path(args.data_dir)})
     setup_logging("warning")
-    return cli_access.run(args, config)
+    return (cli_secrets if args.command == "secrets" else cli_access).run(args, config)
 
 
 # -- argument parsing -----------------------------------------------------------------
@@ -313,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     for p in (add, lst, val, *(apis.choices[c] for c in ("show", "remove"))):
         _add_common(p)
     cli_access.add_parsers(sub, _add_common)
+    cli_secrets.add_parsers(sub, _add_common)
     return root
 
 
@@ -324,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command == "stdio":
             return cmd_stdio(args)
-        if args.command in ("consumers", "keys", "policies"):
-            return cmd_access(args)
+        if args.command in ("consumers", "keys", "policies", "secrets"):
+            return cmd_store(args)
         return cmd_apis(args)
     except (ConfigError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)

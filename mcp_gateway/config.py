@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 import yaml
@@ -68,6 +68,121 @@ class ToolFilter(_Model):
         return lowered
 
 
+# -- upstream credentials ------------------------------------------------------------
+# Secret fields hold a reference: `secret:NAME` (the vault), `env:NAME` (an environment
+# variable), or, with a warning, the plain value. They are resolved when the API's upstream is
+# built, never at config load, so a config file can be shown without revealing anything.
+
+SECRET_REF = re.compile(r"^(secret|env):(.+)$")
+
+
+def plain_secret_fields(model: BaseModel, where: str) -> list[str]:
+    """The secret fields of a credential model written as plain text (for the startup warning)."""
+    out: list[str] = []
+    for name in getattr(model, "SECRET_FIELDS", ()):
+        value = getattr(model, name, None)
+        if isinstance(value, str) and not SECRET_REF.match(value):
+            out.append(f"{where}.{name}")
+    return out
+
+
+class ApiKeyCredential(_Model):
+    """An API key; where it goes comes from the spec's apiKey scheme (or `in`/`name` here)."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("value",)
+    type: Literal["api_key"]
+    value: str
+    location: Literal["header", "query", "cookie"] | None = Field(
+        default=None, alias="in", description="required when not bound to an apiKey scheme"
+    )
+    name: str | None = Field(default=None, description="header, query or cookie name (with `in`)")
+    prefix: str = Field(default="", description="put before the key, e.g. 'token ' (GitHub-style headers)")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BasicCredential(_Model):
+    """HTTP basic authentication."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
+class BearerCredential(_Model):
+    """A static bearer token (HTTP bearer, or an OAuth token the operator already holds)."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("token",)
+    type: Literal["bearer"]
+    token: str
+
+
+class _OAuthClient(_Model):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("client_secret",)
+    client_id: str
+    client_secret: str | None = None
+    token_url: str | None = Field(default=None, description="default: the scheme's flow tokenUrl")
+    scopes: list[str] | None = Field(default=None, description="default: the scopes the operation requires")
+    auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = "client_secret_basic"
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_authority_url(value, "token_url")
+
+
+class ClientCredentialsCredential(_OAuthClient):
+    """OAuth 2.0 client credentials grant: the gateway's own token, cached and refreshed."""
+
+    type: Literal["oauth2_client_credentials"]
+    audience: str | None = None
+    resource: str | None = None
+
+
+class UserOAuthCredential(_OAuthClient):
+    """Per-user OAuth (authorization code + PKCE): each consumer connects their own account."""
+
+    type: Literal["oauth2_user"]
+    authorization_url: str | None = Field(default=None, description="default: the scheme's flow authorizationUrl")
+    revocation_url: str | None = Field(default=None, description="RFC 7009 endpoint, used on disconnect")
+
+    @field_validator("authorization_url", "revocation_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return None if value is None else check_authority_url(value, "authorization_url / revocation_url")
+
+
+class TokenExchangeCredential(_OAuthClient):
+    """RFC 8693: trade the caller's inbound token for an upstream token at `token_url`."""
+
+    type: Literal["oauth2_token_exchange"]
+    token_url: str  # type: ignore[assignment]
+    audience: str | None = None
+    resource: str | None = None
+
+
+Credential = Annotated[
+    ApiKeyCredential
+    | BasicCredential
+    | BearerCredential
+    | ClientCredentialsCredential
+    | UserOAuthCredential
+    | TokenExchangeCredential,
+    Field(discriminator="type"),
+]
+
+
+class ClientCertConfig(_Model):
+    """A TLS client certificate for mutual TLS with the upstream."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("key_password",)
+    cert_file: Path
+    key_file: Path | None = Field(default=None, description="default: the key is in cert_file")
+    key_password: str | None = None
+    ca_file: Path | None = Field(default=None, description="trust this CA for the upstream instead of the system's")
+
+
 class ApiConfig(_Model):
     """One upstream API: its spec, where to send calls, and how its tools look."""
 
@@ -89,6 +204,11 @@ class ApiConfig(_Model):
         default=2048, ge=0, description="result schemas over this are cut to their shape and fewer $defs levels"
     )
     discovery: bool = Field(default=False, description="list this API's tools only through the search meta-tools")
+    credentials: dict[str, Credential] = Field(
+        default_factory=dict,
+        description="securityScheme name -> credential; '*' applies to operations no named binding covers",
+    )
+    client_cert: ClientCertConfig | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
@@ -260,6 +380,19 @@ class GatewayConfig(_Model):
     servers: list[VirtualServerConfig] = Field(default_factory=list, description="virtual servers at /mcp/<name>")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     user_agent: str = "mcp-gateway/0.1"
+    base_url: str | None = Field(
+        default=None,
+        description="this gateway's public URL (e.g. https://gateway.example.com): connect links and the "
+        "OAuth callback (<base_url>/oauth/callback) are built on it; default: http://<server.host>:<server.port>",
+    )
+
+    @property
+    def public_url(self) -> str:
+        """`base_url`, else the address `serve` listens on."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = self.server.host if ":" not in self.server.host else f"[{self.server.host}]"
+        return f"http://{host}:{self.server.port}"
 
     @field_validator("apis")
     @classmethod

@@ -65,9 +65,32 @@ class BodyPlan:
     binary_fields: frozenset[str] = frozenset()
 
 
+SchemeKind = Literal["apiKey", "http", "oauth2", "openIdConnect", "mutualTLS"]
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityScheme:
+    """One entry of the spec's `securitySchemes`: how a credential travels, never the credential."""
+
+    name: str
+    type: SchemeKind | str
+    # apiKey: where and under which name the key goes.
+    location: str | None = None
+    param_name: str | None = None
+    # http: "basic", "bearer", ...
+    http_scheme: str | None = None
+    # oauth2: flow name -> {"tokenUrl", "authorizationUrl", "refreshUrl", "scopes"}.
+    flows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    openid_url: str | None = None
+
+
+# One security requirement: every scheme named must be satisfied (scheme name, scopes).
+Requirement = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class OperationPlan:
-    """The HTTP side of a tool: method, path template, parameters, body."""
+    """The HTTP side of a tool: method, path template, parameters, body, security."""
 
     method: str
     path: str
@@ -75,6 +98,9 @@ class OperationPlan:
     body: BodyPlan | None = None
     # Media types the operation's success responses declare, for the Accept header.
     accept: str | None = None
+    # The operation's security requirements, alternatives in spec order; () when it needs none.
+    # An empty requirement among them makes credentials optional.
+    security: tuple[Requirement, ...] = ()
 
 
 ArgumentValidator = Callable[[Mapping[str, Any]], list[str]]

@@ -10,7 +10,9 @@ import logging
 import anyio
 from starlette.applications import Starlette
 
+from mcp_gateway.auth.connections import Connections, OAuthApp
 from mcp_gateway.auth.jwt import JwtVerifier
+from mcp_gateway.auth.outbound import user_oauth_settings, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
@@ -18,12 +20,17 @@ from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
+from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.views import CatalogView
+from mcp_gateway.store import connections as connection_tables
+from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.registrations import RegistrationStore
+from mcp_gateway.upstream.oauth import OAuthClient
+from mcp_gateway.vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +49,17 @@ class Gateway:
         jwt = JwtVerifier(config.auth, user_agent=config.user_agent) if config.auth.issuers else None
         self.access = AccessControl(self.identities, enabled=config.auth.enabled, jwt=jwt)
         self.registry = Registry(self.catalog, self.store, config.apis)
-        self.pool = UpstreamPool(user_agent=config.user_agent)
+        # Upstream credentials: operator secrets and consumers' own tokens, both sealed by the vault.
+        self.vault = Vault.open(self.db, config.data_dir)
+        self.vault.register_sealed(
+            connection_tables.TABLE, connection_tables.ROW_ID_SQL, ["access_token", "refresh_token"]
+        )
+        self.vault.register_sealed("oauth_pending", "key_hash", ["verifier"])
+        self.connections = Connections(ConnectionStore(self.db, self.vault), config.public_url, self._oauth_app)
+        for api in config.apis:
+            warn_plain_secrets(api)
+        self.pool = UpstreamPool(user_agent=config.user_agent, resolve=self.vault.resolve, user_tokens=self.connections)
+        self._secrets_revision = -1
         self.catalog.subscribe(self.pool.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
@@ -58,6 +75,19 @@ class Gateway:
             )
             for v in config.servers
         }
+
+    def _oauth_app(self, api: str) -> OAuthApp | None:
+        """The per-user OAuth settings of a served API (blocking: resolves the client secret)."""
+        entry = self.catalog.snapshot.apis.get(api)
+        if entry is None:
+            return None
+        found = user_oauth_settings(entry.config, entry.ingest.security_schemes, entry.ingest.base_url)
+        if found is None:
+            return None
+        _, credential, authorization_url, token_url = found
+        secret = self.vault.resolve(credential.client_secret) if credential.client_secret else None
+        client = OAuthClient(credential.client_id, secret, token_url, credential.auth_method, self.config.user_agent)
+        return OAuthApp(api, credential, authorization_url, client)
 
     async def start(self) -> None:
         """Ingest and serve every configured and registered API; load identities and policies."""
@@ -86,8 +116,18 @@ class Gateway:
             try:
                 await self.registry.refresh()
                 await self.access.refresh()
+                await self.refresh_credentials()
             except Exception:  # a bad poll must not end the watcher
                 logger.exception("refreshing from the store failed")
+
+    async def refresh_credentials(self) -> None:
+        """Secrets changed (here or in another process): rebuild upstreams; drop cached user tokens."""
+        revision = await anyio.to_thread.run_sync(self.vault.revision)
+        if revision != self._secrets_revision:
+            if self._secrets_revision != -1:
+                await self.pool.credentials_changed()
+            self._secrets_revision = revision
+        await self.connections.refresh_cache()
 
     def http_app(self) -> Starlette:
         """The HTTP front door (`/mcp`, `/healthz`, `/readyz`, `/admin`) of this gateway."""
@@ -102,6 +142,8 @@ class Gateway:
             background=self.watch_store,
             key_grace=self.config.auth.key_rotation_grace_seconds,
             virtual=self.virtual,
+            vault=self.vault,
+            extra_routes=connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
         )
 
     async def aclose(self) -> None:

@@ -75,7 +75,12 @@ class RequireCredential:
         except AuthFailure as failure:
             await self._refuse(scope, receive, send, failure)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        if principal.via == "jwt":
+            # Kept only for RFC 8693 token exchange: sent to a configured token endpoint as the
+            # subject token, never to an upstream API (MCP forbids token passthrough).
+            state["subject_token"] = token
         # A session is owned by (issuer, consumer): the same name from another issuer is someone else.
         issuer = principal.issuer or f"{REALM}:{principal.via}"
         scope["user"] = AuthenticatedUser(

@@ -34,6 +34,8 @@ from mcp_gateway.definitions import (
     Issue,
     OperationPlan,
     ParamPlan,
+    Requirement,
+    SecurityScheme,
     SpecError,
     ToolDefinition,
 )
@@ -62,6 +64,8 @@ class IngestResult:
     tools: list[ToolDefinition] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     skipped_by_filter: int = 0
+    # The spec's securitySchemes; credentials are bound to them by name (config `credentials`).
+    security_schemes: dict[str, SecurityScheme] = field(default_factory=dict)
 
 
 def spec_version(data: Mapping[str, Any], source: str) -> str:
@@ -251,6 +255,64 @@ class _ToolBuilder:
         self._params: dict[tuple[str, str, str, str], tuple[Any, str | None, frozenset[Any]]] = {}
         self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues,
                                        description_max_chars=api.schema_description_max_chars)  # fmt: skip
+        self.security_schemes = self._security_schemes()
+        self.root_security = self._requirements(data.get("security"), "/security") or ()
+
+    # -- security ----------------------------------------------------------
+
+    def _security_schemes(self) -> dict[str, SecurityScheme]:
+        components = self.data.get("components")
+        raw = components.get("securitySchemes") if isinstance(components, dict) else None
+        out: dict[str, SecurityScheme] = {}
+        for name, node in (raw or {}).items() if isinstance(raw, dict) else ():
+            ptr = pointer_join("/components/securitySchemes", name)
+            try:
+                scheme, _, _ = self.deref(node, self.spec.uri, ptr)
+            except SpecError as exc:
+                self.issues.append(Issue(exc.source, exc.pointer, f"security scheme skipped: {exc.message}"))
+                continue
+            if not isinstance(scheme, dict) or not isinstance(scheme.get("type"), str):
+                self.issues.append(Issue(self.spec.source, ptr, "security scheme skipped: it needs a 'type'"))
+                continue
+            flows = scheme.get("flows") if isinstance(scheme.get("flows"), dict) else {}
+            out[str(name)] = SecurityScheme(
+                name=str(name),
+                type=scheme["type"],
+                location=scheme.get("in") if isinstance(scheme.get("in"), str) else None,
+                param_name=str(scheme["name"]) if scheme.get("name") is not None else None,
+                http_scheme=str(scheme["scheme"]).lower() if isinstance(scheme.get("scheme"), str) else None,
+                flows={str(k): v for k, v in flows.items() if isinstance(v, dict)},
+                openid_url=scheme.get("openIdConnectUrl") if isinstance(scheme.get("openIdConnectUrl"), str) else None,
+            )
+        return out
+
+    def _requirements(self, value: Any, ptr: str) -> tuple[Requirement, ...] | None:
+        """A `security` list as requirement tuples; None when absent or malformed (reported)."""
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            self.issues.append(Issue(self.spec.source, ptr, "'security' must be a list of objects: ignored"))
+            return None
+        out: list[Requirement] = []
+        for requirement in value:
+            scopes = {k: tuple(str(s) for s in v) if isinstance(v, list) else () for k, v in requirement.items()}
+            out.append(tuple(sorted(scopes.items())))
+        return tuple(out)
+
+    def security(self, op: dict[str, Any], op_ptr: str) -> tuple[Requirement, ...]:
+        """The operation's own `security`, else the spec's; an empty requirement means optional."""
+        own = self._requirements(op.get("security"), pointer_join(op_ptr, "security"))
+        return self.root_security if own is None else own
+
+    def credential_params(self, security: tuple[Requirement, ...]) -> set[tuple[str, str]]:
+        """(location, lower-cased name) of the API-key parameters the operation's schemes fill."""
+        out: set[tuple[str, str]] = set()
+        for requirement in security:
+            for scheme_name, _ in requirement:
+                scheme = self.security_schemes.get(scheme_name)
+                if scheme is not None and scheme.type == "apiKey" and scheme.location and scheme.param_name:
+                    out.add((scheme.location, scheme.param_name.lower()))
+        return out
 
     def deref(self, node: Any, uri: str, pointer: str) -> tuple[Any, str, str]:
         """Follow `$ref`s from `node`, found at `uri#pointer`; returns the value and where it is.
@@ -509,7 +571,15 @@ class _ToolBuilder:
         required: list[str] = []
         taken: set[str] = set()
         plans: list[ParamPlan] = []
-        params = self.parameters(path_item, op, item_uri, item_ptr, op_ptr)
+        security = self.security(op, op_ptr)
+        # A parameter that carries one of the operation's API keys is the gateway's to fill
+        # from the vault: the agent never sees or supplies credentials.
+        secret_params = self.credential_params(security)
+        params = [
+            p
+            for p in self.parameters(path_item, op, item_uri, item_ptr, op_ptr)
+            if (p[0]["in"], str(p[0]["name"]).lower()) not in secret_params
+        ]
         declared = {str(p["name"]) for p, _, _ in params if p["in"] == "path"}
         undeclared = [v for v in dict.fromkeys(_PATH_VARS.findall(path)) if v not in declared]
         if undeclared:
@@ -584,12 +654,44 @@ class _ToolBuilder:
             input_schema=input_schema,
             output_schema=output_schema,
             annotations=annotations,
-            operation=OperationPlan(method=method.upper(), path=path, params=tuple(plans), body=body, accept=accept),
+            operation=OperationPlan(
+                method=method.upper(), path=path, params=tuple(plans), body=body, accept=accept, security=security
+            ),
             validate=validate,
             operation_id=op.get("operationId") if isinstance(op.get("operationId"), str) else None,
             tags=tuple(str(t) for t in tags),
             result_wrapper=wrapper,
         )
+
+
+def _credential_issues(result: IngestResult, api: ApiConfig) -> list[Issue]:
+    """Operations whose security no configured credential meets, and credentials bound to no scheme.
+
+    Those operations stay listed (the operator may add the credential at run time) and fail
+    with a clear tool error when called."""
+    bound = set(api.credentials)
+    issues: list[Issue] = []
+    unknown = sorted(bound - set(result.security_schemes) - {"*"})
+    if unknown:
+        issues.append(
+            Issue(result.source, "/components/securitySchemes",
+                  f"credentials bound to scheme(s) the spec does not declare: {', '.join(unknown)}")
+        )  # fmt: skip
+    if "*" in bound:
+        return issues
+    unmet: dict[str, int] = {}
+    for tool in result.tools:
+        security = tool.operation.security
+        if security and not any(all(s in bound for s, _ in r) for r in security):
+            wanted = " or ".join(" + ".join(s for s, _ in r) for r in security)
+            unmet[wanted] = unmet.get(wanted, 0) + 1
+    for wanted, count in unmet.items():
+        issues.append(
+            Issue(result.source, "/components/securitySchemes",
+                  f"{count} operation(s) need credentials for {wanted}; none are configured under "
+                  "`credentials`, so calls to them fail until they are")
+        )  # fmt: skip
+    return issues
 
 
 def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
@@ -615,6 +717,7 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
         base_url=api.base_url or _server_url(data, spec.uri),
     )
     builder = _ToolBuilder(spec, data, version, api)
+    result.security_schemes = builder.security_schemes
     taken: set[str] = set()
     for path, raw_item in (paths or {}).items():
         item_ptr = pointer_join("/paths", path)
@@ -658,6 +761,7 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
                 result.issues.append(Issue(display_name(item_uri), op_ptr, message))
     # Shared schemas are converted once, but inline ones once per direction: report each issue once.
     result.issues.extend(dict.fromkeys(builder.issues))
+    result.issues.extend(_credential_issues(result, api))
     if result.base_url is None and result.tools:
         result.issues.append(
             Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")

@@ -15,6 +15,9 @@ import mcp_types as types
 
 from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.definitions import ToolDefinition
+from mcp_gateway.upstream.credentials import Caller
+
+ANONYMOUS = Caller()
 
 
 @dataclass(slots=True)
@@ -24,6 +27,8 @@ class Call:
     tool: ToolDefinition
     api: ApiEntry
     arguments: dict[str, Any]
+    # Who the call runs for: picks per-user upstream tokens and feeds token exchange.
+    caller: Caller = ANONYMOUS
     # Filled by later stages (identity, limits, metering); plain data, no behaviour.
     context: dict[str, Any] = field(default_factory=dict)
 

@@ -1,21 +1,39 @@
 """The pipeline's endpoint: hand the call to its API's upstream.
 
-Upstreams (and their connection pools) are made on first use and retired when
-their API is removed or replaced; a retired pool closes once its last
-in-flight call has finished, so a re-registration never cuts a call short.
+Upstreams (their connection pools and credentials) are made on first use, in a worker
+thread (secrets are read from the vault, certificates from disk), and retired when
+their API is removed or replaced or the secrets change; a retired pool closes once its
+last in-flight call has finished, so a re-registration never cuts a call short.
 """
 
 from __future__ import annotations
 
+import logging
+import ssl
 from dataclasses import dataclass
 
+import anyio
+import anyio.to_thread
 import mcp_types as types
 
+from mcp_gateway.auth.outbound import Resolve, build_binding
 from mcp_gateway.catalog import ApiEntry, Change
+from mcp_gateway.config import ClientCertConfig
 from mcp_gateway.pipeline import Call
 from mcp_gateway.upstream import Upstream
 from mcp_gateway.upstream.client import ClientSettings
+from mcp_gateway.upstream.credentials import UserTokens
+from mcp_gateway.upstream.response import error_result
 from mcp_gateway.upstream.rest import RestUpstream
+
+logger = logging.getLogger(__name__)
+
+
+def plain(value: str) -> str:
+    """The resolver when no vault is wired: only plain values; references are refused."""
+    if value.startswith(("secret:", "env:")):
+        raise ValueError("secret references need the gateway's vault")
+    return value
 
 
 @dataclass(slots=True)
@@ -26,37 +44,70 @@ class _Slot:
     retired: bool = False
 
 
-def rest_upstream(entry: ApiEntry, user_agent: str) -> Upstream:
-    """The upstream for a REST API entry, with that API's limits."""
+def tls_context(cert: ClientCertConfig, resolve: Resolve) -> ssl.SSLContext:
+    """A client TLS context with the API's certificate (mutual TLS) and optional private CA."""
+    context = ssl.create_default_context(cafile=str(cert.ca_file) if cert.ca_file else None)
+    password = resolve(cert.key_password) if cert.key_password else None
+    context.load_cert_chain(str(cert.cert_file), str(cert.key_file) if cert.key_file else None, password)
+    return context
+
+
+def rest_upstream(
+    entry: ApiEntry, user_agent: str, resolve: Resolve = plain, user_tokens: UserTokens | None = None
+) -> Upstream:
+    """The upstream for a REST API entry, with that API's limits and credentials. Blocking."""
     cfg = entry.config
+    base_url = entry.ingest.base_url
     settings = ClientSettings(
         timeout=cfg.timeout,
         connect_timeout=cfg.connect_timeout,
         max_response_bytes=cfg.max_response_bytes,
         max_connections=cfg.max_connections,
         user_agent=user_agent,
+        ssl_context=tls_context(cfg.client_cert, resolve) if cfg.client_cert is not None else None,
     )
-    return RestUpstream(entry.name, entry.ingest.base_url, settings)
+    binding = build_binding(cfg, entry.ingest.security_schemes, base_url, resolve, user_tokens, user_agent)
+    return RestUpstream(entry.name, base_url, settings, binding)
 
 
 class UpstreamPool:
     """Maps each served API to its upstream; the pipeline's final handler."""
 
-    def __init__(self, user_agent: str = "mcp-gateway") -> None:
+    def __init__(
+        self, user_agent: str = "mcp-gateway", resolve: Resolve = plain, user_tokens: UserTokens | None = None
+    ) -> None:
         self.user_agent = user_agent
+        self.resolve = resolve
+        self.user_tokens = user_tokens
         self._slots: dict[str, _Slot] = {}
+        self._building = anyio.Lock()
+
+    async def _slot(self, entry: ApiEntry) -> _Slot:
+        async with self._building:  # one build per API, however many calls arrive at once
+            slot = self._slots.get(entry.name)
+            if slot is not None and slot.entry is entry:
+                return slot
+            upstream = await anyio.to_thread.run_sync(
+                rest_upstream, entry, self.user_agent, self.resolve, self.user_tokens
+            )
+            slot = _Slot(entry, upstream)
+            old = self._slots.get(entry.name)
+            self._slots[entry.name] = slot
+            if old is not None:
+                await self._retire(old)
+            return slot
 
     async def __call__(self, call: Call) -> types.CallToolResult:
         slot = self._slots.get(call.api.name)
         if slot is None or slot.entry is not call.api:
-            slot = _Slot(call.api, rest_upstream(call.api, self.user_agent))
-            old = self._slots.get(call.api.name)
-            self._slots[call.api.name] = slot
-            if old is not None:
-                await self._retire(old)
+            try:
+                slot = await self._slot(call.api)
+            except Exception as exc:  # e.g. a certificate or its key's password: this API only
+                logger.error("API %s: cannot set up its upstream client: %s", call.api.name, exc)
+                return error_result(f"API {call.api.name!r} is misconfigured: its upstream client cannot be set up")
         slot.in_flight += 1
         try:
-            return await slot.upstream.invoke(call.tool, call.arguments)
+            return await slot.upstream.invoke(call.tool, call.arguments, call.caller)
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:
@@ -68,6 +119,12 @@ class UpstreamPool:
             slot = self._slots.pop(name, None)
             if slot is not None:
                 await self._retire(slot)
+
+    async def credentials_changed(self) -> None:
+        """Secrets changed (vault write, key rotation): rebuild every upstream on its next call."""
+        slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            await self._retire(slot)
 
     async def _retire(self, slot: _Slot) -> None:
         slot.retired = True

@@ -1,4 +1,5 @@
-"""The admin HTTP API under `/admin`: register, replace, list, show, remove and validate APIs.
+"""The admin HTTP API under `/admin`: register, replace, list, show, remove and validate APIs;
+consumers, keys and policies (admin_identities); secrets (admin_secrets).
 
 Guarded by its own bearer token (`admin_token`), compared in constant time; it
 is not mounted at all when no admin token is configured.
@@ -24,6 +25,8 @@ from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
 from mcp_gateway.server.admin_identities import AdminInputError, identity_endpoints
+from mcp_gateway.server.admin_secrets import secret_endpoints
+from mcp_gateway.vault import Vault
 
 MAX_ADMIN_BODY = 50 * 1024 * 1024
 
@@ -105,9 +108,14 @@ def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str 
 
 
 def admin_routes(
-    registry: Registry, token: str, access: AccessControl | None = None, key_grace: float = 86400.0
+    registry: Registry,
+    token: str,
+    access: AccessControl | None = None,
+    key_grace: float = 86400.0,
+    vault: Vault | None = None,
 ) -> list[Route]:
-    """The `/admin` routes, each checking the admin bearer token (never a consumer credential)."""
+    """The `/admin` routes, each checking the admin bearer token (never a consumer credential).
+    Without a `vault`, the `/admin/secrets` routes answer 501."""
     expected = token.encode()
 
     def bearer(request: Request) -> str | None:
@@ -186,6 +194,7 @@ def admin_routes(
     identity = identity_endpoints(access, key_grace) if access is not None else []
     return [
         *(Route(path, guarded(handler), methods=methods) for path, handler, methods in identity),
+        *(Route(path, guarded(handler), methods=methods) for path, handler, methods in secret_endpoints(vault)),
         Route("/apis", guarded(list_apis), methods=["GET"]),
         Route("/apis", guarded(put_api), methods=["POST"]),
         Route("/apis/{name}", guarded(show_api), methods=["GET"]),

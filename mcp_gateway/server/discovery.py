@@ -23,7 +23,8 @@ from mcp_gateway.catalog import Snapshot
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.discovery.index import ToolIndex
-from mcp_gateway.pipeline import Call, Handler
+from mcp_gateway.pipeline import ANONYMOUS, Call, Handler
+from mcp_gateway.upstream.credentials import Caller
 from mcp_gateway.upstream.response import error_result
 
 SEARCH, DESCRIBE, CALL = "search_tools", "describe_tool", "call_tool"
@@ -130,7 +131,12 @@ class DiscoveryTools:
             return self._cache.index
 
     async def call(
-        self, name: str, arguments: Mapping[str, Any], snapshot: Snapshot, visible: frozenset[str] | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        snapshot: Snapshot,
+        visible: frozenset[str] | None = None,
+        caller: Caller = ANONYMOUS,
     ) -> types.CallToolResult:
         """Run one meta-tool; `visible` limits it to the tools the caller may use (None: all)."""
         if name == SEARCH:
@@ -146,7 +152,7 @@ class DiscoveryTools:
         args = arguments.get("arguments", {})
         if not isinstance(args, dict):
             return error_result("Invalid arguments: arguments: must be an object")
-        return await self.handler(Call(tool=tool, api=snapshot.apis[tool.api], arguments=args))
+        return await self.handler(Call(tool, snapshot.apis[tool.api], args, caller))
 
     async def _search(
         self, arguments: Mapping[str, Any], snapshot: Snapshot, visible: frozenset[str] | None

@@ -3,7 +3,7 @@ RFC 9728 protected-resource metadata when JWTs from external issuers are accepte
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlparse
 
@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from mcp_gateway.auth.jwt import JwtVerifier
@@ -28,6 +28,7 @@ from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.security import HostOriginGuard
+from mcp_gateway.vault import Vault
 
 Lifespan = Callable[[], Awaitable[None]]
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -68,10 +69,13 @@ def create_app(
     background: Lifespan | None = None,
     key_grace: float = 86400.0,
     virtual: dict[str, GatewayMCP] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    vault: Vault | None = None,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
     running (the store watcher) and runs `on_stop` (close pools) at shutdown.
-    `virtual` adds one endpoint per virtual server, at `/mcp/<name>`."""
+    `virtual` adds one endpoint per virtual server, at `/mcp/<name>`; `extra_routes` are
+    other front-door routes (the per-user OAuth connect flow)."""
     endpoints = {"/mcp": mcp, **{f"/mcp/{name}": server for name, server in (virtual or {}).items()}}
     managers = {
         path: StreamableHTTPSessionManager(
@@ -110,14 +114,15 @@ def create_app(
             return app
         return RequireCredential(app, access.authenticate, resource_metadata=metadata_url, scope=scope)
 
-    routes: list[Route | Mount] = [
+    routes: list[BaseRoute] = [
         *(Route(path, guarded(StreamableHTTPASGIApp(manager))) for path, manager in managers.items()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *well_known,
+        *extra_routes,
     ]
     if admin_token:
-        routes.append(Mount("/admin", routes=admin_routes(registry, admin_token, access, key_grace)))
+        routes.append(Mount("/admin", routes=admin_routes(registry, admin_token, access, key_grace, vault=vault)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

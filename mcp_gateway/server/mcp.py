@@ -19,16 +19,18 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus, ToolsListChanged
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 
 from mcp_gateway import __version__
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog, Change, Snapshot
 from mcp_gateway.config import ServerConfig
-from mcp_gateway.pipeline import Call, Handler
+from mcp_gateway.pipeline import ANONYMOUS, Call, Handler
 from mcp_gateway.server.discovery import DiscoveryTools, hidden_tools, meta_tools
 from mcp_gateway.server.views import CatalogView
+from mcp_gateway.upstream.credentials import Caller
+from mcp_gateway.upstream.rest import CONNECT_META
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,16 @@ def _decode_cursor(cursor: str) -> int:
     if value < 0:
         raise MCPError(types.INVALID_PARAMS, "Invalid cursor")
     return value
+
+
+def _takes_url_elicitation(ctx: ServerRequestContext[Any]) -> bool:
+    """Whether the client declared URL-mode elicitation."""
+    try:
+        capabilities = ctx.session.client_capabilities
+    except Exception:  # no session information on this request
+        return False
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and elicitation.url is not None
 
 
 class GatewayMCP:
@@ -186,13 +198,30 @@ class GatewayMCP:
         self._models(snapshot)
         visible = self._visible(ctx, snapshot)
         if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):
-            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible)
+            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible, self._caller(ctx))
         tool = snapshot.tools.get(params.name)
         # A tool the caller may not use is answered exactly like one that does not exist.
         if tool is None or (visible is not None and tool.name not in visible):
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
-        call = Call(tool=tool, api=snapshot.apis[tool.api], arguments=dict(params.arguments or {}))
-        return await self.handler(call)
+        call = Call(tool, snapshot.apis[tool.api], dict(params.arguments or {}), self._caller(ctx))
+        result = await self.handler(call)
+        connect_url = (result.meta or {}).get(CONNECT_META) if result.is_error else None
+        if connect_url and _takes_url_elicitation(ctx):
+            # The client can open the link for its user (SEP-1036): ask it to, instead of a tool error.
+            text = result.content[0].text if result.content and isinstance(result.content[0], types.TextContent) else ""
+            raise UrlElicitationRequiredError(
+                [types.ElicitRequestURLParams(message=text, url=connect_url, elicitation_id=f"connect-{tool.api}")],
+                text,
+            )
+        return result
+
+    def _caller(self, ctx: ServerRequestContext[Any]) -> Caller:
+        """The consumer a call runs for and, for token exchange, the inbound OAuth token."""
+        principal, token = self.local_principal, None
+        if ctx.request is not None:
+            state = getattr(ctx.request, "scope", {}).get("state", {})
+            principal, token = state.get("principal"), state.get("subject_token")
+        return Caller(principal.consumer, token) if principal is not None else ANONYMOUS
 
     async def _initialized(self, ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
         # The SDK has no public per-connection handle on the low-level context; the

@@ -12,13 +12,16 @@ from typing import Any, Protocol
 import mcp_types as types
 
 from mcp_gateway.definitions import ToolDefinition
+from mcp_gateway.upstream.credentials import Caller
 
 
 class Upstream(Protocol):
     """Something a tool call can be sent to."""
 
-    async def invoke(self, tool: ToolDefinition, arguments: Mapping[str, Any]) -> types.CallToolResult:
-        """Perform the call; failures come back as tool error results, never as exceptions."""
+    async def invoke(
+        self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = ...
+    ) -> types.CallToolResult:
+        """Perform the call for `caller`; failures come back as tool error results, never as exceptions."""
         ...
 
     async def aclose(self) -> None:
@@ -26,4 +29,4 @@ class Upstream(Protocol):
         ...
 
 
-__all__ = ["Upstream"]
+__all__ = ["Caller", "Upstream"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -49,6 +50,8 @@ class ClientSettings:
     max_response_bytes: int = 5 * 1024 * 1024
     max_connections: int = 100
     user_agent: str = "mcp-gateway"
+    # TLS settings of the upstream connections: a client certificate (mutual TLS) and/or a private CA.
+    ssl_context: ssl.SSLContext | None = None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -60,7 +63,7 @@ class HttpClient:
     """Sends `UpstreamRequest`s over a keep-alive pool; reads at most `max_response_bytes`.
 
     Redirects are followed by hand, only within the API's base URL, so a call can
-    never be steered to another host (and, later, never carry credentials there).
+    never be steered to another host, and credentials never travel to another origin.
     """
 
     def __init__(self, base_url: str, settings: ClientSettings) -> None:
@@ -75,6 +78,7 @@ class HttpClient:
                 max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
             ),
             trust_env=False,
+            **({"verify": settings.ssl_context} if settings.ssl_context is not None else {}),
         )
         self._timeouts = {
             "connect": settings.connect_timeout,

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from mcp_gateway import __version__, cli_access, cli_secrets
-from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, ToolFilter, load_config
+from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, ToolFilter, load_config, public_api_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 
@@ -224,7 +224,7 @@ def cmd_apis(args: argparse.Namespace) -> int:
         elif args.apis_command == "list":
             rows = store.list()
             if args.json:
-                print(json.dumps([r.config.model_dump(mode="json", exclude_defaults=True) for r in rows], indent=2))
+                print(json.dumps([public_api_config(r.config) for r in rows], indent=2))
             for reg in [] if args.json else rows:
                 print(f"{reg.config.name:<24} {reg.config.spec}")
             if not rows and not args.json:
@@ -234,7 +234,7 @@ def cmd_apis(args: argparse.Namespace) -> int:
             if reg is None:
                 print(f"no registered API named {args.name!r}", file=sys.stderr)
                 return 1
-            print(json.dumps(reg.config.model_dump(mode="json"), indent=2))
+            print(json.dumps(public_api_config(reg.config), indent=2))
         elif args.apis_command == "remove":
             if not store.delete(args.name):
                 print(f"no registered API named {args.name!r}", file=sys.stderr)

@@ -86,6 +86,45 @@ def plain_secret_fields(model: BaseModel, where: str) -> list[str]:
     return out
 
 
+PLAIN_HIDDEN = "<plain-text secret, hidden>"
+
+
+def public_api_config(api: ApiConfig) -> dict[str, Any]:
+    """An API's config as JSON for display (admin API, CLI): plain-text secrets are masked;
+    references (`secret:NAME`, `env:NAME`) are shown, since they reveal nothing."""
+    data = api.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    for scheme, credential in api.credentials.items():
+        for name in plain_secret_fields(credential, ""):
+            data["credentials"][scheme][name.lstrip(".")] = PLAIN_HIDDEN
+    if api.client_cert is not None:
+        for name in plain_secret_fields(api.client_cert, ""):
+            data["client_cert"][name.lstrip(".")] = PLAIN_HIDDEN
+    return data
+
+
+def registration_secret_problems(api: ApiConfig) -> list[str]:
+    """Why a run-time registration's credentials are refused: those must name vault secrets.
+
+    Plain text would put the secret in the registration store unencrypted; `env:` would let
+    whoever holds the admin token send any of the gateway's environment (the master key among
+    it) to a base URL of their choosing. Both stay possible in the operator's config file."""
+    problems: list[str] = []
+    refs: list[tuple[str, str]] = []
+    for scheme, credential in api.credentials.items():
+        for name in getattr(credential, "SECRET_FIELDS", ()):
+            value = getattr(credential, name)
+            if isinstance(value, str):
+                refs.append((f"credentials.{scheme}.{name}", value))
+    if api.client_cert is not None and api.client_cert.key_password is not None:
+        refs.append(("client_cert.key_password", api.client_cert.key_password))
+    for where, value in refs:
+        if not value.startswith("secret:"):
+            problems.append(f"{where} must be a vault reference (secret:NAME) in a registration")
+    if api.client_cert is not None:
+        problems.append("client_cert reads files on the gateway host: set it in the config file")
+    return problems
+
+
 class ApiKeyCredential(_Model):
     """An API key; where it goes comes from the spec's apiKey scheme (or `in`/`name` here)."""
 
@@ -174,10 +213,10 @@ Credential = Annotated[
 
 
 class ClientCertConfig(_Model):
-    """A TLS client certificate for mutual TLS with the upstream."""
+    """TLS towards the upstream: a client certificate (mutual TLS) and/or a private CA to trust."""
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("key_password",)
-    cert_file: Path
+    cert_file: Path | None = Field(default=None, description="the client certificate (PEM); omit to only set ca_file")
     key_file: Path | None = Field(default=None, description="default: the key is in cert_file")
     key_password: str | None = None
     ca_file: Path | None = Field(default=None, description="trust this CA for the upstream instead of the system's")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from mcp_gateway.catalog import ApiEntry, Catalog, Origin
-from mcp_gateway.config import ApiConfig
+from mcp_gateway.config import ApiConfig, registration_secret_problems
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 from mcp_gateway.store.registrations import RegistrationStore
@@ -92,6 +92,9 @@ class Registry:
         """Ingest, persist and serve an API; returns the entry and whether it replaced one."""
         if config.name in self.config_apis:
             raise RegistrationError(f"API {config.name!r} is defined in the config file; change it there", 409)
+        problems = registration_secret_problems(config)
+        if problems:
+            raise RegistrationError("; ".join(problems))
         try:
             result = await ingest_in_thread(config, spec_text)
         except SpecError as exc:

@@ -32,11 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_gateway.auth import keys
-from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig
+from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, public_api_config, registration_secret_problems
 from mcp_gateway.gateway import Gateway
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
-from mcp_gateway.vault import Vault
+from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
 from tests.oauth_server import OAuthServer
 from tests.servers import serve_in_thread
@@ -502,3 +502,68 @@ def debug_logs() -> Iterator[None]:
     finally:
         root.removeHandler(LOGS)
         root.setLevel(old)
+
+
+# -- configuration rules ------------------------------------------------------------------------
+
+
+def test_registrations_take_vault_references_only(tmp_path: Path) -> None:
+    def api(**credential: str) -> ApiConfig:
+        return ApiConfig.model_validate(
+            {"name": "x", "spec": str(SECURE_SPEC), "credentials": {"bearerAuth": {"type": "bearer", **credential}}}
+        )
+
+    assert registration_secret_problems(api(token="secret:github-token")) == []
+    assert "vault reference" in registration_secret_problems(api(token="env:HOME"))[0]
+    assert "vault reference" in registration_secret_problems(api(token="ghp_plain"))[0]
+    # Shown for admins and the CLI: references as they are, plain text masked.
+    assert public_api_config(api(token="ghp_plain"))["credentials"]["bearerAuth"]["token"] != "ghp_plain"
+    assert public_api_config(api(token="secret:gh"))["credentials"]["bearerAuth"]["token"] == "secret:gh"
+
+
+@pytest.mark.anyio
+async def test_admin_registration_with_plain_secret_is_refused(tmp_path: Path, upstream: str) -> None:
+    config = GatewayConfig(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN)
+    with running_gateway(config) as (url, _gateway):
+        base = url.removesuffix("/mcp")
+        body = {
+            "spec": str(ECHO_SPEC),
+            "base_url": upstream,
+            "credentials": {"*": {"type": "bearer", "token": "ghp_Plain0123456789"}},
+        }
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+            refused = await http.put(f"{base}/admin/apis/gh", json=body)
+            assert refused.status_code == 422 and "vault reference" in refused.text
+            assert "ghp_Plain0123456789" not in refused.text
+            body["credentials"]["*"]["token"] = "secret:github-token"
+            assert (await http.put(f"{base}/admin/apis/gh", json=body)).status_code in (200, 201)
+
+
+def test_plain_secret_in_config_file_is_warned_without_its_value(
+    tmp_path: Path, upstream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    plain = "ghp_PlainInConfig0123456789"
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        apis=[
+            ApiConfig(
+                name="github",
+                spec=str(ECHO_SPEC),
+                base_url=upstream,
+                credentials={"*": {"type": "bearer", "token": plain}},
+            )
+        ],
+    )
+    Gateway(config).db.close()
+    assert "apis[github].credentials[*].token is a plain-text secret" in caplog.text
+    assert plain not in caplog.text
+
+
+def test_env_references_cannot_read_the_master_key(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gateway.db")
+    vault = Vault.open(db, tmp_path, {"MCP_GATEWAY_MASTER_KEY": "x", "OTHER": "fine"})
+    assert vault.resolve("env:OTHER") == "fine"
+    with pytest.raises(VaultError, match="master key"):
+        vault.resolve("env:MCP_GATEWAY_MASTER_KEY")
+    db.close()

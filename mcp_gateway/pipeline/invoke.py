@@ -47,8 +47,9 @@ class _Slot:
 def tls_context(cert: ClientCertConfig, resolve: Resolve) -> ssl.SSLContext:
     """A client TLS context with the API's certificate (mutual TLS) and optional private CA."""
     context = ssl.create_default_context(cafile=str(cert.ca_file) if cert.ca_file else None)
-    password = resolve(cert.key_password) if cert.key_password else None
-    context.load_cert_chain(str(cert.cert_file), str(cert.key_file) if cert.key_file else None, password)
+    if cert.cert_file is not None:
+        password = resolve(cert.key_password) if cert.key_password else None
+        context.load_cert_chain(str(cert.cert_file), str(cert.key_file) if cert.key_file else None, password)
     return context
 
 

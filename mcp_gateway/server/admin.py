@@ -19,7 +19,7 @@ from starlette.routing import Route
 from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import ApiEntry, Snapshot
-from mcp_gateway.config import ApiConfig
+from mcp_gateway.config import ApiConfig, public_api_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
@@ -64,7 +64,7 @@ def _entry_json(entry: ApiEntry, snapshot: Snapshot | None = None) -> dict[str, 
     }
     if snapshot is not None:
         out.update(summary(entry.ingest))
-        out["config"] = entry.config.model_dump(mode="json", exclude_defaults=True)
+        out["config"] = public_api_config(entry.config)
         # Names as served: a name another API already serves gets a suffix here.
         served = [t.name for t in snapshot.ordered if t.api == entry.name]
         renamed = sorted(set(served) - set(out["tools"]))

@@ -270,6 +270,26 @@ class TokenExchange:
         self.extra = dict(extra)
         self.api = api
         self._cache: dict[str, Token] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def _exchanged(self, subject: str) -> Token:
+        token = self._cache.get(subject)
+        if token is not None and token.fresh():
+            return token
+        # One exchange per inbound token, however many of its calls arrive at once.
+        lock = self._locks.setdefault(subject, anyio.Lock())
+        async with lock:
+            token = self._cache.get(subject)
+            if token is None or not token.fresh():
+                try:
+                    token = await self.client.exchange(subject, self.scopes, self.extra)
+                except TokenError as exc:
+                    raise CredentialError(f"token exchange for API {self.api!r} failed: {exc}") from None
+                if len(self._cache) >= self.MAX_CACHED:
+                    self._cache.clear()
+                    self._locks = {subject: lock}
+                self._cache[subject] = token
+        return token
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         subject = caller.subject_token
@@ -277,15 +297,7 @@ class TokenExchange:
             raise CredentialError(
                 f"API {self.api!r} needs a token exchanged from yours: call the gateway with an OAuth access token"
             )
-        token = self._cache.get(subject)
-        if token is None or not token.fresh():
-            try:
-                token = await self.client.exchange(subject, self.scopes, self.extra)
-            except TokenError as exc:
-                raise CredentialError(f"token exchange for API {self.api!r} failed: {exc}") from None
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-            self._cache[subject] = token
+        token = await self._exchanged(subject)
         set_header(request, "Authorization", f"Bearer {token.access_token}")
         return [token.access_token, subject]
 

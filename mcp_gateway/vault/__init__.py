@@ -239,6 +239,9 @@ class Vault:
             return self.get(ref[len(SECRET_PREFIX) :])
         if ref.startswith(ENV_PREFIX):
             variable = ref[len(ENV_PREFIX) :]
+            if variable.upper().startswith("MCP_GATEWAY_MASTER_KEY"):
+                # The master key unseals every secret: never something to send to an upstream.
+                raise VaultError(f"{ref!r} names the vault's master key, which is never a credential")
             value = self.environ.get(variable)
             if value is None:
                 raise VaultError(f"environment variable {variable!r} (referenced as {ref!r}) is not set")

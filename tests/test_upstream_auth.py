@@ -15,6 +15,8 @@ import json
 import logging
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
+from mcp_types import URL_ELICITATION_REQUIRED
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -567,3 +571,55 @@ def test_env_references_cannot_read_the_master_key(tmp_path: Path) -> None:
     with pytest.raises(VaultError, match="master key"):
         vault.resolve("env:MCP_GATEWAY_MASTER_KEY")
     db.close()
+
+
+def mgw(data_dir: Path, *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "mcp_gateway.cli", *args, "--data-dir", str(data_dir)],
+        input=stdin, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.anyio
+async def test_secret_changes_and_key_rotation_reach_a_running_gateway(env: Env) -> None:
+    assert not (await env.call(env.alice, "viaBearer")).is_error
+    before = sqlite3.connect(env.data_dir / "gateway.db").execute("SELECT value FROM secrets").fetchall()
+    # Another process rotates the master key: every entry re-sealed; the gateway reads the new key file.
+    await anyio.to_thread.run_sync(lambda: mgw(env.data_dir, "secrets", "rotate-master"))
+    after = sqlite3.connect(env.data_dir / "gateway.db").execute("SELECT value FROM secrets").fetchall()
+    assert set(before).isdisjoint(after)
+    await anyio.sleep(2.5)  # one store poll
+    for tool in ("viaBearer", "viaHeader", "viaMachine"):
+        result = await env.call(env.alice, tool)
+        assert not result.is_error, text_of(result)
+    # Another process replaces the token: the gateway's next calls use the new one (the upstream
+    # knows only the old one, so it now refuses).
+    await anyio.to_thread.run_sync(lambda: mgw(env.data_dir, "secrets", "set", "github-token", stdin="ghp_new\n"))
+    with anyio.fail_after(10):
+        while not (await env.call(env.alice, "viaBearer")).is_error:
+            await anyio.sleep(0.3)
+    assert env.upstream.seen[-1]["headers"]["authorization"] == "Bearer ghp_new"
+
+
+@pytest.mark.anyio
+async def test_clients_taking_url_elicitation_are_asked_to_open_the_link(env: Env) -> None:
+    # 2026-07-28 requests carry the client's capabilities; a stateless 2025-11-25 request has none
+    # (no initialize on its connection), so such clients get the tool error with the link.
+    async def never_called(context: Any, params: Any) -> Any:
+        raise AssertionError("the gateway asks through the error, not a request")
+
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {env.alice}"}, timeout=30)
+    client = Client(
+        streamable_http_client(env.url, http_client=http), mode="2026-07-28", elicitation_callback=never_called
+    )
+    async with client:
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("viaUser", {})
+    assert raised.value.error.code == URL_ELICITATION_REQUIRED
+    (elicitation,) = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
+    assert "/oauth/connect/secure?ticket=" in elicitation.url
+    assert elicitation.elicitation_id == "connect-secure"
+    connect(env, elicitation.url, "alice-gh")
+    assert not (await env.call(env.alice, "viaUser")).is_error

@@ -246,12 +246,12 @@ def cmd_apis(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    """consumers / keys / policies / secrets: commands on the store."""
+    """consumers / keys / policies / secrets / connections: commands on the store."""
     config = load_config(Path(args.config) if args.config else None)
     if args.data_dir:
         config = config.model_copy(update={"data_dir": Path(args.data_dir)})
     setup_logging("warning")
-    return (cli_secrets if args.command == "secrets" else cli_access).run(args, config)
+    return (cli_secrets if args.command in ("secrets", "connections") else cli_access).run(args, config)
 
 
 # -- argument parsing -----------------------------------------------------------------
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command == "stdio":
             return cmd_stdio(args)
-        if args.command in ("consumers", "keys", "policies", "secrets"):
+        if args.command in ("consumers", "keys", "policies", "secrets", "connections"):
             return cmd_store(args)
         return cmd_apis(args)
     except (ConfigError, SpecError) as exc:

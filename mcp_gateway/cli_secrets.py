@@ -1,4 +1,5 @@
 """`mcp-gateway secrets ...`: store, list and remove upstream credentials; rotate the master key.
+`mcp-gateway connections ...`: consumers' own upstream accounts (per-user OAuth), list and remove.
 
 A value is read from stdin (piped) or typed at a hidden prompt, never taken from
 the command line, where it would land in shell history and in `ps` output. No
@@ -15,6 +16,7 @@ import sys
 from typing import Any
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.vault import MAX_SECRET_BYTES, InvalidSecret, Vault, VaultError, encode_key, generate_key
 
@@ -39,6 +41,20 @@ def add_parsers(sub: Any, common: Any) -> None:
     rotate.add_argument("--drop-old", action="store_true", help="then remove master keys nothing uses any more")
     secrets.add_parser("generate-key", help="print a new master key (for MCP_GATEWAY_MASTER_KEY)")
     for parser in secrets.choices.values():
+        common(parser)
+
+    connections = sub.add_parser("connections", help="consumers' connected upstream accounts").add_subparsers(
+        dest="secrets_command", required=True
+    )
+    clist = connections.add_parser("list", help="list connections (never their tokens)")
+    clist.add_argument("--consumer")
+    clist.add_argument("--json", action="store_true")
+    cremove = connections.add_parser(
+        "remove", help="forget a consumer's tokens for an API (the admin API also revokes them at the provider)"
+    )
+    cremove.add_argument("consumer")
+    cremove.add_argument("api")
+    for parser in connections.choices.values():
         common(parser)
 
 
@@ -66,12 +82,32 @@ def run(args: argparse.Namespace, config: GatewayConfig) -> int:
         return 0
     db = Database(config.database_path)
     try:
+        if args.command == "connections":
+            return _connections(args, ConnectionStore(db, Vault.open(db, config.data_dir)))
         return _run(args, Vault.open(db, config.data_dir))
     except VaultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         db.close()
+
+
+def _connections(args: argparse.Namespace, store: ConnectionStore) -> int:
+    if args.secrets_command == "list":
+        rows = store.list(args.consumer)
+        if args.json:
+            print(json.dumps([c.public() for c in rows], indent=2))
+        for c in [] if args.json else rows:
+            expiry = _when(c.expires_at) if c.expires_at else "-"
+            print(f"{c.consumer:<24} {c.api:<24} connected {_when(c.created_at)}  expires {expiry}")
+        if not rows and not args.json:
+            print("no connections")
+        return 0
+    if not store.delete(args.consumer, args.api):
+        print(f"{args.consumer} has no connection to {args.api}", file=sys.stderr)
+        return 1
+    print(f"removed {args.consumer}'s connection to {args.api}")
+    return 0
 
 
 def _run(args: argparse.Namespace, vault: Vault) -> int:

@@ -143,6 +143,7 @@ class Gateway:
             key_grace=self.config.auth.key_rotation_grace_seconds,
             virtual=self.virtual,
             vault=self.vault,
+            connections=self.connections,
             extra_routes=connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
         )
 

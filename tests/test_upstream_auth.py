@@ -297,6 +297,20 @@ async def test_vault_credentials_reach_the_right_upstreams_and_users_connect_the
         result = await env.call(key, "viaUser")
         assert result.structured_content["sub"] == who
 
+    # Operators see who connected what (never the tokens), from the admin API and the CLI.
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        listed = (await http.get(f"{env.base}/admin/connections")).json()["connections"]
+        env.emitted.append(json.dumps(listed))
+    assert sorted((c["consumer"], c["api"]) for c in listed) == [("alice", "secure"), ("bob", "secure")]
+    printed = await anyio.to_thread.run_sync(lambda: mgw(env.data_dir, "connections", "list", "--json"))
+    env.emitted.append(printed)
+    assert [c["consumer"] for c in json.loads(printed)] == ["alice", "bob"]
+    # An operator disconnects bob: revoked at the provider, and bob is asked to connect again.
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        assert (await http.delete(f"{env.base}/admin/connections/bob/secure")).status_code == 204
+    assert connect_link(await env.call(env.bob, "viaUser"))
+    assert (await env.call(env.alice, "viaUser")).structured_content["sub"] == "alice-gh"
+
     await leak_scan(env)
 
 
@@ -448,7 +462,8 @@ async def leak_scan(env: Env) -> None:
     emitted = list(env.emitted)
     async with httpx2.AsyncClient(timeout=30) as http:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        for path in ("/admin/apis", "/admin/apis/secure", "/admin/apis/github", "/admin/secrets", "/readyz"):
+        paths = ("/admin/apis", "/admin/apis/secure", "/admin/apis/github", "/admin/secrets", "/admin/connections")
+        for path in (*paths, "/readyz"):
             emitted.append((await http.get(env.base + path, headers=admin)).text)
         emitted.append((await http.post(env.url, headers={"Authorization": "Bearer nope"}, json={})).text)
         emitted.append((await http.get(env.base + "/oauth/connections")).text)

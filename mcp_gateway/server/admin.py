@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_gateway.auth.apikeys import AuthFailure
+from mcp_gateway.auth.connections import Connections
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig, public_api_config
@@ -113,9 +114,11 @@ def admin_routes(
     access: AccessControl | None = None,
     key_grace: float = 86400.0,
     vault: Vault | None = None,
+    connections: Connections | None = None,
 ) -> list[Route]:
     """The `/admin` routes, each checking the admin bearer token (never a consumer credential).
-    Without a `vault`, the `/admin/secrets` routes answer 501."""
+    Without a `vault`, the `/admin/secrets` routes answer 501; `connections` adds
+    `/admin/connections` (consumers' connected upstream accounts)."""
     expected = token.encode()
 
     def bearer(request: Request) -> str | None:
@@ -191,7 +194,24 @@ def admin_routes(
             return _error(422, str(exc), source=exc.source, pointer=exc.pointer)
         return JSONResponse(summary(result))
 
+    async def list_connections(request: Request) -> Response:
+        assert connections is not None
+        rows = await connections.list(request.query_params.get("consumer"))
+        return JSONResponse({"connections": [c.public() for c in rows]})
+
+    async def remove_connection(request: Request) -> Response:
+        assert connections is not None
+        consumer, api = request.path_params["consumer"], request.path_params["api"]
+        if not await connections.disconnect(consumer, api):
+            return _error(404, f"{consumer!r} has no connection to {api!r}")
+        return Response(status_code=204)
+
     identity = identity_endpoints(access, key_grace) if access is not None else []
+    if connections is not None:
+        identity += [
+            ("/connections", list_connections, ["GET"]),
+            ("/connections/{consumer}/{api}", remove_connection, ["DELETE"]),
+        ]
     return [
         *(Route(path, guarded(handler), methods=methods) for path, handler, methods in identity),
         *(Route(path, guarded(handler), methods=methods) for path, handler, methods in secret_endpoints(vault)),

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from mcp_gateway.auth.connections import Connections
 from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.middleware import RequireCredential
 from mcp_gateway.auth.service import AccessControl
@@ -71,6 +72,7 @@ def create_app(
     virtual: dict[str, GatewayMCP] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     vault: Vault | None = None,
+    connections: Connections | None = None,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
     running (the store watcher) and runs `on_stop` (close pools) at shutdown.
@@ -122,7 +124,12 @@ def create_app(
         *extra_routes,
     ]
     if admin_token:
-        routes.append(Mount("/admin", routes=admin_routes(registry, admin_token, access, key_grace, vault=vault)))
+        routes.append(
+            Mount(
+                "/admin",
+                routes=admin_routes(registry, admin_token, access, key_grace, vault=vault, connections=connections),
+            )
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

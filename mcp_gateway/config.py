@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _API_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -483,6 +483,14 @@ def _env_overrides() -> dict[str, Any]:
     return out
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """A validation error as `where: what` lines, without the input values pydantic would quote:
+    a malformed credential must not put its secret into an error message or a log."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors(include_input=False)
+    )
+
+
 def load_config(path: Path | None) -> GatewayConfig:
     """Read a config file (or none) and apply environment overrides.
 
@@ -509,5 +517,7 @@ def load_config(path: Path | None) -> GatewayConfig:
     raw.update(_env_overrides())
     try:
         return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'configuration'}: {describe_errors(exc)}") from None
     except ValueError as exc:
         raise ConfigError(f"{path or 'configuration'}: {exc}") from None

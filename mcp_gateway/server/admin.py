@@ -20,7 +20,7 @@ from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.connections import Connections
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import ApiEntry, Snapshot
-from mcp_gateway.config import ApiConfig, public_api_config
+from mcp_gateway.config import ApiConfig, describe_errors, public_api_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
@@ -104,8 +104,7 @@ def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str 
     try:
         return ApiConfig.model_validate(payload), spec_text
     except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise RegistrationError(f"invalid API registration: {errors}", 422) from None
+        raise RegistrationError(f"invalid API registration: {describe_errors(exc)}", 422) from None
 
 
 def admin_routes(

@@ -350,12 +350,14 @@ class Binding:
         return chosen
 
     def _choose(self, security: tuple[Requirement, ...]) -> tuple[Applier, ...] | str:
-        for requirement in security:
-            if all(scheme in self.factories for scheme, _ in requirement):
+        # Alternatives with credentials first: an optional requirement (`{}`) is the fallback,
+        # since an authenticated call usually gets more (data, rate limit) than an anonymous one.
+        for requirement in sorted(security, key=lambda r: not r):
+            if requirement and all(scheme in self.factories for scheme, _ in requirement):
                 return tuple(self._applier(scheme, scopes) for scheme, scopes in requirement)
         if WILDCARD in self.factories:
             return (self._applier(WILDCARD, ()),)
-        if not security:
+        if not security or () in security:
             return ()
         wanted = " or ".join(" + ".join(s for s, _ in r) or "(none)" for r in security)
         return (

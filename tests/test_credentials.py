@@ -173,3 +173,19 @@ def test_config_errors_never_quote_secrets(tmp_path: Path) -> None:
         load_config(path)
     assert "credentials.s" in str(raised.value) and "credentials.t" in str(raised.value)
     assert "plain-secret-value-123" not in str(raised.value) and "other-plain-secret" not in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_token_urls_from_a_spec_must_be_https(tmp_path: Path) -> None:
+    doc = {**SPEC_30, "servers": [{"url": "http://api.example.com/v1"}]}
+    oauth = {"type": "oauth2_client_credentials", "client_id": "c", "client_secret": "s"}
+    api, result, _ = ingest(tmp_path, doc, oauth=oauth)
+    binding = build_binding(api, result.security_schemes, result.base_url, lambda ref: ref)
+    (applier,) = binding.for_operation(((("oauth", ()),),))  # type: ignore[misc]
+    with pytest.raises(CredentialError, match=r"must be an https URL.*set it in the credential"):
+        await applier.apply(request(), Caller())
+    # Configured explicitly, the operator's choice stands.
+    api, result, _ = ingest(tmp_path, doc, oauth={**oauth, "token_url": "https://login.example.com/token"})
+    binding = build_binding(api, result.security_schemes, result.base_url, lambda ref: ref)
+    (applier,) = binding.for_operation(((("oauth", ()),),))  # type: ignore[misc]
+    assert applier.client.token_url == "https://login.example.com/token"  # type: ignore[attr-defined]

@@ -100,7 +100,10 @@ class Connections:
     # -- the flow -------------------------------------------------------------
 
     async def _app(self, api: str) -> OAuthApp:
-        app = await anyio.to_thread.run_sync(self.apps, api)
+        try:
+            app = await anyio.to_thread.run_sync(self.apps, api)
+        except Exception as exc:  # a vault or binding fault: its message names it, never a secret
+            raise ConnectError(f"per-user OAuth of API {api!r} is misconfigured: {exc}") from None
         if app is None:
             raise ConnectError(f"API {api!r} does not use per-user OAuth")
         return app

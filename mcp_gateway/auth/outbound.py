@@ -19,6 +19,7 @@ from mcp_gateway.config import (
     ClientCredentialsCredential,
     TokenExchangeCredential,
     UserOAuthCredential,
+    check_authority_url,
     plain_secret_fields,
 )
 from mcp_gateway.definitions import SecurityScheme
@@ -55,7 +56,12 @@ def _flow_url(scheme: SecurityScheme | None, flow: str, key: str, base_url: str 
     if not isinstance(url, str) or not url:
         return None
     # OpenAPI 3.1 allows URLs relative to the API's server.
-    return urljoin(base_url, url) if base_url and "://" not in url else url
+    url = urljoin(base_url, url) if base_url and "://" not in url else url
+    # Client secrets and codes go there: https only (plain http on loopback, for development).
+    try:
+        return check_authority_url(url.split("?", 1)[0], f"the spec's {flow} {key}")
+    except ValueError as exc:
+        raise BindingError(f"{exc}; set it in the credential instead") from None
 
 
 def _extra(audience: str | None, resource: str | None) -> dict[str, str]:
@@ -93,11 +99,13 @@ def _factory(
     def mismatch(expected: str) -> BindingError:
         return BindingError(f"{where} is of type {credential.type}, which cannot serve {expected}")
 
-    def oauth_client(token_url: str | None, flow: str) -> OAuthClient:
+    def oauth_client(flow: str) -> OAuthClient:
         assert not isinstance(credential, ApiKeyCredential | BasicCredential | BearerCredential)
-        url = credential.token_url or token_url
+        url = credential.token_url or (_flow_url(scheme, flow, "tokenUrl", base_url) if flow else None)
         if not url:
-            raise BindingError(f"{where}: no token_url configured and the spec's scheme declares no {flow} flow")
+            raise BindingError(
+                f"{where}: no token_url configured and the spec's scheme declares no {flow or 'such'} flow"
+            )
         return OAuthClient(
             client_id=credential.client_id,
             client_secret=resolve(credential.client_secret) if credential.client_secret else None,
@@ -126,14 +134,14 @@ def _factory(
         if kind not in (None, "oauth2", "openIdConnect"):
             raise mismatch(f"the {kind} scheme {scheme_name!r}")
         if isinstance(c, ClientCredentialsCredential):
-            client = oauth_client(_flow_url(scheme, "clientCredentials", "tokenUrl", base_url), "clientCredentials")
+            client = oauth_client("clientCredentials")
             return ClientCredentials(client, wanted, _extra(c.audience, c.resource), api.name)
         if isinstance(c, TokenExchangeCredential):
-            return TokenExchange(oauth_client(None, "token exchange"), wanted, _extra(c.audience, c.resource), api.name)
+            return TokenExchange(oauth_client(""), wanted, _extra(c.audience, c.resource), api.name)
         assert isinstance(c, UserOAuthCredential)
         if user_tokens is None:
             raise BindingError(f"{where}: per-user OAuth needs the gateway's connection store")
-        client = oauth_client(_flow_url(scheme, "authorizationCode", "tokenUrl", base_url), "authorizationCode")
+        client = oauth_client("authorizationCode")
         return UserOAuth(client, user_tokens, api.name)
 
     def safe(scopes: tuple[str, ...]) -> Applier:

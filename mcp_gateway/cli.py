@@ -12,9 +12,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+from pydantic import ValidationError
 
 from mcp_gateway import __version__, cli_access, cli_secrets
-from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, ToolFilter, load_config, public_api_config
+from mcp_gateway.config import (
+    ApiConfig,
+    ConfigError,
+    GatewayConfig,
+    ToolFilter,
+    describe_errors,
+    load_config,
+    public_api_config,
+    registration_secret_problems,
+)
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 
@@ -173,7 +183,25 @@ def _api_from_args(args: argparse.Namespace, name: str) -> ApiConfig:
         exclude_paths=args.exclude_path or [],
         methods=args.method or [],
     )
-    return ApiConfig(name=name, spec=spec, base_url=args.base_url, prefix=args.prefix, filter=filt)
+    credentials: dict[str, Any] = {}
+    for binding in args.credential or []:
+        scheme, sep, text = binding.partition("=")
+        if not sep or not scheme:
+            raise ConfigError(f'--credential takes SCHEME=JSON, e.g. \'*={{"type":"bearer",...}}\': {scheme!r}')
+        try:
+            credentials[scheme] = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"--credential {scheme}=...: the credential is not JSON") from None
+    try:
+        api = ApiConfig(
+            name=name, spec=spec, base_url=args.base_url, prefix=args.prefix, filter=filt, credentials=credentials
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+    problems = registration_secret_problems(api)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return api
 
 
 def _print_summary(result: IngestResult) -> None:
@@ -272,6 +300,13 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-path", action="append", help="path glob, e.g. '/pets*'")
     p.add_argument("--exclude-path", action="append")
     p.add_argument("--method", action="append", help="keep only these HTTP methods")
+    p.add_argument(
+        "--credential",
+        action="append",
+        metavar="SCHEME=JSON",
+        help="bind a security scheme (or *) to a credential naming vault secrets, e.g. "
+        """'*={"type":"bearer","token":"secret:github-token"}' (repeatable)""",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -189,3 +191,18 @@ async def test_token_urls_from_a_spec_must_be_https(tmp_path: Path) -> None:
     binding = build_binding(api, result.security_schemes, result.base_url, lambda ref: ref)
     (applier,) = binding.for_operation(((("oauth", ()),),))  # type: ignore[misc]
     assert applier.client.token_url == "https://login.example.com/token"  # type: ignore[attr-defined]
+
+
+def test_cli_registrations_bind_vault_references_only(tmp_path: Path) -> None:
+    def mgw(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "mcp_gateway.cli", "apis", *args, "--data-dir", str(tmp_path)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    spec = str(DATA / "echo.yaml")
+    added = mgw("add", "gh", spec, "--credential", '*={"type": "bearer", "token": "secret:gh"}')
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(mgw("show", "gh").stdout)
+    assert shown["credentials"] == {"*": {"type": "bearer", "token": "secret:gh"}}
+    refused = mgw("add", "gh2", spec, "--credential", '*={"type": "bearer", "token": "ghp_plain0123456789"}')
+    assert refused.returncode == 2 and "vault reference" in refused.stderr
+    assert "ghp_plain0123456789" not in refused.stderr + refused.stdout

@@ -26,7 +26,8 @@ from urllib.parse import quote, quote_plus
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+import yaml
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import URL_ELICITATION_REQUIRED
@@ -120,6 +121,7 @@ class Env:
     alice: str
     bob: str
     data_dir: Path
+    urls: dict[str, str] = field(default_factory=dict)  # "secure" upstream, "as" (authorization server)
     emitted: list[str] = field(default_factory=list)  # everything the gateway said, for the leak scan
 
     def client(self, key: str) -> Client:
@@ -229,7 +231,7 @@ def env(tmp_path: Path, upstream: str, monkeypatch: pytest.MonkeyPatch) -> Itera
                 redirect_uris=(f"{base}/oauth/callback",),
                 scope="repo",
             )
-            yield Env(url, base, gateway, oauth, state, alice, bob, data_dir)
+            yield Env(url, base, gateway, oauth, state, alice, bob, data_dir, {"secure": secure_url, "as": as_url})
 
 
 def connect(env: Env, link: str, provider_user: str) -> str:
@@ -638,3 +640,44 @@ async def test_clients_taking_url_elicitation_are_asked_to_open_the_link(env: En
     assert elicitation.elicitation_id == "connect-secure"
     connect(env, elicitation.url, "alice-gh")
     assert not (await env.call(env.alice, "viaUser")).is_error
+
+
+@pytest.mark.anyio
+async def test_stdio_uses_the_local_consumers_own_connection(env: Env) -> None:
+    """stdio runs as auth.stdio_consumer; the connect flow is served by the HTTP gateway that
+    shares its database, and the stdio gateway then uses that consumer's token."""
+    user = {
+        "type": "oauth2_user",
+        "client_id": "gw-user",
+        "client_secret": "secret:user-client-secret",
+        "authorization_url": f"{env.urls['as']}/authorize",
+        "token_url": f"{env.urls['as']}/token",
+    }
+    config = env.data_dir.parent / "stdio.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(env.data_dir),
+                "base_url": env.base,
+                "auth": {"enabled": True, "stdio_consumer": "alice"},
+                "apis": [
+                    {
+                        "name": "secure",
+                        "spec": str(SECURE_SPEC),
+                        "base_url": env.urls["secure"],
+                        "credentials": {"user": user},
+                    }
+                ],
+            }
+        )
+    )
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_gateway.cli", "stdio", "-c", str(config)])
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            first = await client.call_tool("viaUser", {})
+            link = connect_link(first)
+            assert link.startswith(env.base + "/oauth/connect/secure?ticket=")
+            await anyio.to_thread.run_sync(connect, env, link, "alice-gh")
+            second = await client.call_tool("viaUser", {})
+            assert not second.is_error, text_of(second)
+            assert second.structured_content["sub"] == "alice-gh"

@@ -37,7 +37,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_gateway.auth import keys
-from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, public_api_config, registration_secret_problems
+from mcp_gateway.config import (
+    ApiConfig,
+    AuthConfig,
+    GatewayConfig,
+    ServerConfig,
+    public_api_config,
+    registration_secret_problems,
+)
 from mcp_gateway.gateway import Gateway
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
@@ -162,7 +169,9 @@ def set_up_identities(data_dir: Path) -> tuple[str, str]:
 
 
 @pytest.fixture
-def env(tmp_path: Path, upstream: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+def env(
+    tmp_path: Path, upstream: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Env]:
     monkeypatch.setenv(COOKIE_ENV, COOKIE_KEY)
     oauth = OAuthServer(access_token_lifetime=3600)
     state = Upstream(oauth)
@@ -210,6 +219,7 @@ def env(tmp_path: Path, upstream: str, monkeypatch: pytest.MonkeyPatch) -> Itera
             admin_token=ADMIN_TOKEN,
             log_level="debug",
             auth=AuthConfig(enabled=True),
+            server=ServerConfig(**getattr(request, "param", {})),
             apis=[
                 # A GitHub-style API: no securitySchemes in its spec, one token for every operation.
                 ApiConfig(
@@ -621,16 +631,17 @@ async def test_secret_changes_and_key_rotation_reach_a_running_gateway(env: Env)
 
 
 @pytest.mark.anyio
-async def test_clients_taking_url_elicitation_are_asked_to_open_the_link(env: Env) -> None:
-    # 2026-07-28 requests carry the client's capabilities; a stateless 2025-11-25 request has none
-    # (no initialize on its connection), so such clients get the tool error with the link.
+@pytest.mark.parametrize(
+    ("env", "mode"), [({}, "2026-07-28"), ({"stateless": False}, "legacy")], indirect=["env"], ids=["2026", "stateful"]
+)
+async def test_clients_taking_url_elicitation_are_asked_to_open_the_link(env: Env, mode: str) -> None:
+    # 2026-07-28 requests carry the client's capabilities, and a 2025-11-25 session declared them
+    # at initialize; a stateless 2025-11-25 request has none, so such clients get the tool error.
     async def never_called(context: Any, params: Any) -> Any:
         raise AssertionError("the gateway asks through the error, not a request")
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {env.alice}"}, timeout=30)
-    client = Client(
-        streamable_http_client(env.url, http_client=http), mode="2026-07-28", elicitation_callback=never_called
-    )
+    client = Client(streamable_http_client(env.url, http_client=http), mode=mode, elicitation_callback=never_called)
     async with client:
         with pytest.raises(MCPError) as raised:
             await client.call_tool("viaUser", {})

@@ -286,10 +286,20 @@ def _judge_path(key: str, op: dict[str, Any]) -> tuple[str, str | None]:
     return path or "/", None
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port not handed out before in this run. Prisms are started several at
+    once, each binding its port later: without the memory, the kernel may offer one port twice,
+    the second Prism fails to bind, and the first answers requests meant for the second."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _die_with_parent() -> None:
@@ -399,6 +409,16 @@ def prism_servers(documents: Mapping[K, tuple[str, dict[str, Any]]], workdir: Pa
                 prism.wait_ready(timeout)
             except PrismError as exc:
                 servers[key] = str(exc)
+        # A Prism whose port another process took answers "ready" through that process, then
+        # exits: start it again on another port.
+        time.sleep(0.2)
+        for key, prism in started.items():
+            if prism.process is not None and prism.process.poll() is not None and isinstance(servers[key], Prism):
+                try:
+                    prism.start()
+                    prism.wait_ready(timeout)
+                except (OSError, PrismError) as exc:
+                    servers[key] = str(exc)
         yield servers
     finally:
         for prism in started.values():

@@ -365,11 +365,6 @@ class Binding:
             "configured for them (the operator binds them under the API's `credentials`)"
         )
 
-    def unmet(self, security: tuple[Requirement, ...]) -> str | None:
-        """Why an operation cannot be called with the configured credentials (None if it can)."""
-        chosen = self.for_operation(security)
-        return chosen if isinstance(chosen, str) else None
-
 
 def redaction_forms(secrets: Sequence[str]) -> list[bytes]:
     """The forms a secret can take in a response: as is, URL-encoded, base64, JSON-escaped."""

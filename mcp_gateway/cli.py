@@ -47,7 +47,7 @@ def api_name_for(spec: str) -> str:
     return _NAME_BAD.sub("-", stem).strip("-_")[:64] or "api"
 
 
-def _spec_apis(specs: list[str], base_url: str | None) -> list[ApiConfig]:
+def _spec_apis(specs: list[str], base_url: str | None, *, anonymous: bool = False) -> list[ApiConfig]:
     if base_url and len(specs) != 1:
         raise ConfigError("--base-url needs exactly one --spec")
     apis: list[ApiConfig] = []
@@ -58,7 +58,7 @@ def _spec_apis(specs: list[str], base_url: str | None) -> list[ApiConfig]:
             name, n = f"{api_name_for(spec)}-{n}", n + 1
         taken.add(name)
         location = spec if "://" in spec else str(Path(spec).expanduser().resolve())
-        apis.append(ApiConfig(name=name, spec=location, base_url=base_url))
+        apis.append(ApiConfig(name=name, spec=location, base_url=base_url, allow_unauthenticated=anonymous))
     return apis
 
 
@@ -79,7 +79,9 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         folder = bundled_specs_dir()
         if folder is not None:
             files = sorted(p for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES)
-            updates["apis"] = _spec_apis([str(p) for p in files], None)
+            # The bundled examples' public servers answer anonymous callers too (the Petstore demo
+            # declares keys it does not check), so the quick start can call every tool.
+            updates["apis"] = _spec_apis([str(p) for p in files], None, anonymous=True)
     server = config.server.model_copy(
         update={
             k: v

@@ -248,6 +248,11 @@ class ApiConfig(_Model):
         description="securityScheme name -> credential; '*' applies to operations no named binding covers",
     )
     client_cert: ClientCertConfig | None = None
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="send operations whose security no configured credential meets without credentials "
+        "(for APIs that also serve anonymous callers); default: refuse them with a clear tool error",
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 

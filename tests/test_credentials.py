@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mcp_gateway.auth.outbound import build_binding
+from mcp_gateway.cli import build_config, parser
 from mcp_gateway.config import ApiConfig, ConfigError, load_config
 from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.upstream.credentials import Caller, CredentialError, redact, redaction_forms
@@ -206,3 +207,18 @@ def test_cli_registrations_bind_vault_references_only(tmp_path: Path) -> None:
     refused = mgw("add", "gh2", spec, "--credential", '*={"type": "bearer", "token": "ghp_plain0123456789"}')
     assert refused.returncode == 2 and "vault reference" in refused.stderr
     assert "ghp_plain0123456789" not in refused.stderr + refused.stdout
+
+
+def test_allow_unauthenticated_sends_unmet_operations_without_credentials(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC_30))
+    api = ApiConfig(name="t", spec=str(spec), allow_unauthenticated=True)
+    result = ingest_api(api)
+    binding = build_binding(api, result.security_schemes, result.base_url, lambda ref: ref)
+    assert binding.for_operation(((("key", ()),),)) == ()
+    assert any("sent without credentials" in i.message for i in result.issues)
+    # The quick start's bundled examples are served that way; a spec of your own is not.
+    bundled = build_config(parser().parse_args(["serve"]))
+    assert bundled.apis and all(a.allow_unauthenticated for a in bundled.apis)
+    own = build_config(parser().parse_args(["serve", "--spec", str(spec)]))
+    assert not own.apis[0].allow_unauthenticated

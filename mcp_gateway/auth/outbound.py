@@ -168,7 +168,7 @@ def build_binding(
         name: _factory(api, name, schemes.get(name), base_url, resolve, user_tokens, user_agent)
         for name in api.credentials
     }
-    return Binding(api.name, schemes, factories)
+    return Binding(api.name, schemes, factories, anonymous_fallback=api.allow_unauthenticated)
 
 
 def user_oauth_settings(

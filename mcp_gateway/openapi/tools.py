@@ -685,11 +685,13 @@ def _credential_issues(result: IngestResult, api: ApiConfig) -> list[Issue]:
         if security and not any(all(s in bound for s, _ in r) for r in security):
             wanted = " or ".join(" + ".join(s for s, _ in r) for r in security)
             unmet[wanted] = unmet.get(wanted, 0) + 1
+    outcome = ("they are sent without credentials (allow_unauthenticated)" if api.allow_unauthenticated
+               else "calls to them fail until they are")  # fmt: skip
     for wanted, count in unmet.items():
         issues.append(
             Issue(result.source, "/components/securitySchemes",
                   f"{count} operation(s) need credentials for {wanted}; none are configured under "
-                  "`credentials`, so calls to them fail until they are")
+                  f"`credentials`, so {outcome}")
         )  # fmt: skip
     return issues
 

@@ -328,10 +328,19 @@ WILDCARD = "*"
 class Binding:
     """The credentials of one API, chosen per operation from its security requirements."""
 
-    def __init__(self, api: str, schemes: Mapping[str, SecurityScheme], factories: Mapping[str, ApplierFactory]):
+    def __init__(
+        self,
+        api: str,
+        schemes: Mapping[str, SecurityScheme],
+        factories: Mapping[str, ApplierFactory],
+        anonymous_fallback: bool = False,
+    ) -> None:
         self.api = api
         self.schemes = schemes
         self.factories = factories
+        # Send operations whose security nothing configured meets without credentials (the
+        # operator says the API serves anonymous callers) instead of refusing them.
+        self.anonymous_fallback = anonymous_fallback
         self._chosen: dict[tuple[Requirement, ...], tuple[Applier, ...] | str] = {}
         self._made: dict[tuple[str, tuple[str, ...]], Applier] = {}
 
@@ -357,7 +366,7 @@ class Binding:
                 return tuple(self._applier(scheme, scopes) for scheme, scopes in requirement)
         if WILDCARD in self.factories:
             return (self._applier(WILDCARD, ()),)
-        if not security or () in security:
+        if not security or () in security or self.anonymous_fallback:
             return ()
         wanted = " or ".join(" + ".join(s for s, _ in r) or "(none)" for r in security)
         return (

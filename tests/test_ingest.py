@@ -24,7 +24,7 @@ from starlette.routing import Route
 from mcp_gateway.config import ApiConfig, ToolFilter
 from mcp_gateway.definitions import SpecError, ToolDefinition
 from mcp_gateway.openapi.load import load_spec
-from mcp_gateway.openapi.tools import IngestResult, compile_validator, ingest_api, trim_text
+from mcp_gateway.openapi.tools import HEADER_TEXT, IngestResult, compile_validator, ingest_api, trim_text
 from tests.servers import serve_in_thread
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -603,7 +603,7 @@ def test_malformed_operation_parts_do_not_sink_the_api(tmp_path: Path) -> None:
     })  # fmt: skip
     result = ingest(write(tmp_path, doc))
     assert {"a", "b", "c"} <= set(by_name(result))
-    assert by_name(result)["a"].input_schema["properties"] == {"5": {"type": "string"}}
+    assert by_name(result)["a"].input_schema["properties"] == {"5": {"type": "string", "pattern": HEADER_TEXT}}
 
 
 # --------------------------------------------------------------------------- schema conversion
@@ -846,19 +846,70 @@ def test_required_path_parameter_cannot_be_empty(tmp_path: Path) -> None:
         {"name": "kind", "in": "path", "schema": {"type": "string", "minLength": 0}},
         {"name": "any", "in": "path", "required": True},
         {"name": "num", "in": "path", "required": True, "schema": {"type": "integer"}},
-        {"name": "q", "in": "query", "schema": {"type": "string"}},
+        {"name": "q", "in": "query", "allowEmptyValue": True, "schema": {"type": "string"}},
     ]}  # fmt: skip
     tool = one_tool(tmp_path, op, path="/x/{id}/{kind}/{any}/{num}", method="get")
     props = tool.input_schema["properties"]
     assert tool.input_schema["required"] == ["id", "kind", "any", "num"]
     assert props["id"]["minLength"] == 1 and props["kind"]["minLength"] == 1 and props["any"]["minLength"] == 1
-    assert "minLength" not in props["q"]
+    assert "minLength" not in props["q"]  # allowEmptyValue: "" is a value this query parameter takes
     args = {"id": "a", "kind": "b", "any": "c", "num": 1}
     assert tool.validate(args) == []
     for name in ("id", "kind", "any"):
         errors = tool.validate({**args, name: ""})
         assert errors and errors[0].startswith(name + ":"), errors
     assert all(p.required for p in tool.operation.params if p.location == "path")
+
+
+def test_argument_schemas_say_what_reaches_the_wire(tmp_path: Path) -> None:
+    """Values the request builder would refuse, or that would send nothing, are refused by the
+    argument schema, so that an agent learns it from the schema (and validation names the field)."""
+    op = {"parameters": [
+        {"name": "q", "in": "query", "schema": {"type": "string"}},
+        {"name": "opt", "in": "query", "schema": {"type": "integer"}},
+        {"name": "X-Note", "in": "header", "schema": {"type": "string", "pattern": "^[a-z ]+$"}},
+        {"name": "X-Id", "in": "header", "schema": {"type": "string"}},
+        {"name": "tags", "in": "query", "required": True, "schema": {"type": "array", "items": {"type": "string"}}},
+        {"name": "filter", "in": "query", "required": True, "style": "deepObject",
+         "schema": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        {"name": "when", "in": "query", "required": True, "schema": {"type": "string", "nullable": True}},
+        {"name": "kind", "in": "query", "required": True,
+         "schema": {"type": "string", "nullable": True, "enum": ["a", "b", None]}},
+        {"name": "ref", "in": "query", "required": True, "schema": {"$ref": "#/components/schemas/Maybe"}},
+    ]}  # fmt: skip
+    doc = oas({"/x": {"get": {**op, "responses": OK}}})
+    doc["components"] = {"schemas": {"Maybe": {"type": "object", "nullable": True, "properties": {}}}}
+    tool = by_name(ingest(write(tmp_path, doc)))["get_x"]
+    props = tool.input_schema["properties"]
+    assert props["q"]["minLength"] == 1 and "minLength" not in props["opt"]
+    assert props["X-Id"]["pattern"] == HEADER_TEXT
+    assert props["X-Note"] == {"allOf": [{"type": "string", "pattern": "^[a-z ]+$"}, {"pattern": HEADER_TEXT}]}
+    assert props["tags"]["minItems"] == 1 and props["filter"]["minProperties"] == 1
+    assert props["when"]["type"] == "string"
+    assert props["kind"]["type"] == "string" and None not in props["kind"]["enum"]
+    assert props["ref"]["not"] == {"type": "null"} and props["ref"]["minProperties"] == 1
+    good = {"q": "x", "X-Id": "abc", "tags": ["a"], "filter": {"a": "b"}, "when": "now", "kind": "a", "ref": {"k": 1}}
+    assert tool.validate(good) == []
+    for field, value in (("q", ""), ("X-Id", "caf\u00e9"), ("X-Id", "a\nb"), ("tags", []), ("filter", {}),
+                         ("when", None), ("kind", None), ("ref", None)):  # fmt: skip
+        errors = tool.validate({**good, field: value})
+        assert errors and errors[0].startswith(field), (field, value, errors)
+
+
+def test_multipart_arrays_of_files_and_required_form_arrays(tmp_path: Path) -> None:
+    body = {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["tags"],
+        "properties": {
+            "photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "avatar": {"type": "string", "contentMediaType": "image/png"},
+            "note": {"type": "string", "contentMediaType": "text/plain"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        }}}}}  # fmt: skip
+    tool = one_tool(tmp_path, {"requestBody": body}, path="/upload", method="post")
+    assert tool.operation.body is not None
+    assert tool.operation.body.binary_fields == frozenset({"photos", "avatar"})
+    assert tool.input_schema["properties"]["tags"]["minItems"] == 1
+    assert "minItems" not in tool.input_schema["properties"]["photos"]
 
 
 def test_parameter_and_body_clashes(tmp_path: Path) -> None:
@@ -1026,7 +1077,7 @@ def test_swagger2_fixture() -> None:
     assert (plans["ids"].style, plans["ids"].explode, plans["ids"].location) == ("simple", False, "header")
     assert plans["X-Trace"].location == "header"
     props = tools["listPets"].input_schema["properties"]
-    assert props["since"] == {"type": ["string", "null"], "format": "date"}
+    assert props["since"] == {"type": ["string", "null"], "format": "date", "minLength": 1}
     assert props["ids"] == {"type": "array", "items": {"type": "integer"}}
     out = tools["listPets"].output_schema
     assert out["anyOf"][0]["properties"]["result"] == {"type": "array", "items": {"$ref": "#/$defs/Pet"}}
@@ -1523,7 +1574,7 @@ def test_shared_responses_and_parameters_are_converted_once(tmp_path: Path) -> N
     assert len(tools) == 3
     assert all(t.output_schema is tools[0].output_schema for t in tools)
     assert tools[0].output_schema["$defs"] == {"Thing": {"type": "object", "properties": {"id": {"type": "integer"}}}}
-    assert all(t.input_schema["properties"]["q"] == {"type": "string"} for t in tools)
+    assert all(t.input_schema["properties"]["q"] == {"type": "string", "minLength": 1} for t in tools)
 
 
 def test_huge_counted_repetitions_do_not_stall_the_first_call() -> None:

@@ -446,6 +446,14 @@ def test_multipart_body_with_base64_and_data_url_files() -> None:
     ]
 
 
+def test_multipart_array_of_files_is_one_file_part_each() -> None:
+    req = build(plan_body=MULTIPART, photo=[base64.b64encode(PNG).decode(), base64.b64encode(b"second").decode()])
+    assert parse_multipart(req) == [
+        ("photo", "photo", "application/octet-stream", PNG),
+        ("photo", "photo", "application/octet-stream", b"second"),
+    ]
+
+
 def test_multipart_urlsafe_base64_unpadded_and_wrapped() -> None:
     data = bytes(range(256))
     text = base64.urlsafe_b64encode(data).decode().rstrip("=")

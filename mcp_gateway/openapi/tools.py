@@ -48,6 +48,8 @@ _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie
 _IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
+# A header value as the request builder sends it: ASCII, no control characters but tab.
+HEADER_TEXT = r"^[\t -~]*$"
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
 
@@ -378,7 +380,75 @@ class _ToolBuilder:
             # An empty value would change the path (`/pets//photos`). Also for untyped
             # parameters: minLength only constrains strings.
             schema["minLength"] = 1
+        if content_type is None:
+            schema = self._wire_constraints(schema, param, self._raw_types(raw, uri, raw_ptr))
         return schema, content_type
+
+    def _raw_types(self, raw: Any, uri: str, ptr: str) -> set[str] | None:
+        """The JSON types a parameter's OpenAPI schema admits (None: not said, or a composition)."""
+        try:
+            target = self.schemas.resolved(raw, uri, ptr).value
+        except SpecError:
+            return None
+        if not isinstance(target, dict):
+            return None
+        kind = target.get("type")
+        types = {kind} if isinstance(kind, str) else {str(t) for t in kind} if isinstance(kind, list) else None
+        if types is not None and (target.get("nullable") is True or target.get("x-nullable") is True):
+            types.add("null")
+        return types
+
+    @staticmethod
+    def _wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str] | None) -> dict[str, Any]:
+        """What a parameter's value must be to reach the wire, said in its argument schema, so that
+        an agent learns it from the schema instead of from a refused call:
+
+        * a query string is not empty unless `allowEmptyValue` says so (its default is false);
+        * a header value is ASCII without control characters (the request builder refuses others);
+        * a path parameter, or a required one, that is an array or object is not empty: an
+          empty one sends nothing (RFC 6570), so the call would be refused;
+        * a required parameter is not null: null sends nothing either.
+
+        Each keyword only constrains values of its own type, so it is added beside a `$ref` or a
+        union as well; `raw` (the OpenAPI schema's types) keeps the rest of schemas uncluttered.
+        """
+        location = param["in"]
+        required = location == "path" or bool(param.get("required"))
+        known = set(schema["type"]) if isinstance(schema.get("type"), list) else (
+            {schema["type"]} if isinstance(schema.get("type"), str) else raw
+        )  # fmt: skip
+
+        def may_be(kind: str) -> bool:
+            return known is None or kind in known
+
+        if (
+            location == "query"
+            and may_be("string")
+            and not param.get("allowEmptyValue")
+            and not schema.get("minLength")
+        ):
+            schema["minLength"] = 1
+        if location == "header" and may_be("string"):
+            if "pattern" in schema:
+                schema = {"allOf": [schema, {"pattern": HEADER_TEXT}]}
+            else:
+                schema["pattern"] = HEADER_TEXT
+        if required and known is not None and "array" in known and not schema.get("minItems"):
+            schema["minItems"] = 1
+        if required and known is not None and "object" in known and not schema.get("minProperties"):
+            schema["minProperties"] = 1
+        if required and (known is None or "null" in known):
+            kinds = schema.get("type")
+            if isinstance(kinds, list) and "null" in kinds and len(kinds) > 1:
+                rest = [t for t in kinds if t != "null"]
+                schema["type"] = rest[0] if len(rest) == 1 else rest
+                if isinstance(schema.get("enum"), list):
+                    schema["enum"] = [v for v in schema["enum"] if v is not None]
+            elif known is not None or "anyOf" in schema or "oneOf" in schema or "$ref" in schema:
+                schema = {"allOf": [schema, {"not": {"type": "null"}}]} if "not" in schema else {
+                    **schema, "not": {"type": "null"}
+                }  # fmt: skip
+        return schema
 
     # -- request body ------------------------------------------------------
 
@@ -474,18 +544,36 @@ class _ToolBuilder:
             arg = naming.unique(arg, taken)
             fields[arg] = name
             resolved = self.schemas.resolved(sub, uri, sub_ptr).value
-            if kind == "multipart" and isinstance(resolved, dict) and resolved.get("format") in ("binary", "byte"):
+            if kind == "multipart" and self._is_file(resolved, uri, sub_ptr):
                 binary.add(name)
                 if isinstance(converted, dict):
                     converted = {
                         **converted,
                         "description": (converted.get("description", "") + " " + _BINARY_HINT).strip(),
                     }
-            props[arg] = converted
             if name in body_required_props:
                 required.append(arg)
+                is_array = isinstance(resolved, dict) and resolved.get("type") == "array"
+                if is_array and isinstance(converted, dict) and not converted.get("minItems"):
+                    # An empty array is no form field at all: the required property would be missing.
+                    converted = {**converted, "minItems": 1}
+            props[arg] = converted
         return BodyPlan(media_type=media_type, kind=kind, required=body_required, fields=fields,  # type: ignore[arg-type]
                         encoding=encoding, binary_fields=frozenset(binary))  # fmt: skip
+
+    def _is_file(self, resolved: Any, uri: str, ptr: str) -> bool:
+        """A multipart property sent as file parts: binary content, or an array of it."""
+        if not isinstance(resolved, dict):
+            return False
+        media = resolved.get("contentMediaType")
+        if resolved.get("format") in ("binary", "byte"):
+            return True
+        if isinstance(media, str) and not media.startswith("text/") and "json" not in media:
+            return resolved.get("type") in (None, "string")  # OpenAPI 3.1's way of saying binary
+        if resolved.get("type") == "array" and isinstance(resolved.get("items"), dict):
+            items = self.schemas.resolved(resolved["items"], uri, pointer_join(ptr, "items")).value
+            return isinstance(items, dict) and items.get("format") in ("binary", "byte")
+        return False
 
     # -- responses ---------------------------------------------------------
 

@@ -101,6 +101,8 @@ class OperationPlan:
     # The operation's security requirements, alternatives in spec order; () when it needs none.
     # An empty requirement among them makes credentials optional.
     security: tuple[Requirement, ...] = ()
+    # A server the spec declares for this path or operation alone (None: the API's base URL).
+    base_url: str | None = None
 
 
 ArgumentValidator = Callable[[Mapping[str, Any]], list[str]]

@@ -26,9 +26,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
+from mcp_gateway.gateway import Gateway
+from mcp_gateway.pipeline import Call
 from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, GatewayFactory, running_gateway
-from tests.servers import free_port
+from tests.servers import free_port, serve_in_thread
 from tests.upstream import PNG_1PX
+from tests.upstream import create_app as create_upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -737,3 +740,40 @@ async def test_trace_context_of_the_mcp_request_reaches_the_upstream(gateway_url
     echo = json.loads(json.loads(data)["result"]["content"][0]["text"])
     traceparent = echo["headers"].get("traceparent", "")
     assert traceparent.split("-")[1] == trace_id, echo["headers"]
+
+
+@pytest.mark.anyio
+async def test_operation_servers_are_honoured_unless_the_operator_sets_base_url(tmp_path: Path, upstream: str) -> None:
+    """`servers` on a path item or operation send that operation to its own server; the API's
+    configured base_url overrides every server of the spec, operation ones included."""
+    with serve_in_thread(create_upstream()) as other:
+        spec = tmp_path / "spec.yaml"
+        ok = {"200": {"description": "ok"}}
+        own = [{"url": other + "/api"}]
+        doc = {
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "servers": [{"url": upstream}],
+            "paths": {
+                "/items/main": {"get": {"operationId": "main", "responses": ok}},
+                "/items/own": {"get": {"operationId": "own", "servers": own, "responses": ok}},
+                "/items/byPath": {"servers": own, "get": {"operationId": "byPath", "responses": ok}},
+            },
+        }
+        spec.write_text(json.dumps(doc))
+        for base_url, expected in ((None, {"main": upstream, "own": other, "byPath": other}),
+                                   (upstream, {"main": upstream, "own": upstream, "byPath": upstream})):  # fmt: skip
+            gateway = Gateway(
+                GatewayConfig(data_dir=tmp_path / "d", apis=[ApiConfig(name="t", spec=str(spec), base_url=base_url)])
+            )
+            await gateway.start()
+            try:
+                snapshot = gateway.catalog.snapshot
+                for name, where in expected.items():
+                    tool = snapshot.tools[name]
+                    result = await gateway.handler(Call(tool, snapshot.apis["t"], {}))
+                    assert not result.is_error, text_of(result)
+                    host = result.structured_content["headers"]["host"]
+                    assert where.startswith(f"http://{host}"), (name, host, where)
+            finally:
+                await gateway.aclose()

@@ -258,9 +258,23 @@ class _ToolBuilder:
         self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues,
                                        description_max_chars=api.schema_description_max_chars)  # fmt: skip
         self.security_schemes = self._security_schemes()
+        # Operation and path-item `servers` apply unless the operator set the API's base URL.
+        self.root_base = None if api.base_url else _server_url(data, spec.uri)
         self.root_security = self._requirements(data.get("security"), "/security") or ()
 
     # -- security ----------------------------------------------------------
+
+    def own_server(self, op: dict[str, Any], path_item: dict[str, Any]) -> str | None:
+        """The operation's (else its path item's) first usable server, when it differs from the API's."""
+        if self.api.base_url:
+            return None
+        for servers in (op.get("servers"), path_item.get("servers")):
+            if isinstance(servers, list) and servers:
+                for server in servers:
+                    if isinstance(server, dict) and (url := _one_server_url(server, self.spec.uri)):
+                        return None if url == self.root_base else url
+                return None
+        return None
 
     def _security_schemes(self) -> dict[str, SecurityScheme]:
         components = self.data.get("components")
@@ -743,7 +757,13 @@ class _ToolBuilder:
             output_schema=output_schema,
             annotations=annotations,
             operation=OperationPlan(
-                method=method.upper(), path=path, params=tuple(plans), body=body, accept=accept, security=security
+                method=method.upper(),
+                path=path,
+                params=tuple(plans),
+                body=body,
+                accept=accept,
+                security=security,
+                base_url=self.own_server(op, path_item),
             ),
             validate=validate,
             operation_id=op.get("operationId") if isinstance(op.get("operationId"), str) else None,

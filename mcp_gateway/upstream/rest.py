@@ -36,19 +36,32 @@ class RestUpstream:
         self.api = api
         self.base_url = base_url
         self.binding = binding
+        self.settings = settings
         self._client = HttpClient(base_url, settings) if base_url else None
+        # Clients for servers the spec declares on single operations, made on first use.
+        self._own: dict[str, HttpClient] = {}
+
+    def _client_for(self, tool: ToolDefinition) -> tuple[HttpClient | None, str | None]:
+        own = tool.operation.base_url
+        if own is None:
+            return self._client, self.base_url
+        client = self._own.get(own)
+        if client is None:
+            client = self._own[own] = HttpClient(own, self.settings)
+        return client, own
 
     async def invoke(
         self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = _ANONYMOUS
     ) -> types.CallToolResult:
         """Build, authenticate, send and convert; every failure is a tool error naming its cause."""
-        if self._client is None or self.base_url is None:
+        client, base_url = self._client_for(tool)
+        if client is None or base_url is None:
             return error_result(f"API {self.api!r} has no base URL: set base_url in its configuration")
         appliers = self.binding.for_operation(tool.operation.security) if self.binding is not None else ()
         if isinstance(appliers, str):
             return error_result(appliers)
         try:
-            built = build_request(tool.operation, self.base_url, arguments)
+            built = build_request(tool.operation, base_url, arguments)
         except RequestBuildError as exc:
             return error_result(f"Invalid arguments: {exc}")
         used: list[str] = []
@@ -61,7 +74,7 @@ class RestUpstream:
             except CredentialError as exc:
                 return connect_result(exc)
             try:
-                response = await self._client.send(request)
+                response = await client.send(request)
             except UpstreamError as exc:
                 return error_result(self._scrub(f"Upstream call failed: {exc}", used))
             # A 401 to a token we obtained may mean it was revoked or expired early: once, get a new one.
@@ -80,5 +93,6 @@ class RestUpstream:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, *self._own.values()):
+            if client is not None:
+                await client.aclose()

@@ -7,6 +7,7 @@ subject tokens and issues upstream tokens; the upstream accepts only tokens that
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, IssuerConfig
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ADMIN_TOKEN, running_gateway
+from tests.leaks import TEST_SERVER_LOGGERS, forms
 from tests.oauth_server import TOKEN_EXCHANGE, OAuthServer
 from tests.servers import serve_in_thread
 from tests.test_oauth import RESOURCE, SCOPE, Issuer, token_client
@@ -287,3 +289,30 @@ async def test_a_refused_exchange_is_a_tool_error(setup: Setup) -> None:
         ok = await client.call_tool(TOOL, {})
     assert not ok.is_error and body_of(ok)["sub"] == "alice", text_of(ok)
     assert len(setup.exchanges()) == 2
+
+
+async def test_no_token_or_secret_leaks_from_an_exchange(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    """The leak scan of tests/test_upstream_auth.py for this credential kind: the inbound JWTs, the
+    exchanged tokens and the exchange client's secret, in every form, nowhere the gateway speaks."""
+    caplog.set_level(logging.DEBUG)
+    emitted: list[str] = []
+    tokens = [setup.issuer.token(sub=name) for name in ("alice", "bob")]
+    for token in tokens:
+        for mode in ERAS:
+            async with token_client(setup.url, token, mode) as client:
+                emitted.append(json.dumps([t.model_dump(mode="json") for t in (await client.list_tools()).tools]))
+                emitted.append((await client.call_tool(TOOL, {})).model_dump_json())
+    setup.subjects.refuse = True
+    emitted.append((await call(setup, setup.issuer.token(sub="mallory"))).model_dump_json())
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        for path in ("/apis", "/apis/profile", "/secrets"):
+            emitted.append((await http.get(setup.url.replace("/mcp", "/admin") + path)).text)
+    emitted += [
+        r.getMessage() + (r.exc_text or "") for r in caplog.records if not r.name.startswith(TEST_SERVER_LOGGERS)
+    ]
+    haystack = "\n".join(emitted)
+    issued = list(setup.oauth._by_access)
+    assert len(issued) == 2
+    for secret in (*tokens, *issued, CLIENT_SECRET):
+        for form in forms(secret):
+            assert form not in haystack, f"leaked ({form[:6]}…)"

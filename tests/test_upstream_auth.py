@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import anyio
 import httpx2
@@ -50,6 +49,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
+from tests.leaks import TEST_SERVER_LOGGERS, forms
 from tests.oauth_server import OAuthServer
 from tests.servers import serve_in_thread
 
@@ -455,19 +455,6 @@ async def test_a_corrupt_secret_breaks_only_its_credential(env: Env) -> None:
 # -- the leak matrix --------------------------------------------------------------------------
 
 
-def forms(secret: str) -> set[str]:
-    raw = secret.encode()
-    return {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret),
-        base64.b64encode(raw).decode(),
-        base64.b64encode(raw).decode().rstrip("="),
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        json.dumps(secret)[1:-1],
-    }
-
-
 async def leak_scan(env: Env) -> None:
     """Everything the gateway emits: tool lists, results and errors (collected), HTTP error bodies,
     admin API answers, logs at debug level with their tracebacks."""
@@ -489,18 +476,6 @@ async def leak_scan(env: Env) -> None:
         for form in forms(secret):
             where = [line[:160] for line in haystack.splitlines() if form in line][:3]
             assert not where, f"a secret leaked (form {form[:4]}…) in: {where}"
-
-
-# The test's own authorization server (authlib's server core) logs the credentials it checks;
-# it runs in this process, but it is not the gateway.
-TEST_SERVER_LOGGERS = (
-    "authlib.oauth2.rfc6749.grants",
-    "authlib.oauth2.rfc6749.authorization_server",
-    "authlib.oauth2.rfc7009",
-    "authlib.oauth2.rfc7636",
-    "authlib.oauth2.rfc8693",
-    "tests.",
-)
 
 
 class _Capture(logging.Handler):

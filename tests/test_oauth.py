@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mcp_gateway.auth.apikeys import AuthFailure
+from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, IssuerConfig
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, running_gateway
@@ -346,3 +348,27 @@ def test_config_refuses_unsafe_settings() -> None:
         IssuerConfig(issuer="http://idp.example")
     with pytest.raises(ValidationError, match=r"auth\.resource"):
         AuthConfig(enabled=True, issuers=[IssuerConfig(issuer="https://idp.example")])
+
+
+async def test_verified_tokens_are_remembered_only_until_they_expire(issuer: Issuer) -> None:
+    """A token's signature is checked once; the remembered principal lapses with the token."""
+    auth = AuthConfig(
+        enabled=True,
+        resource=RESOURCE,
+        issuers=[IssuerConfig(issuer=issuer.url, jwks_uri=issuer.url + "/jwks", leeway_seconds=0)],
+    )
+    verifier = JwtVerifier(auth)
+    try:
+        token = issuer.token(exp=int(time.time()) + 2)
+        first = await verifier.authenticate(token)
+        assert await verifier.authenticate(token) is first  # the same object: from memory
+        other = issuer.token(sub="robot-2")
+        assert (await verifier.authenticate(other)).consumer == "robot-2"
+        tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        with pytest.raises(AuthFailure, match="signature"):
+            await verifier.authenticate(tampered)
+        await anyio.sleep(2.2)
+        with pytest.raises(AuthFailure, match="expired"):
+            await verifier.authenticate(token)
+    finally:
+        await verifier.aclose()

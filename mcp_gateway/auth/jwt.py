@@ -16,6 +16,7 @@ fetch. Tokens are never logged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -236,6 +237,11 @@ def _parse(token: str) -> tuple[CompactSignature, dict[str, Any]]:
     return obj, claims
 
 
+# Verified tokens remembered: at most this many, each at most this long (seconds), whatever its exp.
+MAX_VERIFIED = 10_000
+VERIFIED_TTL = 300.0
+
+
 class JwtVerifier:
     """Turns JWT access tokens of the configured issuers into principals."""
 
@@ -247,6 +253,7 @@ class JwtVerifier:
         self.scopes_supported = list(auth.scopes_supported or auth.required_scopes)
         self.user_agent = user_agent
         self._client: httpx2.AsyncClient | None = None
+        self._verified: dict[bytes, tuple[Principal, float]] = {}  # sha256(token) -> principal, good until
         self._issuers = {
             i.issuer: _Issuer(
                 config=i,
@@ -279,7 +286,26 @@ class JwtVerifier:
             self._client = None
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal of a valid token; AuthFailure (with a non-revealing description) otherwise."""
+        """The principal of a valid token; AuthFailure (with a non-revealing description) otherwise.
+
+        A token that passed every check is remembered (by its SHA-256) until it expires, or five
+        minutes at most, so that an agent's stream of calls costs one signature check, not one each."""
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        if cached is not None:
+            if time.time() < cached[1]:
+                return cached[0]
+            del self._verified[digest]
+        principal, exp = await self._verify(token)
+        if len(self._verified) >= MAX_VERIFIED:
+            now = time.time()
+            self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+        self._verified[digest] = (principal, min(exp, time.time() + VERIFIED_TTL))
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         obj, claims = _parse(token)
         iss = claims.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
@@ -306,7 +332,7 @@ class JwtVerifier:
             raise AuthFailure(
                 "token lacks a required scope", error="insufficient_scope", scope=" ".join(sorted(self.required_scopes))
             )
-        return principal
+        return principal, float(claims["exp"])
 
     @staticmethod
     def _verifies(obj: CompactSignature, key: PublicKey, registry: JWSRegistry) -> bool:

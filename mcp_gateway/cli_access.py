@@ -38,6 +38,8 @@ def add_parsers(sub: Any, common: Any) -> None:
     add.add_argument("--team")
     add.add_argument("--org")
     consumers.add_parser("list", help="list consumers")
+    consumers.add_parser("disable", help="refuse a consumer's keys and tokens until enabled").add_argument("name")
+    consumers.add_parser("enable", help="accept a disabled consumer again").add_argument("name")
     consumers.add_parser("remove", help="delete a consumer, its keys and its policies").add_argument("name")
 
     keys_cmd = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="access_command", required=True)
@@ -105,7 +107,13 @@ def _run(args: argparse.Namespace, config: GatewayConfig, store: IdentityStore) 
             print(f"created consumer {consumer.name}")
         elif action == "list":
             for c in store.consumers():
-                print(f"{c.name:<24} team={c.team or '-':<16} org={c.org or '-'}")
+                state = "  (disabled)" if c.disabled else ""
+                print(f"{c.name:<24} team={c.team or '-':<16} org={c.org or '-'}{state}")
+        elif action in ("disable", "enable"):
+            if not store.set_disabled(args.name, action == "disable"):
+                print(f"no consumer named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"{action}d consumer {args.name}")
         elif not store.remove_consumer(args.name):
             print(f"no consumer named {args.name!r}", file=sys.stderr)
             return 1

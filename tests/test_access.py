@@ -225,3 +225,34 @@ async def test_a_stateful_session_answers_only_its_owner(tmp_path: Path, upstrea
             stolen = await http.post(url, json=listing, headers={**session_headers, "Authorization": f"Bearer {bob}"})
     assert own.status_code == 200
     assert stolen.status_code in (403, 404) and "getItem" not in stolen.text
+
+
+async def test_disabling_a_consumer_refuses_its_keys_until_enabled(tmp_path: Path, upstream: str, alice: str) -> None:
+    def status(url: str) -> int:
+        return httpx2.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": f"Bearer {alice}", "Accept": "application/json, text/event-stream"},
+        ).status_code
+
+    async def until(url: str, expected: int) -> None:
+        with anyio.fail_after(10):  # the CLI's change reaches the gateway within one store poll
+            while await anyio.to_thread.run_sync(status, url) != expected:
+                await anyio.sleep(0.2)
+
+    with running_gateway(auth_config(tmp_path, upstream)) as (url, _):
+        assert status(url) == 200
+        assert "disabled consumer alice" in cli(tmp_path, "consumers", "disable", "alice")
+        assert "(disabled)" in cli(tmp_path, "consumers", "list")
+        await until(url, 401)
+        cli(tmp_path, "consumers", "enable", "alice")
+        await until(url, 200)
+        # The admin API does the same, at once.
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        base = url.removesuffix("/mcp")
+        answer = httpx2.patch(f"{base}/admin/consumers/alice", json={"disabled": True}, headers=admin)
+        assert answer.status_code == 200 and answer.json()["disabled"] is True
+        assert status(url) == 401
+        assert httpx2.patch(f"{base}/admin/consumers/nobody", json={"disabled": True}, headers=admin).status_code == 404
+        assert httpx2.patch(f"{base}/admin/consumers/alice", json={"disabled": False}, headers=admin).status_code == 200
+        assert status(url) == 200

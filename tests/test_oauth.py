@@ -372,3 +372,14 @@ async def test_verified_tokens_are_remembered_only_until_they_expire(issuer: Iss
             await verifier.authenticate(token)
     finally:
         await verifier.aclose()
+
+
+async def test_a_disabled_consumer_is_refused_with_a_valid_token(tmp_path: Path, upstream: str, issuer: Issuer) -> None:
+    with oauth_gateway(tmp_path, upstream, issuer) as (url, gateway):
+        token = issuer.token(sub="robot-9")
+        assert (await post_mcp(url, token)).status_code == 200
+        gateway.identities.add_consumer("robot-9", None, None)
+        gateway.identities.set_disabled("robot-9", True)
+        await gateway.access.reload()
+        refused = await post_mcp(url, token)
+        assert refused.status_code == 401 and "disabled" in refused.text

@@ -27,6 +27,7 @@ class AccessControl:
         self.keys = ApiKeyAuthenticator(store)
         self.jwt = jwt  # None: no trusted issuers, only gateway keys
         self.policy = AccessPolicy(())
+        self.disabled: frozenset[str] = frozenset()
         self._revision = -1
 
     async def reload(self) -> None:
@@ -34,6 +35,7 @@ class AccessControl:
         revision = await anyio.to_thread.run_sync(self.store.revision)
         policies = await anyio.to_thread.run_sync(self.store.policies)
         self.policy = AccessPolicy(policies)
+        self.disabled = await anyio.to_thread.run_sync(self.store.disabled_consumers)
         self.keys.invalidate()
         self._revision = revision
 
@@ -53,7 +55,11 @@ class AccessControl:
         """
         if self.jwt is None or token.startswith(keys.PREFIX):
             return await self.keys.authenticate(token)
-        return await self.jwt.authenticate(token)
+        principal = await self.jwt.authenticate(token)
+        # A disabled consumer is refused whatever proves its name, an issuer's token included.
+        if principal.consumer in self.disabled:
+            raise AuthFailure("consumer disabled")
+        return principal
 
     async def aclose(self) -> None:
         """Release the JWT verifier's HTTP client."""
@@ -65,4 +71,6 @@ class AccessControl:
         found = await anyio.to_thread.run_sync(self.store.consumer, consumer)
         if found is None:
             raise AuthFailure(f"stdio consumer {consumer!r} does not exist (create it with mcp-gateway consumers add)")
+        if found.disabled:
+            raise AuthFailure(f"stdio consumer {consumer!r} is disabled (mcp-gateway consumers enable {consumer})")
         return Principal(found.name, found.team, found.org, "local")

@@ -56,7 +56,13 @@ def _optional_number(data: dict[str, Any], key: str) -> float | None:
 
 
 def _consumer_json(consumer: Consumer) -> dict[str, Any]:
-    return {"name": consumer.name, "team": consumer.team, "org": consumer.org, "created_at": consumer.created_at}
+    return {
+        "name": consumer.name,
+        "team": consumer.team,
+        "org": consumer.org,
+        "disabled": consumer.disabled,
+        "created_at": consumer.created_at,
+    }
 
 
 def identity_endpoints(access: AccessControl, grace_default: float) -> list[tuple[str, Endpoint, list[str]]]:
@@ -90,6 +96,16 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
             return JSONResponse({"error": "no such consumer"}, status_code=404)
         found = await run(store.keys, consumer.name)
         return JSONResponse({**_consumer_json(consumer), "keys": [k.public() for k in found]})
+
+    async def patch_consumer(request: Request) -> Response:
+        data = await read_json(request)
+        if not isinstance(data.get("disabled"), bool):
+            raise AdminInputError("disabled (true or false) is required")
+        name = request.path_params["name"]
+        if not await run(store.set_disabled, name, data["disabled"]):
+            return JSONResponse({"error": "no such consumer"}, status_code=404)
+        await access.reload()
+        return JSONResponse(_consumer_json(await run(store.consumer, name)))
 
     async def remove_consumer(request: Request) -> Response:
         gone = await run(store.remove_consumer, request.path_params["name"])
@@ -160,6 +176,7 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
         ("/consumers", add_consumer, ["POST"]),
         ("/consumers/{name}", show_consumer, ["GET"]),
         ("/consumers/{name}", remove_consumer, ["DELETE"]),
+        ("/consumers/{name}", patch_consumer, ["PATCH"]),
         ("/keys", list_keys, ["GET"]),
         ("/keys", create_key, ["POST"]),
         ("/keys/{key_id}/rotate", rotate_key, ["POST"]),

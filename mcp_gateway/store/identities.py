@@ -188,6 +188,16 @@ class IdentityStore:
         rows = self.db.query("SELECT name, team, org, disabled, created_at FROM consumers WHERE name = ?", (name,))
         return Consumer(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3]), rows[0][4]) if rows else None
 
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable (or enable again) a consumer: its keys and tokens are refused meanwhile. False if unknown."""
+        with self.db.transaction(COUNTER) as tx:
+            cursor = tx.execute("UPDATE consumers SET disabled = ? WHERE name = ?", (int(disabled), name))
+            return cursor.rowcount > 0
+
+    def disabled_consumers(self) -> frozenset[str]:
+        """Names of the disabled consumers."""
+        return frozenset(row[0] for row in self.db.query("SELECT name FROM consumers WHERE disabled = 1"))
+
     def remove_consumer(self, name: str) -> bool:
         """Delete a consumer with its keys and consumer-level policies."""
         with self.db.transaction(COUNTER) as tx:

@@ -7,6 +7,7 @@ header lines, body bytes) or what the MCP client actually got back.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import socket
 import struct
@@ -26,8 +27,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
+from mcp_gateway.definitions import ParamPlan
 from mcp_gateway.gateway import Gateway
+from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.pipeline import Call
+from mcp_gateway.upstream.client import ClientSettings
+from mcp_gateway.upstream.rest import RestUpstream
 from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, GatewayFactory, running_gateway
 from tests.servers import free_port, serve_in_thread
 from tests.upstream import PNG_1PX
@@ -777,3 +782,33 @@ async def test_operation_servers_are_honoured_unless_the_operator_sets_base_url(
                     assert where.startswith(f"http://{host}"), (name, host, where)
             finally:
                 await gateway.aclose()
+
+
+@pytest.mark.anyio
+async def test_framing_headers_are_never_arguments_and_never_crash_a_call(tmp_path: Path, upstream: str) -> None:
+    """A spec declaring Content-Length (or Host, Transfer-Encoding...) as a header parameter gets no
+    such argument; and should a plan carry one anyway, the HTTP stack's protocol error is a tool error."""
+    spec = tmp_path / "spec.yaml"
+    params = [{"name": n, "in": "header", "schema": {"type": "string"}} for n in ("Content-Length", "Host", "X-Ok")]
+    text_body = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    op = {
+        "operationId": "post",
+        "parameters": params,
+        "requestBody": text_body,
+        "responses": {"200": {"description": "ok"}},
+    }
+    spec.write_text(
+        json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/echo": {"post": op}}})
+    )
+    tool = ingest_api(ApiConfig(name="t", spec=str(spec), base_url=upstream)).tools[0]
+    assert set(tool.input_schema["properties"]) == {"X-Ok", "body"}
+    forged = ParamPlan(name="Content-Length", arg="cl", location="header", style="simple", explode=False)
+    bad = dataclasses.replace(tool, operation=dataclasses.replace(tool.operation, params=(forged,)))
+    client = RestUpstream("t", upstream, ClientSettings())
+    try:
+        result = await client.invoke(bad, {"cl": "999", "body": "short"})
+        assert result.is_error and "upstream request failed" in text_of(result)
+        ok = await client.invoke(tool, {"X-Ok": "yes", "body": "fine"})
+        assert not ok.is_error, text_of(ok)
+    finally:
+        await client.aclose()

@@ -45,7 +45,13 @@ from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
-_IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
+# Header parameters the gateway sets itself: content negotiation, credentials, and the
+# message framing and connection headers the HTTP client owns (a Content-Length from an
+# argument would contradict the body it frames).
+_IGNORED_HEADERS = frozenset(
+    ("accept", "content-type", "authorization", "content-length", "transfer-encoding", "host", "connection",
+     "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-authorization", "proxy-connection")
+)  # fmt: skip
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
 # A header value as the request builder sends it: ASCII, no control characters but tab.

@@ -165,6 +165,12 @@ class HttpClient:
             ) from None
         except httpx2.HTTPError as exc:
             raise UpstreamError(f"upstream connection failed: {type(exc).__name__}: {exc}") from None
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            # Anything else the HTTP stack raises for one request (h11's LocalProtocolError is no
+            # httpx2 error) is this call's failure, never the gateway's.
+            raise UpstreamError(f"upstream request failed: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         """Close the connection pool."""

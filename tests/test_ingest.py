@@ -876,6 +876,9 @@ def test_argument_schemas_say_what_reaches_the_wire(tmp_path: Path) -> None:
         {"name": "kind", "in": "query", "required": True,
          "schema": {"type": "string", "nullable": True, "enum": ["a", "b", None]}},
         {"name": "ref", "in": "query", "required": True, "schema": {"$ref": "#/components/schemas/Maybe"}},
+        {"name": "X-Meta", "in": "header", "explode": True,
+         "schema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}},
+        {"name": "X-List", "in": "header", "schema": {"type": "array", "items": {"type": "string"}}},
     ]}  # fmt: skip
     doc = oas({"/x": {"get": {**op, "responses": OK}}})
     doc["components"] = {"schemas": {"Maybe": {"type": "object", "nullable": True, "properties": {}}}}
@@ -890,8 +893,10 @@ def test_argument_schemas_say_what_reaches_the_wire(tmp_path: Path) -> None:
     assert props["ref"]["not"] == {"type": "null"} and props["ref"]["minProperties"] == 1
     good = {"q": "x", "X-Id": "abc", "tags": ["a"], "filter": {"a": "b"}, "when": "now", "kind": "a", "ref": {"k": 1}}
     assert tool.validate(good) == []
+    assert tool.validate({**good, "X-Meta": {"a": 1, "b": "ok", "c": "fine"}, "X-List": ["x", "y"]}) == []
     for field, value in (("q", ""), ("X-Id", "caf\u00e9"), ("X-Id", "a\nb"), ("tags", []), ("filter", {}),
-                         ("when", None), ("kind", None), ("ref", None)):  # fmt: skip
+                         ("when", None), ("kind", None), ("ref", None), ("X-Meta", {"b": "\u00e9"}),
+                         ("X-Meta", {"\u00e9": "x"}), ("X-Meta", {"c": "a\rb"}), ("X-List", ["\u00e9"])):  # fmt: skip
         errors = tool.validate({**good, field: value})
         assert errors and errors[0].startswith(field), (field, value, errors)
 

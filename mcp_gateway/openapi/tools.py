@@ -453,6 +453,23 @@ class _ToolBuilder:
                 schema = {"allOf": [schema, {"pattern": HEADER_TEXT}]}
             else:
                 schema["pattern"] = HEADER_TEXT
+        if location == "header" and known is not None and known & {"array", "object"}:
+            # Items, keys and values end up in the header line too (copies: nested schemas are shared).
+            ascii_text = {"pattern": HEADER_TEXT}
+
+            def ascii_only(node: Any) -> Any:
+                kind = node.get("type") if isinstance(node, dict) else None
+                text = kind is None or kind == "string" or (isinstance(kind, list) and "string" in kind)
+                return {"allOf": [node, ascii_text]} if isinstance(node, dict) and text else node
+
+            if isinstance(schema.get("items"), dict):
+                schema["items"] = ascii_only(schema["items"])
+            if "object" in known:
+                schema["propertyNames"] = ascii_text
+                extra = schema.get("additionalProperties", True)
+                schema["additionalProperties"] = ascii_text if extra is True else ascii_only(extra)
+                if isinstance(schema.get("properties"), dict):
+                    schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
         if required and known is not None and "array" in known and not schema.get("minItems"):
             schema["minItems"] = 1
         if required and known is not None and "object" in known and not schema.get("minProperties"):

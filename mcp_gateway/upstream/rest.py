@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -31,24 +31,26 @@ class RestUpstream:
     """Calls the operations of one REST API over a pooled client, with its credentials."""
 
     def __init__(
-        self, api: str, base_url: str | None, settings: ClientSettings, binding: Binding | None = None
+        self,
+        api: str,
+        base_url: str | None,
+        settings: ClientSettings,
+        binding: Binding | None = None,
+        own_servers: Iterable[str] = (),
     ) -> None:
+        """Blocking (TLS contexts load CA files): build it off the event loop."""
         self.api = api
         self.base_url = base_url
         self.binding = binding
-        self.settings = settings
         self._client = HttpClient(base_url, settings) if base_url else None
-        # Clients for servers the spec declares on single operations, made on first use.
-        self._own: dict[str, HttpClient] = {}
+        # Clients for the servers the spec declares on single operations.
+        self._own = {url: HttpClient(url, settings) for url in own_servers}
 
     def _client_for(self, tool: ToolDefinition) -> tuple[HttpClient | None, str | None]:
         own = tool.operation.base_url
         if own is None:
             return self._client, self.base_url
-        client = self._own.get(own)
-        if client is None:
-            client = self._own[own] = HttpClient(own, self.settings)
-        return client, own
+        return self._own.get(own), own
 
     async def invoke(
         self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = _ANONYMOUS

@@ -68,6 +68,10 @@ def rest_upstream(
         ssl_context=tls_context(cfg.client_cert, resolve) if cfg.client_cert is not None else None,
     )
     binding = build_binding(cfg, entry.ingest.security_schemes, base_url, resolve, user_tokens, user_agent)
+    # Choose every operation's credentials now, in this thread: that reads the vault and makes TLS
+    # contexts, which must not happen on the event loop at a first call.
+    for security in {t.operation.security for t in entry.ingest.tools}:
+        binding.for_operation(security)
     own = {t.operation.base_url for t in entry.ingest.tools if t.operation.base_url is not None}
     return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own))
 

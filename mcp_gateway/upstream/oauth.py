@@ -7,6 +7,7 @@ never the raw response body (a misconfigured server may echo the request).
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class OAuthClient:
     token_url: str = ""
     auth_method: str = "client_secret_basic"
     user_agent: str = "mcp-gateway"
+    # Made once (it reads CA files), where the client is made: not on the event loop per request.
+    tls: ssl.SSLContext = field(default_factory=lambda: httpx2.create_ssl_context(trust_env=False), repr=False)
 
     def _client(self, scope: Sequence[str] | None = None, redirect_uri: str | None = None) -> AsyncOAuth2Client:
         method = "none" if self.auth_method == "none" or not self.client_secret else self.auth_method
@@ -92,6 +95,7 @@ class OAuthClient:
             scope=" ".join(scope) if scope else None,
             redirect_uri=redirect_uri,
             timeout=TOKEN_TIMEOUT,
+            verify=self.tls,
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": self.user_agent},

@@ -130,7 +130,7 @@ class ApiKeyCredential(_Model):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("value",)
     type: Literal["api_key"]
-    value: str
+    value: str = Field(repr=False)
     location: Literal["header", "query", "cookie"] | None = Field(
         default=None, alias="in", description="required when not bound to an apiKey scheme"
     )
@@ -146,7 +146,7 @@ class BasicCredential(_Model):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
     type: Literal["basic"]
     username: str
-    password: str
+    password: str = Field(repr=False)
 
 
 class BearerCredential(_Model):
@@ -154,13 +154,13 @@ class BearerCredential(_Model):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("token",)
     type: Literal["bearer"]
-    token: str
+    token: str = Field(repr=False)
 
 
 class _OAuthClient(_Model):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("client_secret",)
     client_id: str
-    client_secret: str | None = None
+    client_secret: str | None = Field(default=None, repr=False)
     token_url: str | None = Field(default=None, description="default: the scheme's flow tokenUrl")
     scopes: list[str] | None = Field(default=None, description="default: the scopes the operation requires")
     auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = "client_secret_basic"
@@ -218,7 +218,7 @@ class ClientCertConfig(_Model):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("key_password",)
     cert_file: Path | None = Field(default=None, description="the client certificate (PEM); omit to only set ca_file")
     key_file: Path | None = Field(default=None, description="default: the key is in cert_file")
-    key_password: str | None = None
+    key_password: str | None = Field(default=None, repr=False)
     ca_file: Path | None = Field(default=None, description="trust this CA for the upstream instead of the system's")
 
 

@@ -222,3 +222,28 @@ def test_allow_unauthenticated_sends_unmet_operations_without_credentials(tmp_pa
     assert bundled.apis and all(a.allow_unauthenticated for a in bundled.apis)
     own = build_config(parser().parse_args(["serve", "--spec", str(spec)]))
     assert not own.apis[0].allow_unauthenticated
+
+
+def test_config_reprs_never_show_secret_fields() -> None:
+    api = ApiConfig.model_validate(
+        {
+            "name": "x",
+            "spec": "y.yaml",
+            "credentials": {
+                "k": {"type": "api_key", "value": "plain-api-key-123", "in": "header", "name": "X-Key"},
+                "b": {"type": "basic", "username": "u", "password": "plain-password-123"},
+                "t": {"type": "bearer", "token": "plain-token-123"},
+                "c": {"type": "oauth2_client_credentials", "client_id": "c", "client_secret": "plain-client-123"},
+            },
+            "client_cert": {"cert_file": "/etc/cert.pem", "key_password": "plain-keypass-123"},
+        }
+    )
+    shown = repr(api) + str(api)
+    for secret in (
+        "plain-api-key-123",
+        "plain-password-123",
+        "plain-token-123",
+        "plain-client-123",
+        "plain-keypass-123",
+    ):
+        assert secret not in shown

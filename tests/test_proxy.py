@@ -34,6 +34,7 @@ from mcp_gateway.pipeline import Call
 from mcp_gateway.upstream.client import ClientSettings
 from mcp_gateway.upstream.rest import RestUpstream
 from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, GatewayFactory, running_gateway
+from tests.results import text_of
 from tests.servers import free_port, serve_in_thread
 from tests.upstream import PNG_1PX
 from tests.upstream import create_app as create_upstream
@@ -45,10 +46,6 @@ LEGACY = "legacy"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
 async def echo_call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from mcp_gateway.gateway import Gateway
 from tests.conftest import ADMIN_TOKEN, running_gateway
 from tests.leaks import TEST_SERVER_LOGGERS, forms
 from tests.oauth_server import TOKEN_EXCHANGE, OAuthServer
+from tests.results import body_of, text_of
 from tests.servers import serve_in_thread
 from tests.test_oauth import RESOURCE, SCOPE, Issuer, token_client
 
@@ -172,16 +173,6 @@ def exchange_gateway(tmp_path: Path, issuer: Issuer) -> Iterator[Setup]:
 def setup(tmp_path: Path, issuer: Issuer) -> Iterator[Setup]:
     with exchange_gateway(tmp_path, issuer) as found:
         yield found
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)
-
-
-def body_of(result: Any) -> dict[str, Any]:
-    if isinstance(result.structured_content, dict):
-        return result.structured_content
-    return json.loads(text_of(result))
 
 
 async def call(setup: Setup, token: str, mode: str = "2026-07-28") -> Any:

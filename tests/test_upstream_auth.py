@@ -51,6 +51,7 @@ from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
 from tests.leaks import TEST_SERVER_LOGGERS, forms
 from tests.oauth_server import OAuthServer
+from tests.results import text_of
 from tests.servers import serve_in_thread
 
 SECURE_SPEC = DATA / "secure.yaml"
@@ -147,10 +148,6 @@ class Env:
         assert issued, "the scan must include the tokens the authorization server issued"
         # The consumers' own gateway keys too: inbound credentials never go upstream or out again.
         return [*SECRETS.values(), COOKIE_KEY, f"svc:{SECRETS['basic-pass']}", *issued, self.alice, self.bob]
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
 def set_up_identities(data_dir: Path) -> tuple[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import logging
 import secrets
 import socket
@@ -40,6 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from mcp_gateway.config import ApiConfig, ClientCertConfig, GatewayConfig
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ECHO_SPEC, running_gateway
+from tests.results import body_of, text_of
 
 pytestmark = pytest.mark.anyio
 ERAS = ["legacy", "2026-07-28"]
@@ -279,16 +279,6 @@ def mtls_gateway(
 
 def connect(url: str, mode: str = "2026-07-28") -> Client:
     return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(timeout=30)), mode=mode)
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)
-
-
-def body_of(result: Any) -> dict[str, Any]:
-    if isinstance(result.structured_content, dict):
-        return result.structured_content
-    return json.loads(text_of(result))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -311,6 +311,16 @@ class IssuerConfig(_Model):
     jwks_min_refetch_seconds: float = Field(
         default=30.0, ge=0, description="least time between fetches caused by tokens with an unknown kid"
     )
+    introspection_endpoint: str | None = Field(
+        default=None, description="RFC 7662 endpoint: opaque (non-JWT) access tokens are checked there"
+    )
+    introspection_client_id: str | None = Field(default=None, description="the gateway's client at the issuer")
+    introspection_client_secret: str | None = Field(
+        default=None, repr=False, description="secret:NAME, env:NAME or (warned) plain text"
+    )
+    introspection_cache_seconds: float = Field(
+        default=60.0, ge=0, description="an active answer is reused this long at most (a revocation's delay)"
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -321,6 +331,17 @@ class IssuerConfig(_Model):
     @classmethod
     def _jwks_uri(cls, value: str | None) -> str | None:
         return None if value is None else check_authority_url(value, "jwks_uri")
+
+    @field_validator("introspection_endpoint")
+    @classmethod
+    def _introspection_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else check_authority_url(value, "introspection_endpoint")
+
+    @model_validator(mode="after")
+    def _introspection_client(self) -> IssuerConfig:
+        if self.introspection_endpoint and not (self.introspection_client_id and self.introspection_client_secret):
+            raise ValueError("introspection_endpoint needs introspection_client_id and introspection_client_secret")
+        return self
 
     @field_validator("algorithms")
     @classmethod

@@ -11,6 +11,7 @@ import anyio
 from starlette.applications import Starlette
 
 from mcp_gateway.auth.connections import Connections, OAuthApp
+from mcp_gateway.auth.introspection import Introspector
 from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.outbound import user_oauth_settings, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
@@ -46,11 +47,16 @@ class Gateway:
         self.db = Database(config.database_path)
         self.store = RegistrationStore(self.db)
         self.identities = IdentityStore(self.db)
+        # Upstream credentials (and the introspection client's secret) are sealed in the vault.
+        self.vault = Vault.open(self.db, config.data_dir)
         jwt = JwtVerifier(config.auth, user_agent=config.user_agent) if config.auth.issuers else None
-        self.access = AccessControl(self.identities, enabled=config.auth.enabled, jwt=jwt)
+        introspects = any(i.introspection_endpoint for i in config.auth.issuers)
+        introspector = (
+            Introspector(config.auth, self.vault.resolve, user_agent=config.user_agent) if introspects else None
+        )
+        self.access = AccessControl(self.identities, enabled=config.auth.enabled, jwt=jwt, introspector=introspector)
         self.registry = Registry(self.catalog, self.store, config.apis)
         # Upstream credentials: operator secrets and consumers' own tokens, both sealed by the vault.
-        self.vault = Vault.open(self.db, config.data_dir)
         self.vault.register_sealed(
             connection_tables.TABLE, connection_tables.ROW_ID_SQL, ["access_token", "refresh_token"]
         )

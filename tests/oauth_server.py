@@ -1,7 +1,7 @@
 """A real OAuth 2.0 authorization server for loopback tests, built on authlib's server core and served by Starlette.
 
 Grants: client_credentials, authorization_code (PKCE S256 required), refresh_token (optional rotation) and
-RFC 8693 token exchange. Endpoints: RFC 8414 metadata, /authorize, /token, /revoke (RFC 7009).
+RFC 8693 token exchange. Endpoints: RFC 8414 metadata, /authorize, /token, /revoke (RFC 7009), /introspect (RFC 7662).
 Everything lives in memory. The end user "logged in at the provider" is named by the `as_user` cookie.
 
     server = OAuthServer()
@@ -45,6 +45,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, ImmutableMultiDict
 from starlette.requests import Request
@@ -278,6 +279,7 @@ class Server(AuthorizationServer):
         self.register_grant(RefreshTokenGrant)
         self.register_grant(TokenExchangeGrant)
         self.register_endpoint(Revocation)
+        self.register_endpoint(Introspection)
 
     def query_client(self, client_id: str) -> Client | None:
         """A registered client."""
@@ -468,6 +470,39 @@ class Revocation(RevocationEndpoint):
             token.access_revoked = True
 
 
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662, for resource servers: any authenticated client may introspect access tokens."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    server: Server
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        """The issuance holding this access token."""
+        with self.server.owner._lock:
+            return self.server.owner._by_access.get(token_string)
+
+    def check_permission(self, token: Token, client: ClientMixin, request: OAuth2Request) -> bool:
+        """Every registered, authenticated client acts as a resource server here."""
+        return True
+
+    def introspect_token(self, token: Token) -> dict[str, Any]:
+        """The token's claims (`aud` when the token was issued for an audience or resource)."""
+        self.server.owner.introspections += 1
+        payload: dict[str, Any] = {
+            "active": True,
+            "client_id": token.client_id,
+            "token_type": "Bearer",
+            "scope": token.scope,
+            "sub": token.sub,
+            "iss": self.server.owner.issuer,
+            "exp": int(token.expires_at),
+        }
+        audience = [*token.audience, *token.resource]
+        if audience:
+            payload["aud"] = audience
+        return payload
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The server
 
@@ -491,6 +526,7 @@ class OAuthServer:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.subject_token_validator = subject_token_validator
         self.token_requests: list[dict[str, str]] = []
+        self.introspections = 0  # active answers given by /introspect
         self.fail_token_requests = 0
         self._lock = threading.RLock()
         self._token_lock = threading.Lock()  # one /token or /revoke at a time: rotation is check-and-spend
@@ -505,6 +541,7 @@ class OAuthServer:
                 Route("/authorize", self._authorize, methods=["GET"]),
                 Route("/token", self._token, methods=["POST"]),
                 Route("/revoke", self._revoke, methods=["POST"]),
+                Route("/introspect", self._introspect, methods=["POST"]),
             ]
         )
 
@@ -600,6 +637,7 @@ class OAuthServer:
                 "authorization_endpoint": f"{issuer}/authorize",
                 "token_endpoint": f"{issuer}/token",
                 "revocation_endpoint": f"{issuer}/revoke",
+                "introspection_endpoint": f"{issuer}/introspect",
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
                 "grant_types_supported": list(GRANT_TYPES),
@@ -641,6 +679,11 @@ class OAuthServer:
     async def _revoke(self, request: Request) -> Response:
         raw = await RawRequest.read(request)
         call = partial(self._server.create_endpoint_response, RevocationEndpoint.ENDPOINT_NAME)
+        return await anyio.to_thread.run_sync(self._serialized, call, raw)
+
+    async def _introspect(self, request: Request) -> Response:
+        raw = await RawRequest.read(request)
+        call = partial(self._server.create_endpoint_response, IntrospectionEndpoint.ENDPOINT_NAME)
         return await anyio.to_thread.run_sync(self._serialized, call, raw)
 
     def _serialized(self, call: Callable[[RawRequest], Response], raw: RawRequest) -> Response:

@@ -16,7 +16,6 @@ fetch. Tokens are never logged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import CompactSignature, JWSRegistry
 
 from mcp_gateway.auth.apikeys import AuthFailure
-from mcp_gateway.auth.principal import Principal
+from mcp_gateway.auth.principal import Principal, Remembered, Via
 from mcp_gateway.config import AuthConfig, IssuerConfig, check_authority_url
 
 logger = logging.getLogger(__name__)
@@ -216,7 +215,7 @@ def _is_time(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _same_resource(a: str, b: str) -> bool:
+def same_resource(a: str, b: str) -> bool:
     # A trailing slash aside, the audience must be this resource exactly (as the MCP SDK compares).
     return a.removesuffix("/") == b.removesuffix("/")
 
@@ -237,6 +236,43 @@ def _parse(token: str) -> tuple[CompactSignature, dict[str, Any]]:
     return obj, claims
 
 
+def principal_from_claims(claims: dict[str, Any], config: IssuerConfig, via: Via = "jwt") -> Principal:
+    """The principal a verified token's claims name (consumer, team, org, scopes), by the issuer's rules."""
+
+    def text(claim: str | None) -> str | None:
+        if claim is None or claims.get(claim) is None:
+            return None
+        value = claims[claim]
+        # A claim of the wrong shape is refused rather than ignored: ignoring a team claim would
+        # skip that team's deny policies.
+        if not isinstance(value, str) or not value or len(value) > 256:
+            raise AuthFailure(f"token claim {claim!r} is not a usable name")
+        return value
+
+    consumer = text(config.consumer_claim)
+    if consumer is None:
+        raise AuthFailure(f"token has no {config.consumer_claim!r} claim")
+    raw = claims.get(config.scopes_claim)
+    if raw is None:
+        scopes: frozenset[str] = frozenset()
+    elif isinstance(raw, str):
+        scopes = frozenset(raw.split())
+    elif isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        scopes = frozenset(raw)
+    else:
+        raise AuthFailure(f"token claim {config.scopes_claim!r} is not a scope list")
+    sub = claims.get("sub")
+    return Principal(
+        consumer,
+        team=text(config.team_claim),
+        org=text(config.org_claim),
+        via=via,
+        credential_id=sub if isinstance(sub, str) else None,
+        scopes=scopes,
+        issuer=config.issuer,
+    )
+
+
 # Verified tokens remembered: at most this many, each at most this long (seconds), whatever its exp.
 MAX_VERIFIED = 10_000
 VERIFIED_TTL = 300.0
@@ -253,7 +289,7 @@ class JwtVerifier:
         self.scopes_supported = list(auth.scopes_supported or auth.required_scopes)
         self.user_agent = user_agent
         self._client: httpx2.AsyncClient | None = None
-        self._verified: dict[bytes, tuple[Principal, float]] = {}  # sha256(token) -> principal, good until
+        self._verified = Remembered(MAX_VERIFIED)
         self._issuers = {
             i.issuer: _Issuer(
                 config=i,
@@ -290,19 +326,10 @@ class JwtVerifier:
 
         A token that passed every check is remembered (by its SHA-256) until it expires, or five
         minutes at most, so that an agent's stream of calls costs one signature check, not one each."""
-        digest = hashlib.sha256(token.encode()).digest()
-        cached = self._verified.get(digest)
-        if cached is not None:
-            if time.time() < cached[1]:
-                return cached[0]
-            del self._verified[digest]
-        principal, exp = await self._verify(token)
-        if len(self._verified) >= MAX_VERIFIED:
-            now = time.time()
-            self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
-            if len(self._verified) >= MAX_VERIFIED:
-                self._verified.clear()
-        self._verified[digest] = (principal, min(exp, time.time() + VERIFIED_TTL))
+        principal = self._verified.get(token)
+        if principal is None:
+            principal, exp = await self._verify(token)
+            self._verified.put(token, principal, min(exp, time.time() + VERIFIED_TTL))
         return principal
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
@@ -358,41 +385,8 @@ class JwtVerifier:
     @staticmethod
     def _audience_ok(aud: object, expected: str) -> bool:
         audiences: Iterable[object] = aud if isinstance(aud, list) else [aud]
-        return any(isinstance(a, str) and _same_resource(a, expected) for a in audiences)
+        return any(isinstance(a, str) and same_resource(a, expected) for a in audiences)
 
     @staticmethod
     def _principal(claims: dict[str, Any], issuer: _Issuer) -> Principal:
-        config = issuer.config
-
-        def text(claim: str | None) -> str | None:
-            if claim is None or claims.get(claim) is None:
-                return None
-            value = claims[claim]
-            # A claim of the wrong shape is refused rather than ignored: ignoring a team claim would
-            # skip that team's deny policies.
-            if not isinstance(value, str) or not value or len(value) > 256:
-                raise AuthFailure(f"token claim {claim!r} is not a usable name")
-            return value
-
-        consumer = text(config.consumer_claim)
-        if consumer is None:
-            raise AuthFailure(f"token has no {config.consumer_claim!r} claim")
-        raw = claims.get(config.scopes_claim)
-        if raw is None:
-            scopes: frozenset[str] = frozenset()
-        elif isinstance(raw, str):
-            scopes = frozenset(raw.split())
-        elif isinstance(raw, list) and all(isinstance(s, str) for s in raw):
-            scopes = frozenset(raw)
-        else:
-            raise AuthFailure(f"token claim {config.scopes_claim!r} is not a scope list")
-        sub = claims.get("sub")
-        return Principal(
-            consumer,
-            team=text(config.team_claim),
-            org=text(config.org_claim),
-            via="jwt",
-            credential_id=sub if isinstance(sub, str) else None,
-            scopes=scopes,
-            issuer=config.issuer,
-        )
+        return principal_from_claims(claims, issuer.config)

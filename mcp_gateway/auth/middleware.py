@@ -77,7 +77,7 @@ class RequireCredential:
             return
         state = scope.setdefault("state", {})
         state["principal"] = principal
-        if principal.via == "jwt":
+        if principal.via in ("jwt", "oauth"):
             # Kept only for RFC 8693 token exchange: sent to a configured token endpoint as the
             # subject token, never to an upstream API (MCP forbids token passthrough).
             state["subject_token"] = token

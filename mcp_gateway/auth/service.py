@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from mcp_gateway.auth import keys
 from mcp_gateway.auth.apikeys import ApiKeyAuthenticator, AuthFailure
+from mcp_gateway.auth.introspection import Introspector
 from mcp_gateway.auth.jwt import JwtVerifier
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.policy.access import AccessPolicy
@@ -21,11 +22,19 @@ from mcp_gateway.store.identities import IdentityStore
 class AccessControl:
     """Credentials in, principals out; and the policy that filters what they see."""
 
-    def __init__(self, store: IdentityStore, *, enabled: bool, jwt: JwtVerifier | None = None) -> None:
+    def __init__(
+        self,
+        store: IdentityStore,
+        *,
+        enabled: bool,
+        jwt: JwtVerifier | None = None,
+        introspector: Introspector | None = None,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.keys = ApiKeyAuthenticator(store)
         self.jwt = jwt  # None: no trusted issuers, only gateway keys
+        self.introspector = introspector  # None: no issuer with an introspection endpoint
         self.policy = AccessPolicy(())
         self.disabled: frozenset[str] = frozenset()
         self._revision = -1
@@ -49,13 +58,18 @@ class AccessControl:
     async def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer credential (AuthFailure when refused).
 
-        `mgw_...` is a gateway key; anything else is taken for a JWT when issuers are configured.
+        `mgw_...` is a gateway key; a JWT (three dot-separated parts) is verified against the
+        trusted issuers' keys; any other token goes to their introspection endpoints.
         A JWT principal is not looked up in the consumers table: its policies are found by the
         consumer, team and org its claims name, exactly as for a key's consumer.
         """
-        if self.jwt is None or token.startswith(keys.PREFIX):
+        if token.startswith(keys.PREFIX) or (self.jwt is None and self.introspector is None):
             return await self.keys.authenticate(token)
-        principal = await self.jwt.authenticate(token)
+        if self.introspector is not None and (self.jwt is None or token.count(".") != 2):
+            principal = await self.introspector.authenticate(token)  # opaque: only its issuer can tell
+        else:
+            assert self.jwt is not None
+            principal = await self.jwt.authenticate(token)
         # A disabled consumer is refused whatever proves its name, an issuer's token included.
         if principal.consumer in self.disabled:
             raise AuthFailure("consumer disabled")
@@ -65,6 +79,8 @@ class AccessControl:
         """Release the JWT verifier's HTTP client."""
         if self.jwt is not None:
             await self.jwt.aclose()
+        if self.introspector is not None:
+            await self.introspector.aclose()
 
     async def local_principal(self, consumer: str) -> Principal:
         """The principal stdio runs as: a configured consumer, without network auth."""

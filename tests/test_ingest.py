@@ -24,7 +24,9 @@ from starlette.routing import Route
 from mcp_gateway.config import ApiConfig, ToolFilter
 from mcp_gateway.definitions import SpecError, ToolDefinition
 from mcp_gateway.openapi.load import load_spec
-from mcp_gateway.openapi.tools import HEADER_TEXT, IngestResult, compile_validator, ingest_api, trim_text
+from mcp_gateway.openapi.tools import IngestResult, ingest_api, trim_text
+from mcp_gateway.openapi.validation import compile_validator
+from mcp_gateway.openapi.wire import HEADER_TEXT
 from tests.servers import serve_in_thread
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -1558,7 +1560,7 @@ def test_nullable_any_of_is_one_level(tmp_path: Path) -> None:
 
 def test_validators_compile_on_first_call() -> None:
     """Compiling every validator at ingest took most of the time and gigabytes for Microsoft Graph."""
-    from mcp_gateway.openapi.tools import LazyValidator
+    from mcp_gateway.openapi.validation import LazyValidator
 
     validate = LazyValidator({"type": "object", "properties": {"a": {"type": "integer"}}})
     assert validate._validate is None

@@ -16,25 +16,18 @@ Rules a reader of the generated tools should know (also in the README):
 from __future__ import annotations
 
 import fnmatch
-import functools
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
-
-import jsonschema_rs
 
 from mcp_gateway.config import HTTP_METHODS, ApiConfig, ToolFilter
 from mcp_gateway.definitions import (
-    ArgumentValidator,
     BodyPlan,
     EncodingPlan,
     Issue,
     OperationPlan,
     ParamPlan,
-    Requirement,
     SecurityScheme,
     SpecError,
     ToolDefinition,
@@ -42,20 +35,15 @@ from mcp_gateway.definitions import (
 from mcp_gateway.openapi import naming, swagger2
 from mcp_gateway.openapi.load import LoadedSpec, display_name, load_spec, pointer_join
 from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
+from mcp_gateway.openapi.security import SpecSecurity, credential_issues
+from mcp_gateway.openapi.servers import one_server_url, server_url
+from mcp_gateway.openapi.validation import LazyValidator
+from mcp_gateway.openapi.wire import GATEWAY_HEADERS, wire_constraints
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
-# Header parameters the gateway sets itself: content negotiation, credentials, and the
-# message framing and connection headers the HTTP client owns (a Content-Length from an
-# argument would contradict the body it frames).
-_IGNORED_HEADERS = frozenset(
-    ("accept", "content-type", "authorization", "content-length", "transfer-encoding", "host", "connection",
-     "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-authorization", "proxy-connection")
-)  # fmt: skip
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
-# A header value as the request builder sends it: ASCII, no control characters but tab.
-HEADER_TEXT = r"^[\t -~]*$"
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
 
@@ -130,125 +118,6 @@ def _selected(f: ToolFilter, method: str, path: str, op_id: str | None, base_nam
     return not (f.include_paths and not _matches(path, f.include_paths))
 
 
-def _server_url(data: Mapping[str, Any], spec_uri: str) -> str | None:
-    """The first usable server URL: variables set to their defaults, relative URLs resolved
-    against the spec's URL. No `servers` at all means `/` (OpenAPI 3.x), i.e. the host that
-    serves the spec. None when nothing usable is left (e.g. a relative URL and a spec file)."""
-    servers = data.get("servers")
-    if not isinstance(servers, list) or not servers:
-        servers = [{"url": "/"}]
-    for server in servers:
-        if isinstance(server, dict) and (url := _one_server_url(server, spec_uri)):
-            return url
-    return None
-
-
-def _one_server_url(server: Mapping[str, Any], spec_uri: str) -> str | None:
-    url = str(server.get("url", ""))
-    variables = server.get("variables")
-    for name, var in (variables if isinstance(variables, dict) else {}).items():
-        if isinstance(var, dict) and "default" in var:
-            url = url.replace("{" + name + "}", str(var["default"]))
-    if not urlsplit(url).scheme:
-        # Relative server URLs are relative to where the spec came from.
-        if not spec_uri.startswith(("http://", "https://")):
-            return None
-        url = urljoin(spec_uri, url)
-    if urlsplit(url).scheme not in ("http", "https") or "{" in url:
-        return None
-    return url
-
-
-def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
-    """A fast validator for tool arguments that reports every bad field.
-
-    Patterns the Rust regex engine cannot compile (some specs use ECMA or Python-only
-    syntax) are left out of the validator, one by one; the published schema keeps them.
-    Raises ValueError when the schema cannot be compiled even so.
-    """
-    try:
-        if _HUGE_REPEAT.search(json.dumps(schema, default=str)):
-            raise ValueError("a pattern the Rust engine would take long to refuse")  # (skip the slow attempt)
-        validator = jsonschema_rs.Draft202012Validator(schema)
-    except ValueError:  # jsonschema_rs.ValidationError is a ValueError
-        validator = jsonschema_rs.Draft202012Validator(_without_bad_patterns(schema))
-
-    def validate(arguments: Mapping[str, Any]) -> list[str]:
-        if validator.is_valid(arguments):
-            return []
-        errors = []
-        for error in validator.iter_errors(arguments):
-            where = "/".join(str(p) for p in error.instance_path)
-            errors.append(f"{where}: {error.message}" if where else error.message)
-        return errors
-
-    return validate
-
-
-class LazyValidator:
-    """`compile_validator(schema)`, compiled on the first call instead of at ingest.
-
-    Compiled validators hold their whole schema, `$defs` included, in native memory: for
-    an API of 20,000 operations that is gigabytes and most of the ingest time, spent on
-    tools most sessions never call. A schema that cannot be compiled (not expected: the
-    converter emits valid 2020-12, which bench/ingest_corpus.py checks on every public spec)
-    makes each call of that tool fail with a message, never the gateway.
-    """
-
-    __slots__ = ("_schema", "_validate")
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self._schema = schema
-        self._validate: ArgumentValidator | None = None
-
-    def __call__(self, arguments: Mapping[str, Any]) -> list[str]:
-        if self._validate is None:
-            try:
-                self._validate = compile_validator(self._schema)
-            except ValueError as exc:
-                message = f"the tool's argument schema cannot be compiled: {exc}"
-                self._validate = lambda _arguments: [message]
-        return self._validate(arguments)
-
-
-# A counted repetition of 100,000 or more (`^.{1,2097152}` in seldon.local/engine.json): the Rust
-# engine spends 0.15 s building it before refusing it (too large), once per occurrence.
-_HUGE_REPEAT = re.compile(r"\{(?:\d{6,},?\d*|\d*,\d{6,})\}")
-
-
-@functools.lru_cache(maxsize=4096)
-def _regex_ok(pattern: str) -> bool:
-    if _HUGE_REPEAT.search(pattern):
-        return False
-    try:
-        jsonschema_rs.Draft202012Validator({"pattern": pattern})
-    except ValueError:
-        return False
-    return True
-
-
-def _without_bad_patterns(node: Any, key: str | None = None) -> Any:
-    """A copy of a schema without the `pattern`s / `patternProperties` entries the Rust engine rejects.
-
-    `key` is the keyword `node` is the value of: data under `enum`, `const`, `default`
-    and `examples` is left alone, and only real `properties` may be named "pattern".
-    """
-    if key in ("enum", "const", "default", "examples"):
-        return node
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            if key != "properties" and k == "pattern" and isinstance(v, str) and not _regex_ok(v):
-                continue
-            if key != "properties" and k == "patternProperties" and isinstance(v, dict):
-                v = {p: sub for p, sub in v.items() if _regex_ok(p)}
-            out[k] = _without_bad_patterns(v, None if key == "properties" else k)
-        return out
-    if isinstance(node, list):
-        return [_without_bad_patterns(v) for v in node]
-    return node
-
-
 class _ToolBuilder:
     """Builds the tools of one spec; one instance per ingest."""
 
@@ -263,12 +132,11 @@ class _ToolBuilder:
         self._params: dict[tuple[str, str, str, str], tuple[Any, str | None, frozenset[Any]]] = {}
         self.schemas = SchemaConverter(spec.resolver, "3.1" if version == "3.1" else "3.0", self.issues,
                                        description_max_chars=api.schema_description_max_chars)  # fmt: skip
-        self.security_schemes = self._security_schemes()
+        self.security = SpecSecurity(data, spec.source, self._deref_value, self.issues)
         # Operation and path-item `servers` apply unless the operator set the API's base URL.
-        self.root_base = None if api.base_url else _server_url(data, spec.uri)
-        self.root_security = self._requirements(data.get("security"), "/security") or ()
+        self.root_base = None if api.base_url else server_url(data, spec.uri)
 
-    # -- security ----------------------------------------------------------
+    # -- servers -----------------------------------------------------------
 
     def own_server(self, op: dict[str, Any], path_item: dict[str, Any]) -> str | None:
         """The operation's (else its path item's) first usable server, when it differs from the API's."""
@@ -277,64 +145,13 @@ class _ToolBuilder:
         for servers in (op.get("servers"), path_item.get("servers")):
             if isinstance(servers, list) and servers:
                 for server in servers:
-                    if isinstance(server, dict) and (url := _one_server_url(server, self.spec.uri)):
+                    if isinstance(server, dict) and (url := one_server_url(server, self.spec.uri)):
                         return None if url == self.root_base else url
                 return None
         return None
 
-    def _security_schemes(self) -> dict[str, SecurityScheme]:
-        components = self.data.get("components")
-        raw = components.get("securitySchemes") if isinstance(components, dict) else None
-        out: dict[str, SecurityScheme] = {}
-        for name, node in (raw or {}).items() if isinstance(raw, dict) else ():
-            ptr = pointer_join("/components/securitySchemes", name)
-            try:
-                scheme, _, _ = self.deref(node, self.spec.uri, ptr)
-            except SpecError as exc:
-                self.issues.append(Issue(exc.source, exc.pointer, f"security scheme skipped: {exc.message}"))
-                continue
-            if not isinstance(scheme, dict) or not isinstance(scheme.get("type"), str):
-                self.issues.append(Issue(self.spec.source, ptr, "security scheme skipped: it needs a 'type'"))
-                continue
-            flows = scheme.get("flows") if isinstance(scheme.get("flows"), dict) else {}
-            out[str(name)] = SecurityScheme(
-                name=str(name),
-                type=scheme["type"],
-                location=scheme.get("in") if isinstance(scheme.get("in"), str) else None,
-                param_name=str(scheme["name"]) if scheme.get("name") is not None else None,
-                http_scheme=str(scheme["scheme"]).lower() if isinstance(scheme.get("scheme"), str) else None,
-                flows={str(k): v for k, v in flows.items() if isinstance(v, dict)},
-                openid_url=scheme.get("openIdConnectUrl") if isinstance(scheme.get("openIdConnectUrl"), str) else None,
-            )
-        return out
-
-    def _requirements(self, value: Any, ptr: str) -> tuple[Requirement, ...] | None:
-        """A `security` list as requirement tuples; None when absent or malformed (reported)."""
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-            self.issues.append(Issue(self.spec.source, ptr, "'security' must be a list of objects: ignored"))
-            return None
-        out: list[Requirement] = []
-        for requirement in value:
-            scopes = {k: tuple(str(s) for s in v) if isinstance(v, list) else () for k, v in requirement.items()}
-            out.append(tuple(sorted(scopes.items())))
-        return tuple(out)
-
-    def security(self, op: dict[str, Any], op_ptr: str) -> tuple[Requirement, ...]:
-        """The operation's own `security`, else the spec's; an empty requirement means optional."""
-        own = self._requirements(op.get("security"), pointer_join(op_ptr, "security"))
-        return self.root_security if own is None else own
-
-    def credential_params(self, security: tuple[Requirement, ...]) -> set[tuple[str, str]]:
-        """(location, lower-cased name) of the API-key parameters the operation's schemes fill."""
-        out: set[tuple[str, str]] = set()
-        for requirement in security:
-            for scheme_name, _ in requirement:
-                scheme = self.security_schemes.get(scheme_name)
-                if scheme is not None and scheme.type == "apiKey" and scheme.location and scheme.param_name:
-                    out.add((scheme.location, scheme.param_name.lower()))
-        return out
+    def _deref_value(self, node: Any, pointer: str) -> Any:
+        return self.deref(node, self.spec.uri, pointer)[0]
 
     def deref(self, node: Any, uri: str, pointer: str) -> tuple[Any, str, str]:
         """Follow `$ref`s from `node`, found at `uri#pointer`; returns the value and where it is.
@@ -359,7 +176,7 @@ class _ToolBuilder:
                     )
                 merged[(str(param["name"]), param["in"])] = (param, uri, p_ptr)
         ordered = sorted(merged.values(), key=lambda t: _LOCATIONS.index(t[0]["in"]))
-        return [p for p in ordered if not (p[0]["in"] == "header" and str(p[0]["name"]).lower() in _IGNORED_HEADERS)]
+        return [p for p in ordered if not (p[0]["in"] == "header" and str(p[0]["name"]).lower() in GATEWAY_HEADERS)]
 
     def param_schema(self, param: dict[str, Any], uri: str, ptr: str, refs: set[Any]) -> tuple[Any, str | None]:
         """The argument schema and content type of a parameter; each shared one is made once."""
@@ -401,7 +218,7 @@ class _ToolBuilder:
             # parameters: minLength only constrains strings.
             schema["minLength"] = 1
         if content_type is None:
-            schema = self._wire_constraints(schema, param, self._raw_types(raw, uri, raw_ptr))
+            schema = wire_constraints(schema, param, self._raw_types(raw, uri, raw_ptr))
         return schema, content_type
 
     def _raw_types(self, raw: Any, uri: str, ptr: str) -> set[str] | None:
@@ -417,75 +234,6 @@ class _ToolBuilder:
         if types is not None and (target.get("nullable") is True or target.get("x-nullable") is True):
             types.add("null")
         return types
-
-    @staticmethod
-    def _wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str] | None) -> dict[str, Any]:
-        """What a parameter's value must be to reach the wire, said in its argument schema, so that
-        an agent learns it from the schema instead of from a refused call:
-
-        * a query string is not empty unless `allowEmptyValue` says so (its default is false);
-        * a header value is ASCII without control characters (the request builder refuses others);
-        * a path parameter, or a required one, that is an array or object is not empty: an
-          empty one sends nothing (RFC 6570), so the call would be refused;
-        * a required parameter is not null: null sends nothing either.
-
-        Each keyword only constrains values of its own type, so it is added beside a `$ref` or a
-        union as well; `raw` (the OpenAPI schema's types) keeps the rest of schemas uncluttered.
-        """
-        location = param["in"]
-        required = location == "path" or bool(param.get("required"))
-        known = set(schema["type"]) if isinstance(schema.get("type"), list) else (
-            {schema["type"]} if isinstance(schema.get("type"), str) else raw
-        )  # fmt: skip
-
-        def may_be(kind: str) -> bool:
-            return known is None or kind in known
-
-        if (
-            location == "query"
-            and may_be("string")
-            and not param.get("allowEmptyValue")
-            and not schema.get("minLength")
-        ):
-            schema["minLength"] = 1
-        if location == "header" and may_be("string"):
-            if "pattern" in schema:
-                schema = {"allOf": [schema, {"pattern": HEADER_TEXT}]}
-            else:
-                schema["pattern"] = HEADER_TEXT
-        if location == "header" and known is not None and known & {"array", "object"}:
-            # Items, keys and values end up in the header line too (copies: nested schemas are shared).
-            ascii_text = {"pattern": HEADER_TEXT}
-
-            def ascii_only(node: Any) -> Any:
-                kind = node.get("type") if isinstance(node, dict) else None
-                text = kind is None or kind == "string" or (isinstance(kind, list) and "string" in kind)
-                return {"allOf": [node, ascii_text]} if isinstance(node, dict) and text else node
-
-            if isinstance(schema.get("items"), dict):
-                schema["items"] = ascii_only(schema["items"])
-            if "object" in known:
-                schema["propertyNames"] = ascii_text
-                extra = schema.get("additionalProperties", True)
-                schema["additionalProperties"] = ascii_text if extra is True else ascii_only(extra)
-                if isinstance(schema.get("properties"), dict):
-                    schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
-        if required and known is not None and "array" in known and not schema.get("minItems"):
-            schema["minItems"] = 1
-        if required and known is not None and "object" in known and not schema.get("minProperties"):
-            schema["minProperties"] = 1
-        if required and (known is None or "null" in known):
-            kinds = schema.get("type")
-            if isinstance(kinds, list) and "null" in kinds and len(kinds) > 1:
-                rest = [t for t in kinds if t != "null"]
-                schema["type"] = rest[0] if len(rest) == 1 else rest
-                if isinstance(schema.get("enum"), list):
-                    schema["enum"] = [v for v in schema["enum"] if v is not None]
-            elif known is not None or "anyOf" in schema or "oneOf" in schema or "$ref" in schema:
-                schema = {"allOf": [schema, {"not": {"type": "null"}}]} if "not" in schema else {
-                    **schema, "not": {"type": "null"}
-                }  # fmt: skip
-        return schema
 
     # -- request body ------------------------------------------------------
 
@@ -696,10 +444,10 @@ class _ToolBuilder:
         required: list[str] = []
         taken: set[str] = set()
         plans: list[ParamPlan] = []
-        security = self.security(op, op_ptr)
+        security = self.security.of(op, op_ptr)
         # A parameter that carries one of the operation's API keys is the gateway's to fill
         # from the vault: the agent never sees or supplies credentials.
-        secret_params = self.credential_params(security)
+        secret_params = self.security.key_parameters(security)
         params = [
             p
             for p in self.parameters(path_item, op, item_uri, item_ptr, op_ptr)
@@ -795,38 +543,6 @@ class _ToolBuilder:
         )
 
 
-def _credential_issues(result: IngestResult, api: ApiConfig) -> list[Issue]:
-    """Operations whose security no configured credential meets, and credentials bound to no scheme.
-
-    Those operations stay listed (the operator may add the credential at run time) and fail
-    with a clear tool error when called."""
-    bound = set(api.credentials)
-    issues: list[Issue] = []
-    unknown = sorted(bound - set(result.security_schemes) - {"*"})
-    if unknown:
-        issues.append(
-            Issue(result.source, "/components/securitySchemes",
-                  f"credentials bound to scheme(s) the spec does not declare: {', '.join(unknown)}")
-        )  # fmt: skip
-    if "*" in bound:
-        return issues
-    unmet: dict[str, int] = {}
-    for tool in result.tools:
-        security = tool.operation.security
-        if security and not any(all(s in bound for s, _ in r) for r in security):
-            wanted = " or ".join(" + ".join(s for s, _ in r) for r in security)
-            unmet[wanted] = unmet.get(wanted, 0) + 1
-    outcome = ("they are sent without credentials (allow_unauthenticated)" if api.allow_unauthenticated
-               else "calls to them fail until they are")  # fmt: skip
-    for wanted, count in unmet.items():
-        issues.append(
-            Issue(result.source, "/components/securitySchemes",
-                  f"{count} operation(s) need credentials for {wanted}; none are configured under "
-                  f"`credentials`, so {outcome}")
-        )  # fmt: skip
-    return issues
-
-
 def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
     """Turn a loaded spec into the tools of `api`. Spec-level faults raise SpecError;
     a fault in one operation skips that operation and is reported in `issues`."""
@@ -847,10 +563,10 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
         title=str(info.get("title") or api.name),
         version=str(info.get("version") or ""),
         spec_version=version,
-        base_url=api.base_url or _server_url(data, spec.uri),
+        base_url=api.base_url or server_url(data, spec.uri),
     )
     builder = _ToolBuilder(spec, data, version, api)
-    result.security_schemes = builder.security_schemes
+    result.security_schemes = builder.security.schemes
     taken: set[str] = set()
     for path, raw_item in (paths or {}).items():
         item_ptr = pointer_join("/paths", path)
@@ -894,7 +610,7 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
                 result.issues.append(Issue(display_name(item_uri), op_ptr, message))
     # Shared schemas are converted once, but inline ones once per direction: report each issue once.
     result.issues.extend(dict.fromkeys(builder.issues))
-    result.issues.extend(_credential_issues(result, api))
+    result.issues.extend(credential_issues(result.source, result.security_schemes, result.tools, api))
     if result.base_url is None and result.tools:
         result.issues.append(
             Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")

@@ -1,0 +1,103 @@
+"""Argument validators: tool input schemas compiled (by jsonschema-rs) into one check per call."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema_rs
+
+from mcp_gateway.definitions import ArgumentValidator
+
+
+def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
+    """A fast validator for tool arguments that reports every bad field.
+
+    Patterns the Rust regex engine cannot compile (some specs use ECMA or Python-only
+    syntax) are left out of the validator, one by one; the published schema keeps them.
+    Raises ValueError when the schema cannot be compiled even so.
+    """
+    try:
+        if _HUGE_REPEAT.search(json.dumps(schema, default=str)):
+            raise ValueError("a pattern the Rust engine would take long to refuse")  # (skip the slow attempt)
+        validator = jsonschema_rs.Draft202012Validator(schema)
+    except ValueError:  # jsonschema_rs.ValidationError is a ValueError
+        validator = jsonschema_rs.Draft202012Validator(_without_bad_patterns(schema))
+
+    def validate(arguments: Mapping[str, Any]) -> list[str]:
+        if validator.is_valid(arguments):
+            return []
+        errors = []
+        for error in validator.iter_errors(arguments):
+            where = "/".join(str(p) for p in error.instance_path)
+            errors.append(f"{where}: {error.message}" if where else error.message)
+        return errors
+
+    return validate
+
+
+class LazyValidator:
+    """`compile_validator(schema)`, compiled on the first call instead of at ingest.
+
+    Compiled validators hold their whole schema, `$defs` included, in native memory: for
+    an API of 20,000 operations that is gigabytes and most of the ingest time, spent on
+    tools most sessions never call. A schema that cannot be compiled (not expected: the
+    converter emits valid 2020-12, which bench/ingest_corpus.py checks on every public spec)
+    makes each call of that tool fail with a message, never the gateway.
+    """
+
+    __slots__ = ("_schema", "_validate")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._schema = schema
+        self._validate: ArgumentValidator | None = None
+
+    def __call__(self, arguments: Mapping[str, Any]) -> list[str]:
+        if self._validate is None:
+            try:
+                self._validate = compile_validator(self._schema)
+            except ValueError as exc:
+                message = f"the tool's argument schema cannot be compiled: {exc}"
+                self._validate = lambda _arguments: [message]
+        return self._validate(arguments)
+
+
+# A counted repetition of 100,000 or more (`^.{1,2097152}` in seldon.local/engine.json): the Rust
+# engine spends 0.15 s building it before refusing it (too large), once per occurrence.
+_HUGE_REPEAT = re.compile(r"\{(?:\d{6,},?\d*|\d*,\d{6,})\}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex_ok(pattern: str) -> bool:
+    if _HUGE_REPEAT.search(pattern):
+        return False
+    try:
+        jsonschema_rs.Draft202012Validator({"pattern": pattern})
+    except ValueError:
+        return False
+    return True
+
+
+def _without_bad_patterns(node: Any, key: str | None = None) -> Any:
+    """A copy of a schema without the `pattern`s / `patternProperties` entries the Rust engine rejects.
+
+    `key` is the keyword `node` is the value of: data under `enum`, `const`, `default`
+    and `examples` is left alone, and only real `properties` may be named "pattern".
+    """
+    if key in ("enum", "const", "default", "examples"):
+        return node
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if key != "properties" and k == "pattern" and isinstance(v, str) and not _regex_ok(v):
+                continue
+            if key != "properties" and k == "patternProperties" and isinstance(v, dict):
+                v = {p: sub for p, sub in v.items() if _regex_ok(p)}
+            out[k] = _without_bad_patterns(v, None if key == "properties" else k)
+        return out
+    if isinstance(node, list):
+        return [_without_bad_patterns(v) for v in node]
+    return node

@@ -11,6 +11,7 @@ scrubbed of them (an upstream that echoes its request must not hand them to the 
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,12 @@ class Binding:
 
 def redaction_forms(secrets: Sequence[str]) -> list[bytes]:
     """The forms a secret can take in a response: as is, URL-encoded, base64, JSON-escaped."""
+    return list(_forms(tuple(secrets)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _forms(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
+    # Memoised: a call's secrets are usually those of the call before (the same key or token).
     forms: set[bytes] = set()
     for secret in secrets:
         if len(secret) < 4:  # too short to scrub without mangling ordinary text
@@ -394,7 +401,7 @@ def redaction_forms(secrets: Sequence[str]) -> list[bytes]:
             )
         )
     # Longest first, so a form containing another is replaced whole.
-    return sorted(forms, key=len, reverse=True)
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 REDACTED = b"[REDACTED]"

@@ -10,6 +10,7 @@ import pytest
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
 from mcp_gateway.gateway import Gateway
+from tests.jwt_issuer import Issuer
 from tests.servers import serve_in_thread
 from tests.upstream import create_app as create_upstream
 
@@ -64,3 +65,12 @@ def gateway_url(gateway_factory: GatewayFactory) -> Iterator[str]:
     """The `/mcp` URL of a default (stateless) gateway over the echo API."""
     with gateway_factory() as (url, _):
         yield url
+
+
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    """A JWT issuer (tests/jwt_issuer.py) serving its JWKS and metadata on loopback."""
+    found = Issuer()
+    with serve_in_thread(found.app()) as url:
+        found.url = url
+        yield found

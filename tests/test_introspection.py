@@ -16,9 +16,9 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault
 from tests.conftest import ECHO_SPEC, running_gateway
+from tests.jwt_issuer import RESOURCE, SCOPE, token_client
 from tests.oauth_server import OAuthServer
 from tests.servers import serve_in_thread
-from tests.test_oauth import RESOURCE, SCOPE, token_client
 
 pytestmark = pytest.mark.anyio
 RS_SECRET = "rs-introspection-secret-0123"

@@ -27,11 +27,11 @@ from starlette.routing import Route
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, IssuerConfig
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ADMIN_TOKEN, running_gateway
+from tests.jwt_issuer import RESOURCE, SCOPE, Issuer, token_client
 from tests.leaks import TEST_SERVER_LOGGERS, forms
 from tests.oauth_server import TOKEN_EXCHANGE, OAuthServer
 from tests.results import body_of, text_of
 from tests.servers import serve_in_thread
-from tests.test_oauth import RESOURCE, SCOPE, Issuer, token_client
 
 pytestmark = pytest.mark.anyio
 ERAS = ["legacy", "2026-07-28"]
@@ -125,14 +125,6 @@ class Setup:
 
     def exchanges(self) -> list[dict[str, str]]:
         return [r for r in self.oauth.token_requests if r.get("grant_type") == TOKEN_EXCHANGE]
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    found = Issuer()
-    with serve_in_thread(found.app()) as url:
-        found.url = url
-        yield found
 
 
 @contextmanager

@@ -10,12 +10,9 @@ import datetime
 import ipaddress
 import logging
 import secrets
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,6 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,6 +36,7 @@ from mcp_gateway.config import ApiConfig, ClientCertConfig, GatewayConfig
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ECHO_SPEC, running_gateway
 from tests.results import body_of, text_of
+from tests.servers import serve_in_thread
 
 pytestmark = pytest.mark.anyio
 ERAS = ["legacy", "2026-07-28"]
@@ -199,37 +196,16 @@ class SecureUpstream:
         return Starlette(routes=[Route("/whoami", whoami)])
 
 
-@contextmanager
-def serve_tls(upstream: SecureUpstream, pki: Pki) -> Iterator[str]:
+def serve_tls(upstream: SecureUpstream, pki: Pki) -> AbstractContextManager[str]:
     """tests.servers.serve_in_thread, over TLS requiring a client certificate from the CA; yields the https URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    return serve_in_thread(
         upstream.app(),
         http=peer_recording_protocol(upstream.peers),
-        lifespan="off",
-        log_level="warning",
         ssl_certfile=str(pki.server_cert),
         ssl_keyfile=str(pki.server_key),
         ssl_ca_certs=str(pki.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("TLS test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -987,10 +987,9 @@ class Rejection:
 
 
 @dataclass
-class SpecResult:
-    spec: str
-    origin: str = ""
-    tools: int = 0
+class Counts:
+    """What happened to the calls of one spec, or of all of them."""
+
     ops: int = 0
     skipped: int = 0
     calls: int = 0
@@ -1000,16 +999,23 @@ class SpecResult:
     refused: int = 0
     errors: int = 0
     crashed: int = 0
-    failure: str | None = None
-    rejections: list[Rejection] = field(default_factory=list)
-    skips: list[str] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def rate(self) -> float | None:
         judged = self.accepted + self.security + self.rejected
         return (self.accepted + self.security) / judged if judged else None
+
+
+@dataclass
+class SpecResult(Counts):
+    spec: str = ""  # its label
+    origin: str = ""
+    tools: int = 0
+    failure: str | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+    skips: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -1075,7 +1081,7 @@ async def run_spec(spec: Path, plan: JudgePlan, prism: Prism, options: Options, 
     restarted on the same port and the run goes on). Operations that need a judge of their own
     (`JudgePlan.separate`) are called through a second gateway whose APIs each hold one of them."""
     label = spec_label(spec)
-    result = SpecResult(label)
+    result = SpecResult(spec=label)
     started = time.perf_counter()
     result.origin = spec_origin(read_spec(spec))
     gateway = Gateway(GatewayConfig(data_dir=workdir / "gateway", apis=[_api("api", spec, prism.url)]))
@@ -1236,7 +1242,7 @@ async def _run_all(specs: Sequence[Path], started: Judges, options: Options) -> 
         for spec in specs:
             plan, server = started.plans.get(spec), started.servers.get(spec)
             if not isinstance(plan, JudgePlan) or not isinstance(server, Prism):
-                result = SpecResult(spec_label(spec), failure=f"Prism: {server or plan or 'not started'}")
+                result = SpecResult(spec=spec_label(spec), failure=f"Prism: {server or plan or 'not started'}")
                 with contextlib.suppress(OSError, ValueError, yaml.YAMLError):
                     result.origin = spec_origin(read_spec(spec))
                 results.append(result)
@@ -1250,24 +1256,10 @@ async def _run_all(specs: Sequence[Path], started: Judges, options: Options) -> 
 
 
 @dataclass
-class Totals:
+class Totals(Counts):
     specs: int = 0
     failed_specs: int = 0
-    ops: int = 0
-    skipped: int = 0
-    calls: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    security: int = 0
-    refused: int = 0
-    errors: int = 0
-    crashed: int = 0
     unexplained: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        judged = self.accepted + self.security + self.rejected
-        return (self.accepted + self.security) / judged if judged else None
 
 
 def totals(results: Sequence[SpecResult]) -> Totals:
@@ -1277,7 +1269,7 @@ def totals(results: Sequence[SpecResult]) -> Totals:
         if r.failure:
             t.failed_specs += 1
             continue
-        for name in ("ops", "skipped", "calls", "accepted", "rejected", "security", "refused", "errors", "crashed"):
+        for name in Counts.__dataclass_fields__:
             setattr(t, name, getattr(t, name) + getattr(r, name))
         t.unexplained += sum(1 for x in r.rejections if x.explanation is None)
     return t

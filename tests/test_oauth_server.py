@@ -28,6 +28,13 @@ class Running:
     url: str
 
 
+def add_native(server: OAuthServer, *grant_types: str) -> None:
+    """Register the public client "native" (no secret: PKCE only)."""
+    server.add_client(
+        "native", None, redirect_uris=[REDIRECT_URI], grant_types=grant_types, token_endpoint_auth_method="none"
+    )
+
+
 @pytest.fixture
 def auth() -> Iterator[Running]:
     """A served server with a confidential web client, a public client, a service client and an exchanger."""
@@ -39,13 +46,7 @@ def auth() -> Iterator[Running]:
         grant_types=["authorization_code", "refresh_token"],
         scope="read write",
     )
-    server.add_client(
-        "native",
-        None,
-        redirect_uris=[REDIRECT_URI],
-        grant_types=["authorization_code", "refresh_token"],
-        token_endpoint_auth_method="none",
-    )
+    add_native(server, "authorization_code", "refresh_token")
     server.add_client("svc", "svc-secret", scope="read write")
     server.add_client("svc-post", "post-secret", token_endpoint_auth_method="client_secret_post")
     server.add_client("exchanger", "x-secret", grant_types=[TOKEN_EXCHANGE])
@@ -248,13 +249,7 @@ def test_public_client_refresh_rotation(auth: Running) -> None:
 
 def test_refresh_without_rotation() -> None:
     server = OAuthServer(rotate_refresh_tokens=False)
-    server.add_client(
-        "native",
-        None,
-        redirect_uris=[REDIRECT_URI],
-        grant_types=["authorization_code"],
-        token_endpoint_auth_method="none",
-    )
+    add_native(server, "authorization_code")
     with serve_in_thread(server.app) as url:
         server.issuer = url
         first = code_tokens(Running(server, url), "bob")
@@ -428,13 +423,7 @@ def test_token_exchange_needs_allowed_confidential_client(auth: Running) -> None
 
 def test_token_exchange_default_validator_accepts_own_tokens() -> None:
     server = OAuthServer()
-    server.add_client(
-        "native",
-        None,
-        redirect_uris=[REDIRECT_URI],
-        grant_types=["authorization_code"],
-        token_endpoint_auth_method="none",
-    )
+    add_native(server, "authorization_code")
     server.add_client("exchanger", "x-secret", grant_types=[TOKEN_EXCHANGE])
     with serve_in_thread(server.app) as url:
         running = Running(server, url)

@@ -201,21 +201,14 @@ class SchemaConverter:
 
     def defs_for(self, refs: set[tuple[str, str]], direction: Direction) -> dict[str, Any]:
         """The `$defs` block for a schema referencing `refs`, closed over transitive references."""
-        out: dict[str, Any] = {}
-        stack = list(refs)
-        seen: set[tuple[str, str]] = set()
-        while stack:
-            key = stack.pop()
-            if key in seen:
-                continue
-            seen.add(key)
-            body, inner = self._definition(key, direction)
-            out[self._names[key]] = body
-            stack.extend(inner)
-        return dict(sorted(out.items()))
+        defs = self.defs_within(refs, direction, None)
+        assert defs is not None  # no budget, never cut
+        return defs
 
-    def defs_within(self, refs: set[tuple[str, str]], direction: Direction, budget: int) -> dict[str, Any] | None:
-        """`defs_for(refs, direction)` if that block is at most `budget` characters of JSON, else None.
+    def defs_within(
+        self, refs: set[tuple[str, str]], direction: Direction, budget: int | None
+    ) -> dict[str, Any] | None:
+        """The `$defs` block for `refs` if it is at most `budget` characters of JSON (None: no limit), else None.
 
         Stops walking as soon as the budget is spent, so asking about a schema that
         reaches half of a huge API costs no more than asking about a small one.
@@ -230,9 +223,10 @@ class SchemaConverter:
                 continue
             seen.add(key)
             body, inner = self._definition(key, direction)
-            used += self._size(key, direction)
-            if used > budget:
-                return None
+            if budget is not None:
+                used += self._size(key, direction)
+                if used > budget:
+                    return None
             out[self._names[key]] = body
             stack.extend(inner)
         return dict(sorted(out.items()))

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from mcp_gateway.auth.connections import Connections, OAuthApp
 from mcp_gateway.auth.introspection import Introspector
 from mcp_gateway.auth.jwt import JwtVerifier
-from mcp_gateway.auth.outbound import user_oauth_settings, warn_plain_secrets
+from mcp_gateway.auth.outbound import user_oauth_app, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
@@ -30,7 +30,6 @@ from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.registrations import RegistrationStore
-from mcp_gateway.upstream.oauth import OAuthClient
 from mcp_gateway.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -83,17 +82,14 @@ class Gateway:
         }
 
     def _oauth_app(self, api: str) -> OAuthApp | None:
-        """The per-user OAuth settings of a served API (blocking: resolves the client secret)."""
+        """The per-user OAuth app of a served API (blocking: resolves the client secret)."""
         entry = self.catalog.snapshot.apis.get(api)
         if entry is None:
             return None
-        found = user_oauth_settings(entry.config, entry.ingest.security_schemes, entry.ingest.base_url)
-        if found is None:
-            return None
-        _, credential, authorization_url, token_url = found
-        secret = self.vault.resolve(credential.client_secret) if credential.client_secret else None
-        client = OAuthClient(credential.client_id, secret, token_url, credential.auth_method, self.config.user_agent)
-        return OAuthApp(api, credential, authorization_url, client)
+        ingest = entry.ingest
+        return user_oauth_app(
+            entry.config, ingest.security_schemes, ingest.base_url, self.vault.resolve, self.config.user_agent
+        )
 
     async def start(self) -> None:
         """Ingest and serve every configured and registered API; load identities and policies."""

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from urllib.parse import urljoin
 
+from mcp_gateway.auth.connections import OAuthApp
 from mcp_gateway.config import (
     ApiConfig,
     ApiKeyCredential,
@@ -168,13 +169,14 @@ def build_binding(
         name: _factory(api, name, schemes.get(name), base_url, resolve, user_tokens, user_agent)
         for name in api.credentials
     }
-    return Binding(api.name, schemes, factories, anonymous_fallback=api.allow_unauthenticated)
+    return Binding(api.name, factories, anonymous_fallback=api.allow_unauthenticated)
 
 
-def user_oauth_settings(
-    api: ApiConfig, schemes: Mapping[str, SecurityScheme], base_url: str | None
-) -> tuple[str, UserOAuthCredential, str, str] | None:
-    """(scheme name, credential, authorization URL, token URL) of the API's per-user OAuth, if any."""
+def user_oauth_app(
+    api: ApiConfig, schemes: Mapping[str, SecurityScheme], base_url: str | None, resolve: Resolve, user_agent: str
+) -> OAuthApp | None:
+    """The API's per-user OAuth app (endpoints from the credential, else the scheme's flow), if it has one.
+    Blocking: resolves the client secret."""
     for name, credential in api.credentials.items():
         if isinstance(credential, UserOAuthCredential):
             scheme = schemes.get(name)
@@ -183,8 +185,10 @@ def user_oauth_settings(
             )
             token = credential.token_url or _flow_url(scheme, "authorizationCode", "tokenUrl", base_url)
             if authorize and token:
-                return name, credential, authorize, token
+                secret = resolve(credential.client_secret) if credential.client_secret else None
+                client = OAuthClient(credential.client_id, secret, token, credential.auth_method, user_agent)
+                return OAuthApp(api.name, credential, authorize, client)
     return None
 
 
-__all__ = ["WILDCARD", "BindingError", "build_binding", "user_oauth_settings", "warn_plain_secrets"]
+__all__ = ["WILDCARD", "BindingError", "build_binding", "user_oauth_app", "warn_plain_secrets"]

@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus
 
 import anyio
 
-from mcp_gateway.definitions import Requirement, SecurityScheme
+from mcp_gateway.definitions import Requirement
 from mcp_gateway.upstream.oauth import OAuthClient, Token, TokenError
 from mcp_gateway.upstream.request import UpstreamRequest
 
@@ -332,12 +332,10 @@ class Binding:
     def __init__(
         self,
         api: str,
-        schemes: Mapping[str, SecurityScheme],
         factories: Mapping[str, ApplierFactory],
         anonymous_fallback: bool = False,
     ) -> None:
         self.api = api
-        self.schemes = schemes
         self.factories = factories
         # Send operations whose security nothing configured meets without credentials (the
         # operator says the API serves anonymous callers) instead of refusing them.

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 import anyio
 from pydantic import ValidationError
 
-from mcp_gateway import __version__, cli_access, cli_secrets
+from mcp_gateway import __version__
+from mcp_gateway.cli import access as cli_access
+from mcp_gateway.cli import secrets as cli_secrets
 from mcp_gateway.config import (
     ApiConfig,
     ConfigError,
@@ -371,7 +373,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,10 +5,12 @@
 #   docker build -t mcp-gateway .
 #   docker run --rm -p 8080:8080 -v mcp-gateway-data:/data mcp-gateway
 #
-# With no config and no --spec the gateway serves the bundled specs in
-# /app/openapi_specs.
+# With no config and no --spec the gateway serves the example specs shipped in the
+# package. Configure it with a mounted gateway.yaml (MCP_GATEWAY_CONFIG) or the
+# MCP_GATEWAY_* variables; see the README's "Docker" section, which also says where the
+# master key should live (not in the /data volume, if /data is backed up).
 
-########## build stage: install the package and its deps into a venv ##########
+########## build stage: dependencies first (their own layer), then the package ##########
 FROM python:3.12-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -19,11 +21,18 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
-# The whole build context (filtered by .dockerignore): pyproject.toml,
-# mcp_gateway/, openapi_specs/, README etc.
-COPY . .
-RUN pip install --no-cache-dir --upgrade pip \
- && pip install --no-cache-dir .
+# Only the project metadata: this layer (all third-party dependencies) is rebuilt when
+# pyproject.toml changes, not on every source change. An empty package stands in for the
+# source so that pip resolves and installs the dependencies alone.
+COPY pyproject.toml ./
+RUN mkdir mcp_gateway && touch README.md mcp_gateway/__init__.py \
+ && pip install . \
+ && pip uninstall -y mcp-gateway \
+ && rm -rf mcp_gateway README.md build *.egg-info
+
+COPY README.md ./
+COPY mcp_gateway/ mcp_gateway/
+RUN pip install --no-deps .
 
 ########## runtime stage ##########
 FROM python:3.12-slim AS runtime
@@ -31,21 +40,20 @@ FROM python:3.12-slim AS runtime
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MCP_GATEWAY_DATA_DIR=/data
+    MCP_GATEWAY_DATA_DIR=/data \
+    MCP_GATEWAY_HOST=0.0.0.0 \
+    MCP_GATEWAY_PORT=8080
 
 # Unprivileged user, fixed uid/gid so that volume permissions are predictable.
 RUN groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid gateway --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
- && mkdir -p /data /app \
+ && mkdir -p /data \
  && chown gateway:gateway /data
 
 COPY --from=build /opt/venv /opt/venv
 
-WORKDIR /app
-# Default specs served when no config / --spec is given (read-only, root-owned).
-COPY openapi_specs/ /app/openapi_specs/
-
+WORKDIR /data
 # Declared after the chown so a fresh named volume inherits gateway ownership.
 VOLUME ["/data"]
 
@@ -53,10 +61,11 @@ USER gateway:gateway
 
 EXPOSE 8080
 
-# No curl in slim images: probe with the standard library. urlopen raises on
-# connection errors and on non-2xx replies, which makes the check exit non-zero.
+# `mcp-gateway health` reads the same settings as `serve` (MCP_GATEWAY_PORT, or server.port
+# in the file named by MCP_GATEWAY_CONFIG), so the check follows a changed port. Set the
+# port that way, not with `serve --port`, which the check cannot see.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["mcp-gateway", "health"]
 
 ENTRYPOINT ["mcp-gateway"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["serve"]

@@ -6,14 +6,26 @@ variables < command-line flags.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from mcp_gateway import yaml12
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _API_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -33,6 +45,27 @@ def _check_name(value: str) -> str:
     if not _API_NAME.match(value):
         raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     return value
+
+
+_SWITCH_WORDS = {"yes": "on", "true": "on", "y": "on", "no": "off", "false": "off", "n": "off"}
+
+
+def _switch(value: Any) -> Any:
+    """Booleans and yes/no/true/false (any case) as `on`/`off`."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        return _SWITCH_WORDS.get(value.strip().lower(), value.strip().lower())
+    return value
+
+
+# An off/on/auto setting; booleans, yes/no and any letter case are accepted too.
+Switch = Annotated[Literal["off", "on", "auto"], BeforeValidator(_switch)]
+
+
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
+]
 
 
 class ConfigError(ValueError):
@@ -267,7 +300,7 @@ class ServerConfig(_Model):
     allowed_hosts: list[str] = Field(default_factory=list, description="Host header values; port may be *")
     allowed_origins: list[str] = Field(default_factory=list)
     page_size: int = Field(default=500, gt=0, description="tools per tools/list page")
-    discovery: Literal["off", "on", "auto"] = Field(
+    discovery: Switch = Field(
         default="off",
         description="on: list every tool only through search_tools/describe_tool/call_tool; "
         "auto: do so when more than discovery_threshold tools are served; off: only for APIs with discovery: true",
@@ -428,7 +461,7 @@ class VirtualServerConfig(_Model):
 
     name: str
     tools: list[ToolPick]
-    discovery: Literal["off", "on", "auto"] = "off"
+    discovery: Switch = "off"
 
     _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
@@ -443,7 +476,7 @@ class GatewayConfig(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     servers: list[VirtualServerConfig] = Field(default_factory=list, description="virtual servers at /mcp/<name>")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     user_agent: str = "mcp-gateway/0.1"
     base_url: str | None = Field(
         default=None,
@@ -467,6 +500,19 @@ class GatewayConfig(_Model):
         if dupes:
             raise ValueError(f"duplicate API name(s): {', '.join(dupes)}")
         return apis
+
+    def check_data_dir(self) -> None:
+        """Create the data dir if needed; ConfigError naming the problem and the fix when it cannot hold state."""
+        where = self.data_dir
+        fix = "choose another with --data-dir, MCP_GATEWAY_DATA_DIR or data_dir in the config"
+        if where.exists() and not where.is_dir():
+            raise ConfigError(f"data dir {where} is a file, not a directory: {fix}")
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"data dir {where} cannot be created ({exc.strerror or exc}): {fix}") from None
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise ConfigError(f"data dir {where} is not writable by this user: {fix}")
 
     @property
     def database_path(self) -> Path:
@@ -506,15 +552,70 @@ def _env_overrides() -> dict[str, Any]:
         out["database_url"] = os.environ["MCP_GATEWAY_DATABASE_URL"]
     if "MCP_GATEWAY_LOG_LEVEL" in os.environ:
         out["log_level"] = os.environ["MCP_GATEWAY_LOG_LEVEL"].lower()
+    # Where `serve` listens: containers set these, and the image's health check reads the same.
+    server = {
+        key: os.environ[f"MCP_GATEWAY_{key.upper()}"]
+        for key in ("host", "port")
+        if f"MCP_GATEWAY_{key.upper()}" in os.environ
+    }
+    if server:
+        out["server"] = server
     return out
+
+
+def _models_by_name() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    pending: list[type[BaseModel]] = [_Model]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's annotation can hold (through lists, dicts, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = get_args(annotation)
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return [m for a in args for m in _models_in(a)]
+    if origin is dict:
+        return _models_in(args[1]) if len(args) == 2 else []
+    return [m for a in args for m in _models_in(a)]
+
+
+def _did_you_mean(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """For an unknown key at `loc`: the closest valid key there, as ` (did you mean 'x'?)`."""
+    models = [root] if root is not None else []
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list index: same models
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if fields:
+            models = [m for f in fields for m in _models_in(f.annotation)]
+        # else: a dict key (credentials' scheme names): the models stay those of the dict's values
+    names = {alias or name for m in models for name, f in m.model_fields.items() for alias in (f.alias, None)}
+    close = difflib.get_close_matches(str(loc[-1]), sorted(names), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (valid keys: {', '.join(sorted(names))})" if 0 < len(names) <= 12 else ""
 
 
 def describe_errors(exc: ValidationError) -> str:
     """A validation error as `where: what` lines, without the input values pydantic would quote:
-    a malformed credential must not put its secret into an error message or a log."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors(include_input=False)
-    )
+    a malformed credential must not put its secret into an error message or a log. An unknown
+    key gets the closest valid one suggested."""
+    root = _models_by_name().get(exc.title)
+    lines = []
+    for e in exc.errors(include_input=False):
+        where = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key{_did_you_mean(root, tuple(e['loc']))}")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)
 
 
 def load_config(path: Path | None) -> GatewayConfig:
@@ -525,11 +626,13 @@ def load_config(path: Path | None) -> GatewayConfig:
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml12.load(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+            raise ConfigError(f"{path}: {yaml12.describe_error(exc)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the config must be a mapping")
         raw = interpolate(raw)
@@ -540,7 +643,11 @@ def load_config(path: Path | None) -> GatewayConfig:
                     api["spec"] = str((path.parent / spec_path).resolve())
         if isinstance(raw.get("data_dir"), str) and not Path(raw["data_dir"]).is_absolute():
             raw["data_dir"] = str((path.parent / raw["data_dir"]).resolve())
-    raw.update(_env_overrides())
+    overrides = _env_overrides()
+    if "server" in overrides:
+        server = raw.get("server")
+        overrides["server"] = {**(server if isinstance(server, dict) else {}), **overrides["server"]}
+    raw.update(overrides)
     try:
         return GatewayConfig.model_validate(raw)
     except ValidationError as exc:

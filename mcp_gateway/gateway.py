@@ -101,6 +101,15 @@ class Gateway:
             len(snapshot.tools), len(snapshot.apis), "on" if self.access.enabled else "off",
         )  # fmt: skip
 
+    def unservable(self) -> str | None:
+        """Why this gateway must not run: APIs were configured and none of them could be loaded.
+        None when something is served, or when nothing was configured (registrations may follow)."""
+        failures = self.registry.config_failures
+        if self.catalog.snapshot.apis or not failures or len(failures) < len(self.registry.config_apis):
+            return None
+        lines = "\n".join(f"  {f.api}: {f.error}" for f in failures)
+        return f"no API can be served; every configured API failed to load:\n{lines}"
+
     async def run_as_local_consumer(self) -> None:
         """stdio: run as `auth.stdio_consumer`, under its policies (required when access control is on)."""
         consumer = self.config.auth.stdio_consumer
@@ -116,6 +125,7 @@ class Gateway:
         while True:
             await anyio.sleep(STORE_POLL_SECONDS)
             try:
+                await self.registry.retry_failed()
                 await self.registry.refresh()
                 await self.access.refresh()
                 await self.refresh_credentials()

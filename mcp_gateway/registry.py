@@ -36,6 +36,14 @@ class LoadFailure:
 
     api: str
     error: str
+    attempts: int = 1
+    retry_at: float = 0.0  # monotonic time of the next attempt (config-file APIs)
+
+
+# A config-file API that failed to load (a spec URL that was down at start, a file being fixed) is
+# tried again: after 10 s, then twice as long each time, at most every 5 minutes.
+RETRY_FIRST = 10.0
+RETRY_MAX = 300.0
 
 
 async def ingest_in_thread(config: ApiConfig, spec_text: str | None = None) -> IngestResult:
@@ -60,14 +68,40 @@ class Registry:
         try:
             result = await ingest_in_thread(config, spec_text)
         except SpecError as exc:
-            self.failures[config.name] = LoadFailure(config.name, str(exc))
-            logger.error("API %s not served: %s", config.name, exc)
+            previous = self.failures.get(config.name)
+            attempts = previous.attempts + 1 if previous is not None else 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (attempts - 1))
+            self.failures[config.name] = LoadFailure(config.name, str(exc), attempts, time.monotonic() + delay)
+            if origin == "config":
+                logger.error("API %s not served: %s (trying again in %.0f s)", config.name, exc, delay)
+            else:
+                logger.error("API %s not served: %s", config.name, exc)
             return None
         self.failures.pop(config.name, None)
         for issue in result.issues:
             logger.warning("API %s: %s", config.name, issue)
         logger.info("API %s: %d tools from %s", config.name, len(result.tools), result.source)
         return ApiEntry(config, result, origin, rank)
+
+    @property
+    def config_failures(self) -> list[LoadFailure]:
+        """Config-file APIs that are not served because they failed to load."""
+        return [f for name, f in sorted(self.failures.items()) if name in self.config_apis]
+
+    async def retry_failed(self) -> bool:
+        """Try again the config-file APIs whose retry time has come. True if one is now served."""
+        now = time.monotonic()
+        served = False
+        for failure in self.config_failures:
+            if failure.retry_at > now:
+                continue
+            config = self.config_apis[failure.api]
+            index = list(self.config_apis).index(failure.api)
+            entry = await self._entry(config, "config", (0, float(index)))
+            if entry is not None:
+                await self.catalog.put(entry)
+                served = True
+        return served
 
     async def load_all(self) -> None:
         """Ingest every configured and registered API and serve them as one change."""
@@ -88,10 +122,17 @@ class Registry:
                     entries.append(entry)
         await self.catalog.replace_all(entries)
 
-    async def register(self, config: ApiConfig, spec_text: str | None = None) -> tuple[ApiEntry, bool]:
-        """Ingest, persist and serve an API; returns the entry and whether it replaced one."""
+    async def register(
+        self, config: ApiConfig, spec_text: str | None = None, *, replace: bool = True
+    ) -> tuple[ApiEntry, bool]:
+        """Ingest, persist and serve an API; returns the entry and whether it replaced one.
+        With `replace=False` an existing registration of that name is a 409, not replaced."""
         if config.name in self.config_apis:
             raise RegistrationError(f"API {config.name!r} is defined in the config file; change it there", 409)
+        if not replace and config.name in self.catalog.snapshot.apis:
+            raise RegistrationError(
+                f"an API named {config.name!r} is already registered: PUT /admin/apis/{config.name} replaces it", 409
+            )
         problems = registration_secret_problems(config)
         if problems:
             raise RegistrationError("; ".join(problems))

@@ -75,7 +75,9 @@ def test_requirements_are_read_per_operation(tmp_path: Path) -> None:
 
 
 def test_swagger2_security_definitions(tmp_path: Path) -> None:
-    api = ApiConfig(name="pets", spec=str(DATA.parent.parent / "openapi_specs" / "petstore-swagger2.yaml"))
+    api = ApiConfig(
+        name="pets", spec=str(DATA.parent.parent / "mcp_gateway" / "openapi_specs" / "petstore-swagger2.yaml")
+    )
     result = ingest_api(api)
     assert result.security_schemes["api_key"].location == "header"
     assert result.security_schemes["petstore_auth"].type == "oauth2"
@@ -202,7 +204,7 @@ def test_cli_registrations_bind_vault_references_only(tmp_path: Path) -> None:
     spec = str(DATA / "echo.yaml")
     added = mgw("add", "gh", spec, "--credential", '*={"type": "bearer", "token": "secret:gh"}')
     assert added.returncode == 0, added.stderr
-    shown = json.loads(mgw("show", "gh").stdout)
+    shown = json.loads(mgw("show", "gh", "--json").stdout)
     assert shown["credentials"] == {"*": {"type": "bearer", "token": "secret:gh"}}
     refused = mgw("add", "gh2", spec, "--credential", '*={"type": "bearer", "token": "ghp_plain0123456789"}')
     assert refused.returncode == 2 and "vault reference" in refused.stderr

@@ -30,7 +30,7 @@ from mcp_gateway.openapi.wire import HEADER_TEXT
 from tests.servers import serve_in_thread
 
 DATA = Path(__file__).parent / "data" / "ingest"
-BUNDLED = sorted((Path(__file__).parent.parent / "openapi_specs").glob("*.*[nl]"))
+BUNDLED = sorted((Path(__file__).parent.parent / "mcp_gateway" / "openapi_specs").glob("*.*[nl]"))
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ARG_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 OK = {"200": {"description": "ok"}}
@@ -1157,7 +1157,7 @@ def test_swagger2_path_level_body_and_refs(tmp_path: Path) -> None:
 
 
 def test_bundled_swagger2_petstore() -> None:
-    tools = by_name(ingest(Path(__file__).parent.parent / "openapi_specs" / "petstore-swagger2.yaml"))
+    tools = by_name(ingest(Path(__file__).parent.parent / "mcp_gateway" / "openapi_specs" / "petstore-swagger2.yaml"))
     assert len(tools) == 20
     upload = tools["uploadFile"].operation.body
     assert upload is not None and upload.kind == "multipart" and upload.binary_fields == frozenset({"file"})

@@ -135,24 +135,37 @@ async def test_list_changed_modern_listen(gateway_url: str) -> None:
         assert "third_getItem" in after - before
 
 
-async def test_a_broken_configured_spec_leaves_the_others_serving(tmp_path, upstream: str) -> None:
+async def test_a_broken_configured_spec_leaves_the_others_serving(tmp_path, upstream: str, monkeypatch) -> None:
+    from mcp_gateway import registry
     from mcp_gateway.config import ApiConfig, GatewayConfig
     from tests.conftest import running_gateway
 
+    monkeypatch.setattr(registry, "RETRY_FIRST", 0.5)
+    monkeypatch.setattr("mcp_gateway.gateway.STORE_POLL_SECONDS", 0.3)
     broken = tmp_path / "broken.yaml"
     broken.write_text("openapi: 3.1.0\ninfo: {title: b, version: '1'}\npaths:\n  /x: {get: {responses: [\n")
     config = GatewayConfig(
         data_dir=tmp_path / "data",
         apis=[
-            ApiConfig(name="broken", spec=str(broken)),
+            ApiConfig(name="broken", spec=str(broken), base_url=upstream),
             ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream),
         ],
     )
     with running_gateway(config) as (url, gateway):
-        ready = httpx2.get(url.replace("/mcp", "/readyz")).json()
-        assert ready["ready"] and ready["failed_apis"] == ["broken"] and ready["apis"] == 1
+        # Not ready while a configured API is missing; the answer names it, not the file or the error.
+        answer = httpx2.get(url.replace("/mcp", "/readyz"))
+        assert answer.status_code == 503
+        ready = answer.json()
+        assert not ready["ready"] and ready["failed_apis"] == ["broken"] and ready["apis"] == 1
+        assert "broken" in ready["reason"] and str(broken) not in answer.text
         failure = gateway.registry.failures["broken"].error
         assert str(broken) in failure and "line" in failure
         async with Client(url) as client:
             result = await client.call_tool("getItem", {"id": "5"})
             assert not result.is_error
+        # Fixed on disk, it is loaded again without a restart, and the gateway becomes ready.
+        broken.write_text(ECHO_SPEC.read_text().replace("/items/", "/things/"))
+        with anyio.fail_after(15):
+            while httpx2.get(url.replace("/mcp", "/readyz")).status_code != 200:
+                await anyio.sleep(0.1)
+        assert gateway.registry.failures == {} and set(gateway.catalog.snapshot.apis) == {"broken", "echo"}

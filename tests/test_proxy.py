@@ -560,6 +560,12 @@ async def test_admin_lifecycle(gateway_url: str, upstream: str, tmp_path: Path) 
             admin + "/apis/third", json={"spec": str(ECHO_SPEC), "prefix": "third", "base_url": upstream}
         )
         assert by_path.status_code == 201, by_path.text
+        # POST creates and never replaces: a name in use is a 409 that leaves it as it was.
+        posted = await http.post(admin + "/apis", json={"name": "fourth", "spec_content": spec_text, "prefix": "iv"})
+        assert posted.status_code == 201, posted.text
+        clash = await http.post(admin + "/apis", json={"name": "third", "spec_content": spec_text, "prefix": "x"})
+        assert clash.status_code == 409 and "PUT /admin/apis/third" in clash.text
+        assert (await http.delete(admin + "/apis/fourth")).status_code == 204
 
         listed = (await http.get(admin + "/apis")).json()
         assert [a["name"] for a in listed["apis"]] == ["echo", "second", "third"]

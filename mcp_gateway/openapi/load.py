@@ -18,61 +18,11 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 import httpx2
 import yaml
 
+from mcp_gateway import yaml12
 from mcp_gateway.definitions import SpecError
 
 MAX_SPEC_BYTES = 200 * 1024 * 1024
 FETCH_TIMEOUT = 30.0
-
-
-class _YamlLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
-    """Safe YAML read the way OpenAPI asks (YAML 1.2, JSON-compatible values).
-
-    PyYAML implements YAML 1.1, where `2020-01-01` is a date, `yes`/`no`/`on`/`off` are
-    booleans, `1:30` is the integer 90 and `017` is octal. Specs mean those as strings
-    (enum members, examples, defaults), so only YAML 1.2 core-schema booleans, integers
-    and floats are resolved, and mapping keys are always strings (`200:` -> "200"), as
-    JSON Schema property names and OpenAPI map keys must be.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
-        # Keys are made strings one by one, before they meet in a dict: `1` and `true`
-        # would otherwise be the same Python key.
-        self.flatten_mapping(node)  # `<<` merge keys
-        mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = _key_text(self.construct_object(key_node, deep=True))
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
-
-
-def _key_text(key: Any) -> str:
-    """A non-string YAML key as the text JSON would give it (`true`, `null`, `200`)."""
-    if isinstance(key, str):
-        return key
-    return json.dumps(key) if key is None or isinstance(key, bool) else str(key)
-
-
-# The YAML 1.1 resolvers replaced by YAML 1.2 core-schema ones (timestamps: none at all).
-_YAML11_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "timestamp")}
-_YamlLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_TAGS]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-# Decimal (no leading zeros, so PyYAML's constructor never reads octal) or 0x hex.
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"), list("-+0123456789")
-)
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
 
 
 _FLOW_YAML = re.compile(r"\{\s*[^\s\"'{}\[\],]")
@@ -119,13 +69,9 @@ def parse_document(text: str | bytes, source: str) -> Any:
                     source, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
                 ) from None
     try:
-        return yaml.load(text, Loader=_YamlLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(source, "", f"invalid YAML{where}: {exc.problem or exc.context}") from None
+        return yaml12.load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(source, "", f"invalid YAML: {exc}") from None
+        raise SpecError(source, "", yaml12.describe_error(exc)) from None
 
 
 def fetch(uri: str) -> bytes:

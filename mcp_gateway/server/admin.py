@@ -173,8 +173,10 @@ def admin_routes(
         return JSONResponse(_entry_json(entry, registry.catalog.snapshot))
 
     async def put_api(request: Request) -> Response:
-        config, spec_text = _parse_registration(await _read_json(request), request.path_params.get("name"))
-        entry, replaced = await registry.register(config, spec_text)
+        # PUT /apis/{name} creates or replaces; POST /apis creates, and refuses a name in use (409).
+        name = request.path_params.get("name")
+        config, spec_text = _parse_registration(await _read_json(request), name)
+        entry, replaced = await registry.register(config, spec_text, replace=name is not None)
         return JSONResponse(_entry_json(entry, registry.catalog.snapshot), status_code=200 if replaced else 201)
 
     async def delete_api(request: Request) -> Response:

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, Response
 
 from mcp_gateway.auth import keys
 from mcp_gateway.auth.service import AccessControl
-from mcp_gateway.store.identities import Consumer, IdentityError, Selector
+from mcp_gateway.durations import EXAMPLES, DurationError, parse_duration
+from mcp_gateway.store.identities import Consumer, IdentityError, Selector, unknown_consumer_warning
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_BODY = 64 * 1024
@@ -48,11 +49,17 @@ def _str_list(data: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _optional_number(data: dict[str, Any], key: str) -> float | None:
+def _optional_duration(data: dict[str, Any], key: str) -> float | None:
+    """Seconds, or a duration as the CLI takes it (`90d`, `12h`)."""
     value = data.get(key)
-    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value <= 0):
-        raise AdminInputError(f"{key} must be a positive number of seconds")
-    return value
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float):
+        raise AdminInputError(f"{key} must be seconds or a duration ({EXAMPLES})")
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise AdminInputError(f"{key}: {exc}") from None
 
 
 def _consumer_json(consumer: Consumer) -> dict[str, Any]:
@@ -122,7 +129,7 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
             raise AdminInputError("consumer is required")
         description = data.get("description")
         key, full = await run(
-            keys.issue, store, consumer, expires_in=_optional_number(data, "expires_in"),
+            keys.issue, store, consumer, expires_in=_optional_duration(data, "expires_in"),
             description=description if isinstance(description, str) else None,
         )  # fmt: skip
         # The only time the full key is ever shown.
@@ -131,8 +138,10 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
     async def rotate_key(request: Request) -> Response:
         data = await read_json(request)
         grace = data.get("grace_seconds", grace_default)
+        if isinstance(grace, str):
+            grace = _optional_duration(data, "grace_seconds")
         if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
-            raise AdminInputError("grace_seconds must be a number >= 0")
+            raise AdminInputError(f"grace_seconds must be seconds >= 0 or a duration ({EXAMPLES})")
         key, full = await run(keys.rotate, store, request.path_params["key_id"], grace=float(grace))
         return JSONResponse({**key.public(), "key": full, "replaces": request.path_params["key_id"]}, status_code=201)
 
@@ -161,7 +170,10 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
         )
         description = data.get("description") if isinstance(data.get("description"), str) else None
         policy = await run(store.add_policy, kind, subject, data.get("effect"), selector, description)
-        return JSONResponse(policy.public(), status_code=201)
+        body = policy.public()
+        if kind == "consumer" and await run(store.consumer, subject) is None:
+            body["warnings"] = [unknown_consumer_warning(subject)]
+        return JSONResponse(body, status_code=201)
 
     async def remove_policy(request: Request) -> Response:
         try:

@@ -96,14 +96,24 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        # Not ready while a config-file API is missing: a replica that lacks some of the tools it is
+        # configured to serve should not take traffic. (Run-time registrations that fail keep their
+        # last good version serving, and are only listed.) Errors stay out of this unauthenticated
+        # answer: they name files and URLs; the log and GET /admin/apis have them.
         snapshot = registry.catalog.snapshot
-        body = {
-            "ready": ready["value"],
+        missing = [f.api for f in registry.config_failures]
+        is_ready = ready["value"] and not missing
+        body: dict[str, object] = {
+            "ready": is_ready,
             "apis": len(snapshot.apis),
             "tools": len(snapshot.tools),
             "failed_apis": sorted(registry.failures),
         }
-        return JSONResponse(body, status_code=200 if ready["value"] else 503)
+        if not ready["value"]:
+            body["reason"] = "starting: the APIs are being loaded"
+        elif missing:
+            body["reason"] = f"configured API(s) failed to load: {', '.join(missing)} (retried; see the log)"
+        return JSONResponse(body, status_code=200 if is_ready else 503)
 
     well_known: list[Route] = []
     metadata_url = scope = None

@@ -23,17 +23,28 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+class StoreError(Exception):
+    """The database cannot be opened or used; the message names the file and the fix."""
+
+
 class Database:
     """A thread-safe SQLite connection with transactions and revision counters."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_META)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_META)
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise StoreError(
+                f"cannot use the database {path} ({reason}): check its folder's permissions, or choose another "
+                "place with --data-dir or database_url"
+            ) from None
 
     def migrate(self, schema: str, *counters: str) -> None:
         """Create tables (idempotent DDL) and revision counters."""

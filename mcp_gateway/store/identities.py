@@ -148,6 +148,14 @@ class Policy:
         }
 
 
+def unknown_consumer_warning(name: str) -> str:
+    """What to say about a policy for a consumer that does not exist (yet)."""
+    return (
+        f"there is no consumer named {name!r} yet: the policy applies once one exists, or to JWTs whose "
+        "consumer claim names it (check the spelling otherwise)"
+    )
+
+
 def _key(row: tuple[Any, ...]) -> ApiKey:
     return ApiKey(*row)
 
@@ -198,12 +206,17 @@ class IdentityStore:
         """Names of the disabled consumers."""
         return frozenset(row[0] for row in self.db.query("SELECT name FROM consumers WHERE disabled = 1"))
 
-    def remove_consumer(self, name: str) -> bool:
-        """Delete a consumer with its keys and consumer-level policies."""
+    def remove_consumer(self, name: str) -> tuple[int, int] | None:
+        """Delete a consumer with its keys and consumer-level policies; returns how many keys and
+        policies went with it, or None when there is no such consumer."""
         with self.db.transaction(COUNTER) as tx:
-            tx.execute("DELETE FROM api_keys WHERE consumer = ?", (name,))
-            tx.execute("DELETE FROM policies WHERE subject_kind = 'consumer' AND subject = ?", (name,))
-            return tx.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount > 0
+            keys = tx.execute("DELETE FROM api_keys WHERE consumer = ?", (name,)).rowcount
+            policies = tx.execute(
+                "DELETE FROM policies WHERE subject_kind = 'consumer' AND subject = ?", (name,)
+            ).rowcount
+            if tx.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount == 0:
+                return None
+            return keys, policies
 
     # -- keys ------------------------------------------------------------------
 
@@ -286,7 +299,15 @@ class IdentityStore:
         )
         return [Policy(i, k, s, e, Selector.from_json(sel), d) for i, k, s, e, sel, d in rows]
 
-    def remove_policy(self, policy_id: int) -> bool:
-        """Delete a policy; False when there is none with that id."""
+    def remove_policy(self, policy_id: int) -> Policy | None:
+        """Delete a policy; returns it, or None when there is none with that id."""
         with self.db.transaction(COUNTER) as tx:
-            return tx.execute("DELETE FROM policies WHERE id = ?", (policy_id,)).rowcount > 0
+            row = tx.execute(
+                "SELECT id, subject_kind, subject, effect, selector, description FROM policies WHERE id = ?",
+                (policy_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            tx.execute("DELETE FROM policies WHERE id = ?", (policy_id,))
+            i, k, sub, e, sel, d = row
+            return Policy(i, k, sub, e, Selector.from_json(sel), d)

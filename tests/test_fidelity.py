@@ -4,7 +4,7 @@ The same machinery as bench/prism_fidelity.py (read its docstring), on a fixed l
 fixed seed: corpus specs chosen for what they exercise, plus the specs in tests/data/fidelity/. The
 Prism servers are started by a fixture on free loopback ports and stopped after the module.
 
-Needs Prism and the APIs.guru corpus (npm, outside the repository; .ci/run installs both). Without
+Needs Prism and the APIs.guru corpus (npm, outside the repository; `bash scripts/test` installs both). Without
 them the test fails, saying how to install them: it never skips.
 """
 
@@ -51,7 +51,7 @@ def _specs() -> list[Path]:
         corpus = [fidelity.corpus_spec(name) for name in CORPUS]
         fidelity._strategies()
     except fidelity.MissingDependency as exc:
-        pytest.fail(f"the fidelity test needs its tools: {exc}", pytrace=False)
+        pytest.fail(f"the fidelity test needs its tools (`bash scripts/test` installs them): {exc}", pytrace=False)
     return corpus + sorted(LOCAL.glob("*.yaml"))
 
 

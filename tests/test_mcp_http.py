@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -169,3 +171,92 @@ async def test_a_broken_configured_spec_leaves_the_others_serving(tmp_path, upst
             while httpx2.get(url.replace("/mcp", "/readyz")).status_code != 200:
                 await anyio.sleep(0.1)
         assert gateway.registry.failures == {} and set(gateway.catalog.snapshot.apis) == {"broken", "echo"}
+
+
+def _raw_post(mcp_url: str, headers: list[tuple[str, str]], body: dict) -> tuple[int, dict]:
+    """POST one JSON-RPC message with http.client, which sends header values byte for byte
+    (httpx refuses values with leading or trailing whitespace); returns the status and the
+    JSON-RPC response, from a JSON or an SSE body."""
+    url = urlsplit(mcp_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.putrequest("POST", url.path)
+        for name, value in [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            *headers,
+        ]:
+            conn.putheader(name, value)
+        payload = json.dumps(body).encode()
+        conn.putheader("Content-Length", str(len(payload)))
+        conn.endheaders(payload)
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    if response.getheader("Content-Type", "").startswith("text/event-stream"):
+        events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        return response.status, next(e for e in events if "id" in e)
+    return response.status, json.loads(text)
+
+
+MODERN = "2026-07-28"
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def _modern_call(name: str, arguments: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": MODERN_META}}  # fmt: skip
+
+
+# httptools (what `mcp-gateway serve` runs on) keeps trailing whitespace in header values; h11 strips it.
+PARSERS = ["httptools", "h11"]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize(
+    "pad",
+    [
+        pytest.param(("  ", " "), id="spaces"),
+        pytest.param(("\t", "\t"), id="tabs"),
+        pytest.param(("", " \t "), id="mixed"),
+    ],
+)
+def test_padded_mcp_headers_are_trimmed(gateway_factory: GatewayFactory, parser: str, pad: tuple[str, str]) -> None:
+    """RFC 9110 §5.5: whitespace around a field value is not part of it, so a padded Mcp-Name
+    (and protocol version and method) still matches the body (2026-07-28 header validation)."""
+    before, after = pad
+    with gateway_factory(uvicorn={"http": parser}) as (url, _):
+        status, reply = _raw_post(
+            url,
+            [
+                ("MCP-Protocol-Version", f"{before}{MODERN}{after}"),
+                ("Mcp-Method", f"{before}tools/call{after}"),
+                ("Mcp-Name", f"{before}getItem{after}"),
+            ],
+            _modern_call("getItem", {"id": "7"}),
+        )
+        assert status == 200, reply
+        assert reply["result"]["isError"] is False, reply
+        assert reply["result"]["structuredContent"]["path"] == "/api/items/7"
+
+        # Only the edges are trimmed: inner whitespace is part of the value, so this still mismatches.
+        status, reply = _raw_post(
+            url,
+            [("MCP-Protocol-Version", MODERN), ("Mcp-Method", "tools/call"), ("Mcp-Name", f"{before}get Item{after}")],
+            _modern_call("getItem", {"id": "7"}),
+        )
+        assert status == 400 and reply["error"]["code"] == types.HEADER_MISMATCH, reply
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_padded_legacy_protocol_version_keeps_its_era(gateway_factory: GatewayFactory, parser: str) -> None:
+    """`MCP-Protocol-Version: 2025-11-25 ` is the handshake era, not an unknown modern version."""
+    with gateway_factory(uvicorn={"http": parser}) as (url, _):
+        status, reply = _raw_post(
+            url,
+            [("MCP-Protocol-Version", "2025-11-25 \t")],
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}},
+        )
+        assert status == 200, reply
+        assert "getItem" in {tool["name"] for tool in reply["result"]["tools"]}

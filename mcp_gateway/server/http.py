@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.auth.connections import Connections
 from mcp_gateway.auth.jwt import JwtVerifier
@@ -33,6 +33,32 @@ from mcp_gateway.vault import Vault
 
 Lifespan = Callable[[], Awaitable[None]]
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+_OWS = frozenset((b" ", b"\t"))  # one-byte slices of a header value that are whitespace
+
+
+class TrimMcpHeaders:
+    """Strips leading and trailing whitespace (SP, HTAB) from `Mcp-*` header values
+    (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`, `Mcp-Session-Id`).
+
+    RFC 9110 §5.5: such whitespace is not part of a field value, and a parser MUST exclude it
+    before evaluating one. h11 does; httptools (uvicorn's default parser) keeps trailing whitespace,
+    so the SDK compared `getItem ` with the body's `getItem` and refused a valid call with
+    HeaderMismatch (and a padded protocol version picked the wrong era). Inner whitespace is part of
+    the value and stays.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope.get("headers", ())
+        # The scope is copied only when a value is padded: most requests pass through untouched.
+        if any(name.startswith(b"mcp-") and (value[:1] in _OWS or value[-1:] in _OWS) for name, value in headers):
+            trimmed = [(name, value.strip(b" \t") if name.startswith(b"mcp-") else value) for name, value in headers]
+            scope = {**scope, "headers": trimmed}
+        await self.app(scope, receive, send)
 
 
 def protected_resource_routes(verifier: JwtVerifier) -> tuple[list[Route], str]:
@@ -127,7 +153,7 @@ def create_app(
         return RequireCredential(app, access.authenticate, resource_metadata=metadata_url, scope=scope)
 
     routes: list[BaseRoute] = [
-        *(Route(path, guarded(StreamableHTTPASGIApp(manager))) for path, manager in managers.items()),
+        *(Route(path, guarded(TrimMcpHeaders(StreamableHTTPASGIApp(manager)))) for path, manager in managers.items()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *well_known,

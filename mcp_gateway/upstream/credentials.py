@@ -5,18 +5,18 @@ satisfied. `Binding` picks, once per distinct requirement list, the first altern
 whose schemes all have a configured credential, and keeps the result. A call then
 only runs the chosen appliers, which add headers, query parameters or cookies to the
 built request and return the secret values they used, so that the response can be
-scrubbed of them (an upstream that echoes its request must not hand them to the agent).
+scrubbed of them (upstream/scrub.py: an upstream that echoes its request must not hand
+them to the agent).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import anyio
 
@@ -372,42 +372,3 @@ class Binding:
             f"this operation of API {self.api!r} needs credentials for {wanted}, and the gateway has none "
             "configured for them (the operator binds them under the API's `credentials`)"
         )
-
-
-def redaction_forms(secrets: Sequence[str]) -> list[bytes]:
-    """The forms a secret can take in a response: as is, URL-encoded, base64, JSON-escaped."""
-    return list(_forms(tuple(secrets)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _forms(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
-    # Memoised: a call's secrets are usually those of the call before (the same key or token).
-    forms: set[bytes] = set()
-    for secret in secrets:
-        if len(secret) < 4:  # too short to scrub without mangling ordinary text
-            continue
-        raw = secret.encode()
-        forms.update(
-            (
-                raw,
-                quote(secret, safe="").encode(),
-                quote_plus(secret, safe="").encode(),
-                base64.b64encode(raw),
-                base64.b64encode(raw).rstrip(b"="),
-                base64.urlsafe_b64encode(raw).rstrip(b"="),
-                secret.encode("unicode_escape").replace(b'"', b'\\"'),
-            )
-        )
-    # Longest first, so a form containing another is replaced whole.
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-REDACTED = b"[REDACTED]"
-
-
-def redact(data: bytes, forms: Sequence[bytes]) -> bytes:
-    """`data` with every occurrence of each form replaced by `[REDACTED]`."""
-    for form in forms:
-        if form in data:
-            data = data.replace(form, REDACTED)
-    return data

@@ -10,9 +10,10 @@ import mcp_types as types
 
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError
-from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError, redact, redaction_forms
+from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError
 from mcp_gateway.upstream.request import RequestBuildError, build_request
 from mcp_gateway.upstream.response import error_result, to_result
+from mcp_gateway.upstream.scrub import scrubber
 
 CONNECT_META = "mcp-gateway/connect-url"
 _ANONYMOUS = Caller()
@@ -78,20 +79,15 @@ class RestUpstream:
             try:
                 response = await client.send(request)
             except UpstreamError as exc:
-                return error_result(self._scrub(f"Upstream call failed: {exc}", used))
+                return error_result(scrubber(used).text(f"Upstream call failed: {exc}"))
             # A 401 to a token we obtained may mean it was revoked or expired early: once, get a new one.
             if response.status != 401 or attempt or not appliers:
                 break
             retry = [await applier.rejected(caller, used) for applier in appliers]
             if not any(retry):
                 break
-        if used:
-            response.body = redact(response.body, redaction_forms(used))
-        return to_result(tool, response)
-
-    @staticmethod
-    def _scrub(text: str, used: list[str]) -> str:
-        return redact(text.encode(), redaction_forms(used)).decode(errors="replace") if used else text
+        # An upstream that echoes its request must not hand the credentials to the agent.
+        return to_result(tool, response, scrubber(used))
 
     async def aclose(self) -> None:
         """Close the connection pool."""

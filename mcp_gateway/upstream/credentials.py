@@ -46,6 +46,12 @@ class CredentialError(Exception):
 class Applier(Protocol):
     """One configured credential, bound to one security scheme."""
 
+    @property
+    def held(self) -> Sequence[str | None]:
+        """The secrets it holds whoever calls (a key, a password, a client secret): scrubbed from
+        the results and errors of every call that chose it, even a call `apply` failed."""
+        ...
+
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         """Add the credential to `request`; returns the secret values it put there."""
         ...
@@ -88,6 +94,10 @@ class ApiKey:
     value: str = field(repr=False)
     prefix: str = ""
 
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.value,)
+
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         text = self.prefix + self.value
         if self.location == "query":
@@ -109,6 +119,10 @@ class Basic:
     username: str
     password: str = field(repr=False)
 
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.password,)
+
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         pair = f"{self.username}:{self.password}"
         set_header(request, "Authorization", "Basic " + base64.b64encode(pair.encode()).decode("ascii"))
@@ -123,6 +137,10 @@ class Bearer:
     """A static bearer token."""
 
     token: str = field(repr=False)
+
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.token,)
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         set_header(request, "Authorization", f"Bearer {self.token}")
@@ -143,6 +161,10 @@ class ClientCredentials:
         self.api = api
         self._token: Token | None = None
         self._lock = anyio.Lock()
+
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret, self._token.access_token if self._token is not None else None)
 
     async def _current(self) -> Token:
         token = self._token
@@ -197,6 +219,10 @@ class UserOAuth:
         self.tokens = tokens
         self.api = api
         self._locks: dict[str, anyio.Lock] = {}
+
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret,)
 
     async def _not_connected(self, consumer: str, why: str) -> CredentialError:
         url = await self.tokens.connect_url(consumer, self.api)
@@ -273,6 +299,10 @@ class TokenExchange:
         self._cache: dict[str, Token] = {}
         self._locks: dict[str, anyio.Lock] = {}
 
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret,)
+
     async def _exchanged(self, subject: str) -> Token:
         token = self._cache.get(subject)
         if token is not None and token.fresh():
@@ -313,6 +343,10 @@ class Broken:
     """A configured credential that cannot be used (unresolvable secret, bad binding)."""
 
     message: str
+
+    @property
+    def held(self) -> Sequence[str]:
+        return ()
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         raise CredentialError(self.message)

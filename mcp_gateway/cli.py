@@ -26,6 +26,7 @@ from mcp_gateway.config import (
     registration_secret_problems,
 )
 from mcp_gateway.definitions import SpecError
+from mcp_gateway.logs import hide_payloads
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -102,13 +103,14 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     return GatewayConfig.model_validate({**config.model_dump(), **updates})
 
 
-def setup_logging(level: str) -> None:
-    """Logs go to stderr only: on stdio, stdout is the MCP channel."""
+def setup_logging(level: str, log_payloads: bool = False) -> None:
+    """Logs go to stderr only: on stdio, stdout is the MCP channel. Never payloads, unless asked."""
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    hide_payloads(log_payloads)
     # The SDK and HTTP client log every request at INFO; keep them at WARNING unless debugging.
     if level != "debug":
         for noisy in ("httpx2", "httpcore", "mcp", "uvicorn.access"):
@@ -125,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mcp_gateway.workers import run_workers
 
     config = build_config(args)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     workers = args.workers or 1
     if workers > 1 and not config.server.stateless:
         raise ConfigError("--workers needs stateless mode: MCP sessions live in one process")
@@ -148,7 +150,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     from mcp_gateway.gateway import Gateway
 
     config = build_config(args)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     if args.server is not None and args.server not in {v.name for v in config.servers}:
         raise ConfigError(f"no virtual server named {args.server!r} in the config")
 

@@ -40,7 +40,7 @@ def _worker(config_json: str, options: dict[str, Any]) -> None:
     from mcp_gateway.gateway import Gateway
 
     config = GatewayConfig.model_validate_json(config_json)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     sock = _listen_socket(config.server.host, config.server.port)
     server = uvicorn.Server(uvicorn.Config(Gateway(config).http_app(), **options))
     server.run(sockets=[sock])

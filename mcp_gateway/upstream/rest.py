@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,7 @@ from mcp_gateway.upstream.request import RequestBuildError, build_request
 from mcp_gateway.upstream.response import error_result, to_result
 from mcp_gateway.upstream.scrub import scrubber
 
+logger = logging.getLogger(__name__)
 CONNECT_META = "mcp-gateway/connect-url"
 _ANONYMOUS = Caller()
 
@@ -66,6 +68,12 @@ class RestUpstream:
             message = f"Invalid arguments: {exc}"
         except UpstreamError as exc:
             message = f"Upstream call failed: {exc}"
+            # One line per failure: who, where, what kind; never the URL (its query may hold a key),
+            # the arguments or a secret.
+            logger.warning(
+                "upstream failure: api=%s tool=%s host=%s kind=%s: %s",
+                self.api, tool.name, exc.host, exc.kind, scrubber(secrets).text(str(exc)),
+            )  # fmt: skip
         except _Refused as exc:
             message = str(exc)
         else:

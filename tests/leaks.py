@@ -43,31 +43,42 @@ def _views(text: str) -> list[str]:
         if nxt == levels[-1]:
             break
         levels.append(nxt)
-    return [v for level in levels for v in (level, unquote(level), unquote_plus(level))]
+    return list(dict.fromkeys(v for level in levels for v in (level, unquote(level), unquote_plus(level))))
 
 
-def _in_base64(secret: bytes, text: str) -> bool:
+def _base64_blobs(text: str) -> list[bytes]:
+    """Every base64-looking run of `text` decoded, from each of the 4 offsets in a quantum."""
+    blobs = []
     for run in _BASE64_RUN.findall(text):
         run = run.replace("-", "+").replace("_", "/")
         for offset in range(4):  # the run may start anywhere in a 4-character quantum
             chunk = run[offset:]
             rest = len(chunk) % 4  # unpadded or cut: pad what can be, drop a lone character
             chunk = chunk[:-1] if rest == 1 else chunk + "=" * ((4 - rest) % 4)
-            try:
-                if secret in base64.b64decode(chunk):
-                    return True
-            except (binascii.Error, ValueError):
-                continue
-    return False
+            with contextlib.suppress(binascii.Error, ValueError):
+                blobs.append(base64.b64decode(chunk))
+    return blobs
+
+
+class Decoded:
+    """A text decoded every way an agent (or a log reader) could: built once, asked per secret."""
+
+    def __init__(self, text: str) -> None:
+        self.views = _views(text)
+        self.blobs = b"\0".join(blob for view in self.views for blob in _base64_blobs(view))
+
+    def holds(self, secret: str) -> bool:
+        """Whether the text holds `secret` in any spelling."""
+        encodings = {secret.encode()}
+        with contextlib.suppress(UnicodeEncodeError):
+            encodings.add(secret.encode("latin-1"))
+        return any(secret in view for view in self.views) or any(raw in self.blobs for raw in encodings)
 
 
 def leaked(secret: str, text: str) -> bool:
     """Whether `text` holds `secret` in any spelling: as is, JSON-escaped (any depth, any hex case,
     surrogate pairs), percent-encoded, or base64 (either alphabet, at any alignment)."""
-    encodings = {secret.encode()}
-    with contextlib.suppress(UnicodeEncodeError):
-        encodings.add(secret.encode("latin-1"))
-    return any(secret in view or any(_in_base64(raw, view) for raw in encodings) for view in _views(text))
+    return Decoded(text).holds(secret)
 
 
 # The test's own authorization server (authlib's server core) logs the credentials it checks;

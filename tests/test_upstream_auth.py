@@ -49,7 +49,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
-from tests.leaks import TEST_SERVER_LOGGERS, forms, leaked
+from tests.leaks import TEST_SERVER_LOGGERS, Decoded, forms, leaked
 from tests.oauth_server import OAuthServer
 from tests.results import text_of
 from tests.servers import serve_in_thread
@@ -502,10 +502,14 @@ async def leak_scan(env: Env) -> None:
     assert "[REDACTED]" in emitted[-1] and "[REDACTED]" in emitted[-2]
     emitted.append(LOGS.text())
     haystack = "\n".join(emitted)
+    decoded = Decoded(haystack)  # any other spelling: JSON escapes at any depth, base64 at any alignment...
     for secret in env.all_secrets():
         for form in forms(secret):
             where = [line[:160] for line in haystack.splitlines() if form in line][:3]
             assert not where, f"a secret leaked (form {form[:4]}…) in: {where}"
+        if decoded.holds(secret):
+            where = [line[:160] for line in haystack.splitlines() if leaked(secret, line)][:3]
+            raise AssertionError(f"a secret leaked (spelled otherwise) in: {where}")
 
 
 class _Capture(logging.Handler):

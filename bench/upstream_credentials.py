@@ -8,8 +8,9 @@
    a per-user token (a consumer's stored connection) and RFC 8693 token exchange (cached per
    inbound token). Variants are interleaved in rounds; the median round of each is reported,
    with its ratio to the baseline measured in the same run.
-2. Scrubbing alone: `redact()` over response bodies of several sizes, for one call's secrets
-   (the forms of two secrets), absent from the body (the usual case) and present.
+2. Scrubbing alone: `Scrubber.text()` (upstream/scrub.py) over decoded response bodies of
+   several sizes, for one call's secrets (two secrets, every spelling), absent from the body
+   (the usual case: one substring search per form) and present.
 
     python bench/upstream_credentials.py [--rounds 15] [--calls 300]
 """
@@ -33,8 +34,9 @@ from starlette.routing import Route
 from mcp_gateway.config import ApiConfig, GatewayConfig
 from mcp_gateway.gateway import Gateway
 from mcp_gateway.pipeline import Call
-from mcp_gateway.upstream.credentials import Caller, redact, redaction_forms
+from mcp_gateway.upstream.credentials import Caller
 from mcp_gateway.upstream.oauth import Token
+from mcp_gateway.upstream.scrub import scrubber
 
 HERE = Path(__file__).resolve().parent
 SPEC = str(HERE / "bench_api.yaml")
@@ -105,16 +107,16 @@ async def pipeline_calls(upstream: str, token_url: str, rounds: int, calls: int)
 
 def scrubbing(repeat: int = 200) -> list[tuple[str, float, float]]:
     """(size, µs with the secrets absent, µs with one present) per body size."""
-    forms = redaction_forms(["bench-static-token-0123456789", "bench-client-secret-0123456789"])
+    scrub = scrubber(["bench-static-token-0123456789", "bench-client-secret-0123456789"])
     out = []
     for size in (1_000, 100_000, 1_000_000):
-        clean = (b'{"name": "widget", "tags": ["a", "b"]} ' * (size // 40 + 1))[:size]
-        dirty = clean[: size // 2] + b"bench-static-token-0123456789" + clean[size // 2 :]
+        clean = ('{"name": "widget", "tags": ["a", "b"]} ' * (size // 40 + 1))[:size]
+        dirty = clean[: size // 2] + "bench-static-token-0123456789" + clean[size // 2 :]
         timings = []
         for body in (clean, dirty):
             started = time.perf_counter()
             for _ in range(repeat):
-                redact(body, forms)
+                scrub.text(body)
             timings.append((time.perf_counter() - started) / repeat * 1e6)
         out.append((f"{size:,} B", timings[0], timings[1]))
     return out

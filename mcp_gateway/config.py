@@ -477,6 +477,11 @@ class GatewayConfig(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     servers: list[VirtualServerConfig] = Field(default_factory=list, description="virtual servers at /mcp/<name>")
     log_level: LogLevel = "info"
+    log_payloads: bool = Field(
+        default=False,
+        description="log message payloads (tool arguments and results, prompts) that libraries write at debug "
+        "level; off: those parts of their records are cut out",
+    )
     user_agent: str = "mcp-gateway/0.1"
     base_url: str | None = Field(
         default=None,

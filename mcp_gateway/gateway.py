@@ -48,6 +48,8 @@ class Gateway:
         self.identities = IdentityStore(self.db)
         # Upstream credentials (and the introspection client's secret) are sealed in the vault.
         self.vault = Vault.open(self.db, config.data_dir)
+        # Read before anything reads a secret: a change made any time later is seen at the next poll.
+        self._secrets_revision = self.vault.revision()
         jwt = JwtVerifier(config.auth, user_agent=config.user_agent) if config.auth.issuers else None
         introspects = any(i.introspection_endpoint for i in config.auth.issuers)
         introspector = (
@@ -63,8 +65,12 @@ class Gateway:
         self.connections = Connections(ConnectionStore(self.db, self.vault), config.public_url, self._oauth_app)
         for api in config.apis:
             warn_plain_secrets(api)
-        self.pool = UpstreamPool(user_agent=config.user_agent, resolve=self.vault.resolve, user_tokens=self.connections)
-        self._secrets_revision = -1
+        self.pool = UpstreamPool(
+            user_agent=config.user_agent,
+            resolve=self.vault.resolve,
+            user_tokens=self.connections,
+            revision=self.vault.revision,
+        )
         self.catalog.subscribe(self.pool.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
@@ -133,12 +139,14 @@ class Gateway:
                 logger.exception("refreshing from the store failed")
 
     async def refresh_credentials(self) -> None:
-        """Secrets changed (here or in another process): rebuild upstreams; drop cached user tokens."""
+        """Secrets changed (here or in another process): rebuild upstreams that read older ones, forget
+        the introspection client secrets; drop cached user tokens that changed."""
         revision = await anyio.to_thread.run_sync(self.vault.revision)
+        await self.pool.secrets_changed(revision)
         if revision != self._secrets_revision:
-            if self._secrets_revision != -1:
-                await self.pool.credentials_changed()
             self._secrets_revision = revision
+            if self.access.introspector is not None:
+                self.access.introspector.forget_secrets()
         await self.connections.refresh_cache()
 
     def http_app(self) -> Starlette:

@@ -15,6 +15,7 @@ Everything lives in memory. The end user "logged in at the provider" is named by
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -197,15 +198,18 @@ class RawRequest:
     query: ImmutableMultiDict
     form: ImmutableMultiDict
     cookies: dict[str, str]
+    body: str = ""
 
     @classmethod
     async def read(cls, request: Request) -> RawRequest:
         """Read the body of a Starlette request and capture it."""
         form: list[tuple[str, str]] = []
+        body = ""
         if request.method == "POST":
+            body = (await request.body()).decode()
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type == "application/x-www-form-urlencoded":
-                form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
+                form = parse_qsl(body, keep_blank_values=True)
         return cls(
             method=request.method,
             url=str(request.url),
@@ -213,6 +217,7 @@ class RawRequest:
             query=ImmutableMultiDict(request.query_params.multi_items()),
             form=ImmutableMultiDict(form),
             cookies=dict(request.cookies),
+            body=body,
         )
 
 
@@ -528,6 +533,10 @@ class OAuthServer:
         self.token_requests: list[dict[str, str]] = []
         self.introspections = 0  # active answers given by /introspect
         self.fail_token_requests = 0
+        # A misconfigured server: refuses every token request, quoting the request (headers, raw body,
+        # form as JSON) in error_description. `echoed` keeps each form, so tests know what was quoted.
+        self.echo_errors = False
+        self.echoed: list[dict[str, str]] = []
         self._lock = threading.RLock()
         self._token_lock = threading.Lock()  # one /token or /revoke at a time: rotation is check-and-spend
         self._clients: dict[str, Client] = {}
@@ -667,6 +676,10 @@ class OAuthServer:
         raw = await RawRequest.read(request)
         with self._lock:
             self.token_requests.append({k: "***" if k in SECRET_FIELDS else v for k, v in raw.form.items()})
+            if self.echo_errors:
+                self.echoed.append(dict(raw.form.items()))
+                quoted = f"headers={dict(raw.headers)} body={raw.body!r} form={json.dumps(dict(raw.form.items()))}"
+                return JSONResponse({"error": "invalid_request", "error_description": quoted}, status_code=400)
             if self.fail_token_requests > 0:
                 self.fail_token_requests -= 1
                 return JSONResponse(

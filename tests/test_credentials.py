@@ -3,12 +3,10 @@ operation, binding checks, scrubbing, and config errors that never quote a secre
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import yaml
@@ -17,7 +15,7 @@ from mcp_gateway.auth.outbound import build_binding
 from mcp_gateway.cli import build_config, parser
 from mcp_gateway.config import ApiConfig, ConfigError, load_config
 from mcp_gateway.openapi.tools import ingest_api
-from mcp_gateway.upstream.credentials import Caller, CredentialError, redact, redaction_forms
+from mcp_gateway.upstream.credentials import Caller, CredentialError
 from mcp_gateway.upstream.request import UpstreamRequest
 from tests.conftest import DATA
 
@@ -145,15 +143,6 @@ async def test_an_unresolvable_secret_breaks_only_its_credential(tmp_path: Path)
     req = request()
     assert await basic.apply(req, Caller()) == ["fine", "u:fine"]
     assert dict(req.headers)["Authorization"].startswith("Basic ")
-
-
-def test_scrubbing_covers_every_form() -> None:
-    secret = 's3cr3t/+=&"value'
-    forms = redaction_forms([secret])
-    for form in (secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode(), json.dumps(secret)[1:-1]):
-        body = f"before {form} after".encode()
-        assert redact(body, forms) == b"before [REDACTED] after"
-    assert redaction_forms(["abc"]) == []  # too short to scrub without mangling text
 
 
 def test_config_errors_never_quote_secrets(tmp_path: Path) -> None:

@@ -7,11 +7,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import httpx2
 import pytest
 
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, IssuerConfig
-from mcp_gateway.gateway import Gateway
+from mcp_gateway.gateway import STORE_POLL_SECONDS, Gateway
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault
@@ -119,3 +121,13 @@ async def test_an_unreachable_issuer_refuses_without_crashing(tmp_path: Path, up
             update={"introspection_endpoint": "http://127.0.0.1:9/introspect"}
         )
         assert await status(setup.url, token) == 401
+
+
+async def test_a_rotated_introspection_secret_is_read_again_after_the_next_poll(tmp_path: Path, upstream: str) -> None:
+    with introspecting_gateway(tmp_path, upstream, cache_seconds=0) as setup:
+        assert await status(setup.url, setup.token()) == 200  # the client secret is read, and kept
+        rotated = "rs-introspection-secret-rotated-4567"
+        setup.oauth.add_client("gateway-rs", rotated, grant_types=())  # the issuer rotates it...
+        await anyio.to_thread.run_sync(setup.gateway.vault.set, "rs-secret", rotated)  # ...and so does the operator
+        await anyio.sleep(STORE_POLL_SECONDS + 0.5)
+        assert await status(setup.url, setup.token()) == 200  # a new token, checked with the new secret

@@ -28,7 +28,7 @@ from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, IssuerConfi
 from mcp_gateway.gateway import Gateway
 from tests.conftest import ADMIN_TOKEN, running_gateway
 from tests.jwt_issuer import RESOURCE, SCOPE, Issuer, token_client
-from tests.leaks import TEST_SERVER_LOGGERS, forms
+from tests.leaks import TEST_SERVER_LOGGERS, forms, leaked
 from tests.oauth_server import TOKEN_EXCHANGE, OAuthServer
 from tests.results import body_of, text_of
 from tests.servers import serve_in_thread
@@ -272,6 +272,19 @@ async def test_a_refused_exchange_is_a_tool_error(setup: Setup) -> None:
         ok = await client.call_tool(TOOL, {})
     assert not ok.is_error and body_of(ok)["sub"] == "alice", text_of(ok)
     assert len(setup.exchanges()) == 2
+
+
+async def test_an_exchange_refused_with_the_request_quoted_leaks_nothing(setup: Setup) -> None:
+    """The authorization server quotes the exchange request (the client's Basic credentials, the
+    subject token) in error_description: the tool error carries its words, neither secret."""
+    alice = setup.issuer.token(sub="alice")
+    setup.oauth.echo_errors = True
+    result = await call(setup, alice)
+    message = text_of(result)
+    assert result.is_error and "invalid_request" in message and "headers=" in message, message
+    assert [form["grant_type"] for form in setup.oauth.echoed] == [TOKEN_EXCHANGE]
+    for secret in (alice, CLIENT_SECRET):
+        assert not leaked(secret, message), message
 
 
 async def test_no_token_or_secret_leaks_from_an_exchange(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:

@@ -49,7 +49,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
-from tests.leaks import TEST_SERVER_LOGGERS, forms
+from tests.leaks import TEST_SERVER_LOGGERS, Decoded, forms, leaked
 from tests.oauth_server import OAuthServer
 from tests.results import text_of
 from tests.servers import serve_in_thread
@@ -427,6 +427,39 @@ async def test_connect_links_are_checked(env: Env) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_token_endpoint_quoting_the_request_leaks_nothing(env: Env) -> None:
+    """The authorization server refuses every token request, quoting it (headers, body, form) in
+    error_description: the tool errors and the connect page carry its words, never a secret."""
+    connect(env, connect_link(await env.call(env.alice, "viaUser")), "alice-gh")
+    (refresh_token,) = env.oauth._by_refresh
+    env.oauth.echo_errors = True
+    env.oauth.expire_access_tokens()
+    shown = []
+    for tool in ("viaMachine", "viaUser"):  # client credentials; alice's refresh
+        result = await env.call(env.alice, tool)
+        assert result.is_error and "invalid_request" in text_of(result) and "headers=" in text_of(result)
+        shown.append(text_of(result))
+    # Bob connects: the code is exchanged at the callback, and the page says why it failed.
+    link = connect_link(await env.call(env.bob, "viaUser"))
+    with httpx2.Client(cookies={"as_user": "bob-gh"}, timeout=30) as browser:
+        page = browser.get(link)
+        ticket = html.unescape(re.search(r"name='ticket' value='([^']+)'", page.text).group(1))  # type: ignore[union-attr]
+        step = browser.post(f"{env.base}/oauth/connect/secure", data={"ticket": ticket})
+        while step.status_code in (302, 303):
+            step = browser.get(step.headers["location"])
+    assert step.status_code == 400 and "did not issue a token" in step.text
+    shown.append(html.unescape(step.text))
+    assert [r["grant_type"] for r in env.oauth.echoed] == ["client_credentials", "refresh_token", "authorization_code"]
+    per_call = ("refresh_token", "code", "code_verifier")
+    quoted = [v for form in env.oauth.echoed for k, v in form.items() if k in per_call]
+    assert len(quoted) == 3
+    for secret in (SECRETS["machine-secret"], SECRETS["user-client-secret"], refresh_token, *quoted):
+        for text in shown:
+            assert not leaked(secret, text), text
+    await leak_scan(env)
+
+
+@pytest.mark.anyio
 async def test_redirect_to_another_origin_never_carries_credentials(env: Env) -> None:
     result = await env.call(env.alice, "away")
     assert result.is_error and "not followed" in text_of(result)
@@ -469,10 +502,14 @@ async def leak_scan(env: Env) -> None:
     assert "[REDACTED]" in emitted[-1] and "[REDACTED]" in emitted[-2]
     emitted.append(LOGS.text())
     haystack = "\n".join(emitted)
+    decoded = Decoded(haystack)  # any other spelling: JSON escapes at any depth, base64 at any alignment...
     for secret in env.all_secrets():
         for form in forms(secret):
             where = [line[:160] for line in haystack.splitlines() if form in line][:3]
             assert not where, f"a secret leaked (form {form[:4]}…) in: {where}"
+        if decoded.holds(secret):
+            where = [line[:160] for line in haystack.splitlines() if leaked(secret, line)][:3]
+            raise AssertionError(f"a secret leaked (spelled otherwise) in: {where}")
 
 
 class _Capture(logging.Handler):

@@ -57,12 +57,15 @@ class ApiKeyAuthenticator:
         if parsed is None:
             raise AuthFailure("not a gateway API key")
         key_id, secret = parsed
-        entry = self._cache.get(key_id)
+        cache = self._cache
+        entry = cache.get(key_id)
         if entry is None:
             entry = await anyio.to_thread.run_sync(self._load, key_id)
-            if len(self._cache) >= MAX_CACHED:
-                self._cache = {}  # bounded: unknown ids cannot grow it without limit
-            self._cache[key_id] = entry
+            # Kept only if no invalidation came while it was read: it may predate a revocation.
+            if cache is self._cache:
+                if len(cache) >= MAX_CACHED:
+                    cache = self._cache = {}  # bounded: unknown ids cannot grow it without limit
+                cache[key_id] = entry
         key, consumer = entry
         # The same answer for an unknown id and a wrong secret: which ids exist is not told.
         if key is None or consumer is None or not keys.matches(secret, key.secret_hash):

@@ -67,14 +67,15 @@ class Connections:
 
     async def load(self, consumer: str, api: str, cached: bool = True) -> Token | None:
         key = (consumer, api)
-        if cached and key in self._cache:
-            return self._cache[key]
+        cache = self._cache  # a read that a refresh_cache overtakes may be stale: kept in the old cache only
+        if cached and key in cache:
+            return cache[key]
         stored = await anyio.to_thread.run_sync(self.store.load, consumer, api)
         token = _token(stored) if stored is not None else None
         if token is None:
-            self._cache.pop(key, None)
+            cache.pop(key, None)
         else:
-            self._cache[key] = token
+            cache[key] = token
         return token
 
     async def save(self, consumer: str, api: str, token: Token) -> None:
@@ -95,7 +96,7 @@ class Connections:
         revision = await anyio.to_thread.run_sync(self.store.revision)
         if revision != self._revision:
             self._revision = revision
-            self._cache.clear()
+            self._cache = {}  # a new dict: loads still in flight fill the old one
 
     # -- the flow -------------------------------------------------------------
 

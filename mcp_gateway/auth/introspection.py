@@ -40,6 +40,10 @@ class Introspector:
         self._client: httpx2.AsyncClient | None = None
         self._active = Remembered(MAX_REMEMBERED)  # active answers, reused until their deadline
 
+    def forget_secrets(self) -> None:
+        """The vault changed: read the client secrets again at their next use."""
+        self._secrets = {}
+
     async def authenticate(self, token: str) -> Principal:
         """The principal of an active token; AuthFailure otherwise."""
         remembered = self._active.get(token)
@@ -63,10 +67,11 @@ class Introspector:
     async def _ask(self, issuer: IssuerConfig, token: str) -> dict[str, Any] | None:
         """The issuer's claims for an active token; None when it says the token is not active (or not its)."""
         assert issuer.introspection_endpoint and issuer.introspection_client_id
-        secret = self._secrets.get(issuer.issuer)
+        secrets = self._secrets  # a secret read while they are forgotten is not kept (it may be the old one)
+        secret = secrets.get(issuer.issuer)
         if secret is None:
             ref = issuer.introspection_client_secret or ""
-            secret = self._secrets[issuer.issuer] = await anyio.to_thread.run_sync(self.resolve, ref)
+            secret = secrets[issuer.issuer] = await anyio.to_thread.run_sync(self.resolve, ref)
         if self._client is None:
             self._client = await anyio.to_thread.run_sync(
                 lambda: httpx2.AsyncClient(

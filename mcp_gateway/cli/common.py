@@ -14,6 +14,7 @@ from typing import Any
 
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.durations import DurationError, parse_duration
+from mcp_gateway.logs import hide_payloads
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -74,16 +75,17 @@ def config_of(args: argparse.Namespace) -> GatewayConfig:
     return config
 
 
-def setup_logging(level: str) -> None:
-    """Logs go to stderr only: on stdio, stdout is the MCP channel."""
+def setup_logging(level: str, log_payloads: bool = False) -> None:
+    """Logs go to stderr only: on stdio, stdout is the MCP channel. Never payloads, unless asked."""
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    hide_payloads(log_payloads)
     # The SDK and HTTP client log every request at INFO; keep them at WARNING unless debugging.
     if level != "debug":
-        for noisy in ("httpx2", "httpcore", "mcp", "uvicorn.access"):
+        for noisy in ("httpx2", "httpcore2", "mcp", "uvicorn.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     config.check_data_dir()
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     workers = args.workers or 1
     if workers > 1 and not config.server.stateless:
         raise ConfigError("--workers needs stateless mode: MCP sessions live in one process (drop --stateful)")
@@ -133,7 +133,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     config.check_data_dir()
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     if args.server is not None and args.server not in {v.name for v in config.servers}:
         raise ConfigError(f"no virtual server named {args.server!r} in the config")
 

@@ -4,12 +4,17 @@ Upstreams (their connection pools and credentials) are made on first use, in a w
 thread (secrets are read from the vault, certificates from disk), and retired when
 their API is removed or replaced or the secrets change; a retired pool closes once its
 last in-flight call has finished, so a re-registration never cuts a call short.
+
+Each upstream remembers the secrets' revision read just before its secrets were: a
+change made at any time after that, even while it was being built, retires it at the
+next poll (`secrets_changed`).
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -40,6 +45,7 @@ def plain(value: str) -> str:
 class _Slot:
     entry: ApiEntry
     upstream: Upstream
+    revision: int  # of the secrets, read before the upstream read them
     in_flight: int = 0
     retired: bool = False
 
@@ -80,11 +86,17 @@ class UpstreamPool:
     """Maps each served API to its upstream; the pipeline's final handler."""
 
     def __init__(
-        self, user_agent: str = "mcp-gateway", resolve: Resolve = plain, user_tokens: UserTokens | None = None
+        self,
+        user_agent: str = "mcp-gateway",
+        resolve: Resolve = plain,
+        user_tokens: UserTokens | None = None,
+        revision: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`revision` (blocking) is the secrets' revision: it moves whenever `resolve` may answer otherwise."""
         self.user_agent = user_agent
         self.resolve = resolve
         self.user_tokens = user_tokens
+        self.revision = revision
         self._slots: dict[str, _Slot] = {}
         self._building = anyio.Lock()
 
@@ -93,15 +105,19 @@ class UpstreamPool:
             slot = self._slots.get(entry.name)
             if slot is not None and slot.entry is entry:
                 return slot
-            upstream = await anyio.to_thread.run_sync(
-                rest_upstream, entry, self.user_agent, self.resolve, self.user_tokens
-            )
-            slot = _Slot(entry, upstream)
+            revision, upstream = await anyio.to_thread.run_sync(self._build, entry)
+            slot = _Slot(entry, upstream, revision)
             old = self._slots.get(entry.name)
             self._slots[entry.name] = slot
             if old is not None:
                 await self._retire(old)
             return slot
+
+    def _build(self, entry: ApiEntry) -> tuple[int, Upstream]:
+        # The revision first: a secret written after this read is seen at the next poll, even
+        # one written while the upstream below is being built.
+        revision = self.revision()
+        return revision, rest_upstream(entry, self.user_agent, self.resolve, self.user_tokens)
 
     async def __call__(self, call: Call) -> types.CallToolResult:
         slot = self._slots.get(call.api.name)
@@ -131,6 +147,13 @@ class UpstreamPool:
         slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
             await self._retire(slot)
+
+    async def secrets_changed(self, revision: int) -> None:
+        """The secrets are at `revision`: rebuild, on their next call, upstreams that read them at another."""
+        for name, slot in list(self._slots.items()):
+            if slot.revision != revision:
+                del self._slots[name]
+                await self._retire(slot)
 
     async def _retire(self, slot: _Slot) -> None:
         slot.retired = True

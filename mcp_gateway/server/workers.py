@@ -37,7 +37,7 @@ def _worker(config_json: str, ready: Any) -> None:
     from mcp_gateway.server.runner import serve
 
     config = GatewayConfig.model_validate_json(config_json)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_payloads)
     try:
         sock = bind(config.server.host, config.server.port, reuse_port=True)
     except ServeError as exc:

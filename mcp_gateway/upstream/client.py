@@ -1,10 +1,16 @@
-"""One pooled HTTP client per upstream API, with timeouts and a response-size cap."""
+"""One pooled HTTP client per upstream API, with timeouts and a response-size cap.
+
+A failure to get an answer is an `UpstreamError` that names the host and the kind of failure
+(DNS, refused, TLS, which timeout, reset...), never the URL: its query may carry an API key.
+"""
 
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -23,7 +29,13 @@ _DOT_SEGMENT_RE = re.compile(r"(?:\.|%2e){1,2}(?:;.*)?", re.IGNORECASE)
 
 
 class UpstreamError(Exception):
-    """The upstream could not give an answer (timeout, connection, size cap, redirect)."""
+    """The upstream could not give an answer. The message says why, naming the host (not the URL);
+    `host` is `host:port`; `kind` is a word for the logs (dns, refused, tls, connect-timeout, ...)."""
+
+    def __init__(self, message: str, host: str, kind: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.kind = kind
 
 
 @dataclass(slots=True)
@@ -57,6 +69,75 @@ class ClientSettings:
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _host(url: str) -> tuple[str, str]:
+    """(host, host:port) of a URL, the port defaulted from the scheme."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    return host, f"{shown}:{port}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it was raised from or during, innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> UpstreamError:
+    """An httpx2 (or lower) failure of one request as an UpstreamError naming the host and the kind."""
+    host, address = _host(url)
+    causes = list(_causes(exc))
+
+    def found(kind: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kind)), None)
+
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return UpstreamError(
+            f"connect timeout: {address} did not accept a connection within {settings.connect_timeout:g}s",
+            address, "connect-timeout",
+        )  # fmt: skip
+    if isinstance(exc, httpx2.ReadTimeout):
+        return UpstreamError(f"read timeout: {host} sent nothing for {settings.timeout:g}s", address, "read-timeout")
+    if isinstance(exc, httpx2.WriteTimeout):
+        return UpstreamError(f"write timeout: {host} took no data for {settings.timeout:g}s", address, "write-timeout")
+    if isinstance(exc, httpx2.PoolTimeout):
+        return UpstreamError(
+            f"pool timeout: no free connection to {host} within {settings.timeout:g}s "
+            f"(max_connections is {settings.max_connections})",
+            address, "pool-timeout",
+        )  # fmt: skip
+    if isinstance(dns := found(socket.gaierror), socket.gaierror):
+        return UpstreamError(f"DNS lookup failed for {host} ({dns.strerror})", address, "dns")
+    if found(ConnectionRefusedError):
+        return UpstreamError(f"connection refused by {address}", address, "refused")
+    if isinstance(tls := found(ssl.SSLError), ssl.SSLError):
+        reason = getattr(tls, "verify_message", None) or tls.reason or type(tls).__name__
+        return UpstreamError(f"TLS handshake with {host} failed: {reason}", address, "tls")
+    if found(ConnectionResetError) or found(BrokenPipeError):
+        return UpstreamError(f"connection reset by {host}", address, "reset")
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        if "disconnected" in str(exc):
+            return UpstreamError(f"{host} closed the connection without answering", address, "closed")
+        return UpstreamError(f"{host} sent an invalid HTTP response", address, "protocol")
+    if isinstance(exc, httpx2.ConnectError):
+        os_error = found(OSError)
+        why = os_error.strerror if isinstance(os_error, OSError) and os_error.strerror else "no connection"
+        return UpstreamError(f"cannot connect to {address}: {why}", address, "connect")
+    if isinstance(exc, httpx2.TransportError):
+        return UpstreamError(f"connection to {host} failed ({type(exc).__name__})", address, "transport")
+    # Anything else the HTTP stack raises for one request (h11's LocalProtocolError is no httpx2
+    # error) is this call's failure, never the gateway's.
+    return UpstreamError(f"the request to {host} could not be sent ({type(exc).__name__})", address, "request")
 
 
 class HttpClient:
@@ -108,7 +189,8 @@ class HttpClient:
         limit = self.settings.timeout
         with anyio.move_on_after(limit):
             return await self._send(request)
-        raise UpstreamError(f"upstream timed out (the call took longer than {limit:g}s)")
+        host, address = _host(request.url)
+        raise UpstreamError(f"timeout: {host} did not finish answering within {limit:g}s", address, "timeout")
 
     async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         method, url, content = request.method, request.url, request.content
@@ -116,7 +198,9 @@ class HttpClient:
         started = time.perf_counter()
         for _ in range(MAX_REDIRECTS + 1):
             if not self.within_base(url):
-                raise UpstreamError(f"refused to send a request outside the API's base URL ({self.base_url})")
+                raise UpstreamError(
+                    f"refused to send a request outside the API's base URL ({self.base_url})", _host(url)[1], "base-url"
+                )
             response = await self._send_once(method, url, headers, content)
             if response.status not in _REDIRECTS or "location" not in response.headers:
                 response.elapsed = time.perf_counter() - started
@@ -124,12 +208,13 @@ class HttpClient:
             url = urljoin(url, response.headers["location"])
             if not self.within_base(url):
                 raise UpstreamError(
-                    f"upstream redirected (HTTP {response.status}) outside the API's base URL; not followed"
-                )
+                    f"upstream redirected (HTTP {response.status}) outside the API's base URL; not followed",
+                    _host(url)[1], "redirect",
+                )  # fmt: skip
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, content = "GET", None
                 headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
-        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects")
+        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects", _host(url)[1], "redirect")
 
     async def _send_once(
         self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None
@@ -148,29 +233,27 @@ class HttpClient:
             try:
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > cap:
-                    raise UpstreamError(f"upstream response too large ({declared} bytes; the limit is {cap})")
+                    raise UpstreamError(
+                        f"upstream response too large ({declared} bytes; the limit is {cap})",
+                        _host(url)[1],
+                        "too-large",
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.aiter_bytes():
                     size += len(chunk)
                     if size > cap:
-                        raise UpstreamError(f"upstream response too large (over the {cap}-byte limit)")
+                        raise UpstreamError(
+                            f"upstream response too large (over the {cap}-byte limit)", _host(url)[1], "too-large"
+                        )
                     chunks.append(chunk)
             finally:
                 await resp.aclose()
             return UpstreamResponse(resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks), 0.0)
-        except httpx2.TimeoutException as exc:
-            raise UpstreamError(
-                f"upstream timed out ({type(exc).__name__}, limit {self.settings.timeout:g}s)"
-            ) from None
-        except httpx2.HTTPError as exc:
-            raise UpstreamError(f"upstream connection failed: {type(exc).__name__}: {exc}") from None
         except UpstreamError:
             raise
         except Exception as exc:
-            # Anything else the HTTP stack raises for one request (h11's LocalProtocolError is no
-            # httpx2 error) is this call's failure, never the gateway's.
-            raise UpstreamError(f"upstream request failed: {type(exc).__name__}") from None
+            raise describe_failure(exc, url, self.settings) from None
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -5,18 +5,18 @@ satisfied. `Binding` picks, once per distinct requirement list, the first altern
 whose schemes all have a configured credential, and keeps the result. A call then
 only runs the chosen appliers, which add headers, query parameters or cookies to the
 built request and return the secret values they used, so that the response can be
-scrubbed of them (an upstream that echoes its request must not hand them to the agent).
+scrubbed of them (upstream/scrub.py: an upstream that echoes its request must not hand
+them to the agent).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import anyio
 
@@ -45,6 +45,12 @@ class CredentialError(Exception):
 
 class Applier(Protocol):
     """One configured credential, bound to one security scheme."""
+
+    @property
+    def held(self) -> Sequence[str | None]:
+        """The secrets it holds whoever calls (a key, a password, a client secret): scrubbed from
+        the results and errors of every call that chose it, even a call `apply` failed."""
+        ...
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         """Add the credential to `request`; returns the secret values it put there."""
@@ -88,6 +94,10 @@ class ApiKey:
     value: str = field(repr=False)
     prefix: str = ""
 
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.value,)
+
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         text = self.prefix + self.value
         if self.location == "query":
@@ -109,6 +119,10 @@ class Basic:
     username: str
     password: str = field(repr=False)
 
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.password,)
+
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         pair = f"{self.username}:{self.password}"
         set_header(request, "Authorization", "Basic " + base64.b64encode(pair.encode()).decode("ascii"))
@@ -123,6 +137,10 @@ class Bearer:
     """A static bearer token."""
 
     token: str = field(repr=False)
+
+    @property
+    def held(self) -> Sequence[str]:
+        return (self.token,)
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         set_header(request, "Authorization", f"Bearer {self.token}")
@@ -143,6 +161,10 @@ class ClientCredentials:
         self.api = api
         self._token: Token | None = None
         self._lock = anyio.Lock()
+
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret, self._token.access_token if self._token is not None else None)
 
     async def _current(self) -> Token:
         token = self._token
@@ -197,6 +219,10 @@ class UserOAuth:
         self.tokens = tokens
         self.api = api
         self._locks: dict[str, anyio.Lock] = {}
+
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret,)
 
     async def _not_connected(self, consumer: str, why: str) -> CredentialError:
         url = await self.tokens.connect_url(consumer, self.api)
@@ -273,6 +299,10 @@ class TokenExchange:
         self._cache: dict[str, Token] = {}
         self._locks: dict[str, anyio.Lock] = {}
 
+    @property
+    def held(self) -> Sequence[str | None]:
+        return (self.client.client_secret,)
+
     async def _exchanged(self, subject: str) -> Token:
         token = self._cache.get(subject)
         if token is not None and token.fresh():
@@ -313,6 +343,10 @@ class Broken:
     """A configured credential that cannot be used (unresolvable secret, bad binding)."""
 
     message: str
+
+    @property
+    def held(self) -> Sequence[str]:
+        return ()
 
     async def apply(self, request: UpstreamRequest, caller: Caller) -> list[str]:
         raise CredentialError(self.message)
@@ -372,42 +406,3 @@ class Binding:
             f"this operation of API {self.api!r} needs credentials for {wanted}, and the gateway has none "
             "configured for them (the operator binds them under the API's `credentials`)"
         )
-
-
-def redaction_forms(secrets: Sequence[str]) -> list[bytes]:
-    """The forms a secret can take in a response: as is, URL-encoded, base64, JSON-escaped."""
-    return list(_forms(tuple(secrets)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _forms(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
-    # Memoised: a call's secrets are usually those of the call before (the same key or token).
-    forms: set[bytes] = set()
-    for secret in secrets:
-        if len(secret) < 4:  # too short to scrub without mangling ordinary text
-            continue
-        raw = secret.encode()
-        forms.update(
-            (
-                raw,
-                quote(secret, safe="").encode(),
-                quote_plus(secret, safe="").encode(),
-                base64.b64encode(raw),
-                base64.b64encode(raw).rstrip(b"="),
-                base64.urlsafe_b64encode(raw).rstrip(b"="),
-                secret.encode("unicode_escape").replace(b'"', b'\\"'),
-            )
-        )
-    # Longest first, so a form containing another is replaced whole.
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-REDACTED = b"[REDACTED]"
-
-
-def redact(data: bytes, forms: Sequence[bytes]) -> bytes:
-    """`data` with every occurrence of each form replaced by `[REDACTED]`."""
-    for form in forms:
-        if form in data:
-            data = data.replace(form, REDACTED)
-    return data

@@ -1,20 +1,24 @@
 """OAuth 2.0 token endpoint calls, through authlib's async client (on httpx2).
 
 Every function returns a `Token` or raises `TokenError` with a message safe to show an
-agent: the error code and description from the authorization server, never a secret and
-never the raw response body (a misconfigured server may echo the request).
+agent: the error code and description from the authorization server, never the raw
+response body. A server that echoes the request into its error description would quote
+the client secret, a refresh token, a subject token or a code: every failure goes through
+`_failure`, which scrubs the message of every secret in play for that client and call.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+from mcp_gateway.upstream.scrub import scrubber
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -101,66 +105,94 @@ class OAuthClient:
             headers={"User-Agent": self.user_agent},
         )
 
-    async def _call(self, coro: Any) -> dict[str, Any]:
+    async def _grant(
+        self,
+        fetch: Callable[[AsyncOAuth2Client], Awaitable[Any]],
+        in_play: Sequence[str | None],
+        previous_refresh: str | None = None,
+        **client_args: Any,
+    ) -> Token:
+        """One token request. Every failure, whatever raised it, leaves as a TokenError scrubbed
+        of the client secret, the call's own secrets and any token the server did hand out."""
+        secrets = [self.client_secret, *in_play]
         try:
-            result = await coro
-        except OAuthError as exc:
-            description = f": {exc.description}" if exc.description else ""
-            raise TokenError(f"token endpoint refused: {exc.error}{description}", exc.error) from None
-        except httpx2.TimeoutException:
-            raise TokenError(f"token endpoint timed out (limit {TOKEN_TIMEOUT:g}s)") from None
-        except httpx2.HTTPError as exc:
-            raise TokenError(f"token endpoint unreachable: {type(exc).__name__}") from None
-        except ValueError:
-            # Not JSON: typically an HTTP error page (authlib parses the body before the status).
-            raise TokenError("token endpoint gave no token (a non-JSON answer)") from None
-        return dict(result)
+            async with self._client(**client_args) as client:
+                data = dict(await fetch(client))
+            secrets += [v for k in ("access_token", "refresh_token") if isinstance(v := data.get(k), str)]
+            return Token.from_response(data, previous_refresh)
+        except Exception as exc:
+            raise _failure(exc, secrets) from None
 
     async def client_credentials(
         self, scopes: Sequence[str] | None = None, extra: Mapping[str, str] | None = None
     ) -> Token:
         """RFC 6749 §4.4: a token for the client itself."""
-        async with self._client(scopes) as client:
-            data = await self._call(
-                client.fetch_token(self.token_url, grant_type="client_credentials", **dict(extra or {}))
-            )
-        return Token.from_response(data)
+        params = dict(extra or {})
+        return await self._grant(
+            lambda c: c.fetch_token(self.token_url, grant_type="client_credentials", **params),
+            [],
+            scope=scopes,
+        )
 
     async def exchange(
         self, subject_token: str, scopes: Sequence[str] | None = None, extra: Mapping[str, str] | None = None
     ) -> Token:
         """RFC 8693: a token for the upstream, on behalf of the subject of `subject_token`."""
         params = {"subject_token": subject_token, "subject_token_type": ACCESS_TOKEN_TYPE, **dict(extra or {})}
-        async with self._client(scopes) as client:
-            data = await self._call(client.fetch_token(self.token_url, grant_type=TOKEN_EXCHANGE, **params))
-        return Token.from_response(data)
+        return await self._grant(
+            lambda c: c.fetch_token(self.token_url, grant_type=TOKEN_EXCHANGE, **params),
+            [subject_token],
+            scope=scopes,
+        )
 
     async def authorization_code(self, code: str, redirect_uri: str, code_verifier: str) -> Token:
         """RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636)."""
-        async with self._client(redirect_uri=redirect_uri) as client:
-            data = await self._call(
-                client.fetch_token(
-                    self.token_url,
-                    grant_type="authorization_code",
-                    code=code,
-                    redirect_uri=redirect_uri,
-                    code_verifier=code_verifier,
-                )
-            )
-        return Token.from_response(data)
+        return await self._grant(
+            lambda c: c.fetch_token(
+                self.token_url,
+                grant_type="authorization_code",
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+            ),
+            [code, code_verifier],
+            redirect_uri=redirect_uri,
+        )
 
     async def refresh(self, refresh_token: str) -> Token:
         """RFC 6749 §6; the old refresh token is kept when the server does not rotate it."""
-        async with self._client() as client:
-            data = await self._call(client.refresh_token(self.token_url, refresh_token=refresh_token))
-        return Token.from_response(data, previous_refresh=refresh_token)
+        return await self._grant(
+            lambda c: c.refresh_token(self.token_url, refresh_token=refresh_token),
+            [refresh_token],
+            previous_refresh=refresh_token,
+        )
 
     async def revoke(self, revocation_url: str, token: str, hint: str = "refresh_token") -> None:
         """RFC 7009, best effort: a failure is reported but the local tokens are gone either way."""
-        async with self._client() as client:
-            try:
+        try:
+            async with self._client() as client:
                 response = await client.revoke_token(revocation_url, token=token, token_type_hint=hint)
-            except httpx2.HTTPError as exc:
-                raise TokenError(f"revocation endpoint unreachable: {type(exc).__name__}") from None
+        except Exception as exc:
+            raise _failure(exc, [self.client_secret, token], "revocation endpoint") from None
         if response.status_code >= 400:
             raise TokenError(f"revocation endpoint answered HTTP {response.status_code}")
+
+
+def _failure(exc: Exception, secrets: Sequence[str | None], endpoint: str = "token endpoint") -> TokenError:
+    """The one way an OAuth failure leaves: its message (and error code) scrubbed of `secrets`."""
+    if isinstance(exc, OAuthError):
+        description = f": {exc.description}" if exc.description else ""
+        message, error = f"{endpoint} refused: {exc.error}{description}", exc.error
+    elif isinstance(exc, TokenError):
+        message, error = str(exc), exc.error
+    elif isinstance(exc, httpx2.TimeoutException):
+        message, error = f"{endpoint} timed out (limit {TOKEN_TIMEOUT:g}s)", None
+    elif isinstance(exc, httpx2.HTTPError):
+        message, error = f"{endpoint} unreachable: {type(exc).__name__}", None
+    elif isinstance(exc, ValueError):
+        # Not JSON: typically an HTTP error page (authlib parses the body before the status).
+        message, error = f"{endpoint} gave no token (a non-JSON answer)", None
+    else:
+        message, error = f"{endpoint} request failed: {type(exc).__name__}", None
+    scrub = scrubber(secrets)
+    return TokenError(scrub.text(message), scrub.text(error) if error else None)

@@ -3,6 +3,8 @@
 JSON becomes `structured_content` plus its text; text stays text; images and
 audio become image/audio content; other binary becomes an embedded resource.
 HTTP errors become tool errors that carry the status and a trimmed body.
+Whatever the agent will see (the decoded text, the parsed JSON, binary content) is
+scrubbed of the call's secrets here, after decoding, so no spelling of them gets through.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import mcp_types as types
 
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.upstream.client import UpstreamResponse
+from mcp_gateway.upstream.scrub import NO_SECRETS, Scrubber
 
 MAX_ERROR_BODY_CHARS = 2000
 
@@ -49,20 +52,33 @@ def error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
 
-def to_result(tool: ToolDefinition, response: UpstreamResponse) -> types.CallToolResult:
-    """Convert a read upstream response into the tool result the agent sees."""
+def _scrubbed_json(text: str, data: Any, scrub: Scrubber) -> tuple[str, Any]:
+    """The text and parsed value of a JSON body, both free of secrets. Re-encoded only when a
+    decoded string held one: a secret may be spelled with escapes the raw text hides."""
+    if not scrub.present(text):
+        return text, data
+    cleaned = scrub.data(data)
+    if cleaned is not data:
+        text = json.dumps(cleaned, ensure_ascii=False)
+    return scrub.text(text), cleaned
+
+
+def to_result(tool: ToolDefinition, response: UpstreamResponse, scrub: Scrubber = NO_SECRETS) -> types.CallToolResult:
+    """Convert a read upstream response into the tool result the agent sees, without `scrub`'s secrets."""
     ctype = response.content_type
     body = response.body
+    reason = scrub.text(response.reason)  # the upstream's words too
     if response.status >= 400:
-        text = _decode(body, response).strip()
+        # Scrubbed before trimming: a cut through a secret would leave a part of it unmatched.
+        text = scrub.text(_decode(body, response)).strip()
         if len(text) > MAX_ERROR_BODY_CHARS:
             text = text[:MAX_ERROR_BODY_CHARS] + "… (truncated)"
-        head = f"HTTP {response.status} {response.reason}".strip()
+        head = f"HTTP {response.status} {reason}".strip()
         return error_result(f"{head}: {text}" if text else head)
 
     wants_structure = tool.output_schema is not None
     if not body:
-        text = f"HTTP {response.status} {response.reason}".strip() + " (no content)"
+        text = f"HTTP {response.status} {reason}".strip() + " (no content)"
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], structured_content={} if wants_structure else None
         )
@@ -74,6 +90,7 @@ def to_result(tool: ToolDefinition, response: UpstreamResponse) -> types.CallToo
             data = None
             ctype = "text/plain"
         else:
+            text, data = _scrubbed_json(text, data, scrub)
             # Whatever shape the upstream sends, structured content is an object:
             # non-objects are wrapped, so the client's outputSchema check cannot fail.
             structured = data if isinstance(data, dict) else {"result": data}
@@ -81,11 +98,12 @@ def to_result(tool: ToolDefinition, response: UpstreamResponse) -> types.CallToo
                 content=[types.TextContent(type="text", text=text)], structured_content=structured
             )
     if _is_text(ctype) or not ctype or ctype == "text/plain":
-        text = _decode(body, response)
+        text = scrub.text(_decode(body, response))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)],
             structured_content={"result": text} if wants_structure else None,
         )
+    body = scrub.binary(body)
     blob = base64.b64encode(body).decode("ascii")
     if ctype.startswith("image/"):
         block: Any = types.ImageContent(type="image", data=blob, mime_type=ctype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -9,22 +10,19 @@ from typing import Any
 import mcp_types as types
 
 from mcp_gateway.definitions import ToolDefinition
-from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError
-from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError, redact, redaction_forms
+from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError, UpstreamResponse
+from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError
 from mcp_gateway.upstream.request import RequestBuildError, build_request
 from mcp_gateway.upstream.response import error_result, to_result
+from mcp_gateway.upstream.scrub import scrubber
 
+logger = logging.getLogger(__name__)
 CONNECT_META = "mcp-gateway/connect-url"
 _ANONYMOUS = Caller()
 
 
-def connect_result(exc: CredentialError) -> types.CallToolResult:
-    """The tool error for a credential that cannot be applied; carries the connect link, if any,
-    in `_meta` so that the server can turn it into a URL elicitation for clients that take one."""
-    result = error_result(str(exc))
-    if exc.connect_url:
-        result.meta = {CONNECT_META: exc.connect_url}
-    return result
+class _Refused(Exception):
+    """A call the gateway will not send (no base URL, no credentials for its security)."""
 
 
 class RestUpstream:
@@ -55,43 +53,66 @@ class RestUpstream:
     async def invoke(
         self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = _ANONYMOUS
     ) -> types.CallToolResult:
-        """Build, authenticate, send and convert; every failure is a tool error naming its cause."""
+        """Build, authenticate, send and convert; every failure is a tool error naming its cause.
+
+        Whatever leaves, a result or an error, is scrubbed of every secret in play for the call:
+        those its credentials hold or put in the request, and the caller's own inbound token.
+        """
+        secrets: list[str | None] = [caller.subject_token]
+        connect_url = None
+        try:
+            response = await self._exchange(tool, arguments, caller, secrets)
+        except CredentialError as exc:
+            message, connect_url = str(exc), exc.connect_url
+        except RequestBuildError as exc:
+            message = f"Invalid arguments: {exc}"
+        except UpstreamError as exc:
+            message = f"Upstream call failed: {exc}"
+            # One line per failure: who, where, what kind; never the URL (its query may hold a key),
+            # the arguments or a secret.
+            logger.warning(
+                "upstream failure: api=%s tool=%s host=%s kind=%s: %s",
+                self.api, tool.name, exc.host, exc.kind, scrubber(secrets).text(str(exc)),
+            )  # fmt: skip
+        except _Refused as exc:
+            message = str(exc)
+        else:
+            # An upstream that echoes its request must not hand the credentials to the agent.
+            return to_result(tool, response, scrubber(secrets))
+        result = error_result(scrubber(secrets).text(message))
+        if connect_url:
+            # For the server to turn into a URL elicitation, for clients that take one.
+            result.meta = {CONNECT_META: connect_url}
+        return result
+
+    async def _exchange(
+        self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller, secrets: list[str | None]
+    ) -> UpstreamResponse:
+        """The upstream's answer; adds to `secrets` every secret the call comes to hold."""
         client, base_url = self._client_for(tool)
         if client is None or base_url is None:
-            return error_result(f"API {self.api!r} has no base URL: set base_url in its configuration")
+            raise _Refused(f"API {self.api!r} has no base URL: set base_url in its configuration")
         appliers = self.binding.for_operation(tool.operation.security) if self.binding is not None else ()
         if isinstance(appliers, str):
-            return error_result(appliers)
-        try:
-            built = build_request(tool.operation, base_url, arguments)
-        except RequestBuildError as exc:
-            return error_result(f"Invalid arguments: {exc}")
-        used: list[str] = []
+            raise _Refused(appliers)
+        for applier in appliers:
+            secrets += applier.held
+        built = build_request(tool.operation, base_url, arguments)
         for attempt in range(2):
             request = replace(built, headers=list(built.headers)) if appliers else built
-            used = []
-            try:
-                for applier in appliers:
-                    used += await applier.apply(request, caller)
-            except CredentialError as exc:
-                return connect_result(exc)
-            try:
-                response = await client.send(request)
-            except UpstreamError as exc:
-                return error_result(self._scrub(f"Upstream call failed: {exc}", used))
+            used: list[str] = []
+            for applier in appliers:
+                put = await applier.apply(request, caller)
+                used += put
+                secrets += put
+            response = await client.send(request)
             # A 401 to a token we obtained may mean it was revoked or expired early: once, get a new one.
             if response.status != 401 or attempt or not appliers:
                 break
             retry = [await applier.rejected(caller, used) for applier in appliers]
             if not any(retry):
                 break
-        if used:
-            response.body = redact(response.body, redaction_forms(used))
-        return to_result(tool, response)
-
-    @staticmethod
-    def _scrub(text: str, used: list[str]) -> str:
-        return redact(text.encode(), redaction_forms(used)).decode(errors="replace") if used else text
+        return response
 
     async def aclose(self) -> None:
         """Close the connection pool."""

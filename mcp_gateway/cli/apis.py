@@ -33,6 +33,7 @@ from mcp_gateway.config import (
     public_api_config,
     registration_secret_problems,
 )
+from mcp_gateway.openapi.strict import StrictReport, validate_strictly
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.registrations import Registration, RegistrationStore
@@ -113,15 +114,41 @@ def _config(args: argparse.Namespace, not_in_file: str | None = None) -> Gateway
     return config
 
 
+def _print_strict(report: StrictReport) -> None:
+    if report.ok:
+        print(f"spec: valid {report.standard} (openapi-spec-validator)")
+        return
+    count = f"{report.total}{'+' if report.total_capped else ''}"
+    print(f"spec errors ({report.standard}, openapi-spec-validator): {count}")
+    for problem in report.problems:
+        print(f"  {problem.pointer or '(document)'}: {problem.message}")
+    if report.total > len(report.problems):
+        print(f"  ... and {report.total - len(report.problems)}{'+' if report.total_capped else ''} more")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Print what a spec would become, without registering it."""
+    """Print what a spec would become, without registering it; with --strict, also every way the
+    document breaks the OpenAPI / Swagger specification (exit status 1 when it does)."""
     _config(args)
-    result = ingest_api(_api_from_args(args, args.name or api_name_for(args.spec)))
+    api = _api_from_args(args, args.name or api_name_for(args.spec))
+    if not args.strict:
+        result = ingest_api(api)
+        if args.json:
+            print_json([t.public() for t in result.tools])
+        else:
+            _print_summary(result)
+        return 0
+    checked = validate_strictly(api)
     if args.json:
-        print_json([t.public() for t in result.tools])
+        tools = [t.public() for t in checked.result.tools] if checked.result is not None else None
+        print_json({"strict": checked.report.public(), "tools": tools})
     else:
-        _print_summary(result)
-    return 0
+        if checked.result is not None:
+            _print_summary(checked.result)
+        _print_strict(checked.report)
+    if checked.error is not None:
+        raise checked.error  # the spec cannot be served at all: an `error:` line, status 2
+    return 0 if checked.report.ok else 1
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -262,7 +289,19 @@ def add_parsers(sub: Any) -> None:
     val = leaf(group, "validate", cmd_validate, "print what a spec would become, without registering it")
     val.add_argument("spec", help="path or URL of an OpenAPI or Swagger document")
     val.add_argument("--name", help="the API name used for tool names (default: from the spec's file name)")
-    val.add_argument("--json", action="store_true", help="print the tool definitions as JSON (default: a summary)")
+    val.add_argument(
+        "--json",
+        action="store_true",
+        help="print the tool definitions as JSON; with --strict, an object of the tools and the spec errors "
+        "(default: a summary)",
+    )
+    val.add_argument(
+        "--strict",
+        action="store_true",
+        help="also check the document against the OpenAPI / Swagger specification (openapi-spec-validator) and "
+        "list every error with its JSON pointer; exit status 1 when there are any (default: only what ingest "
+        "reports, which serves specs with small faults)",
+    )
     _add_filters(val)
     for p in (add, listing, show, remove, val):
         add_common(p)

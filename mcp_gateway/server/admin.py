@@ -11,6 +11,7 @@ import hmac
 import json
 from typing import Any
 
+import anyio.to_thread
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +24,7 @@ from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig, describe_errors, public_api_config
 from mcp_gateway.definitions import SpecError
 from mcp_gateway.openapi.load import UPLOAD_SCHEME
+from mcp_gateway.openapi.strict import validate_strictly
 from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
 from mcp_gateway.server.admin_identities import AdminInputError, identity_endpoints
@@ -186,14 +188,24 @@ def admin_routes(
 
     async def validate(request: Request) -> Response:
         payload = await _read_json(request)
+        strict = False
         if isinstance(payload, dict):
             payload.setdefault("name", "validate")
+            strict = payload.pop("strict", False)
+            if not isinstance(strict, bool):
+                raise RegistrationError("strict must be true or false", 400)
         config, spec_text = _parse_registration(payload, None)
         try:
-            result = await ingest_in_thread(config, spec_text)
+            if not strict:
+                return JSONResponse(summary(await ingest_in_thread(config, spec_text)))
+            checked = await anyio.to_thread.run_sync(lambda: validate_strictly(config, text=spec_text))
         except SpecError as exc:
             return _error(422, str(exc), source=exc.source, pointer=exc.pointer)
-        return JSONResponse(summary(result))
+        if checked.error is not None:
+            exc = checked.error
+            return _error(422, str(exc), source=exc.source, pointer=exc.pointer, strict=checked.report.public())
+        assert checked.result is not None
+        return JSONResponse({**summary(checked.result), "strict": checked.report.public()})
 
     async def list_connections(request: Request) -> Response:
         assert connections is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -19,14 +20,18 @@ import mcp_types as types
 from mcp_gateway.auth.outbound import Resolve, build_binding
 from mcp_gateway.catalog import ApiEntry, Change
 from mcp_gateway.config import ClientCertConfig
+from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.pipeline import Call
 from mcp_gateway.upstream import Upstream
-from mcp_gateway.upstream.client import ClientSettings
+from mcp_gateway.upstream.client import ClientSettings, UpstreamResponse
 from mcp_gateway.upstream.credentials import UserTokens
 from mcp_gateway.upstream.response import error_result
 from mcp_gateway.upstream.rest import RestUpstream
 
 logger = logging.getLogger(__name__)
+
+# An API's response observer (drift sampling), or None: see mcp_gateway/drift/monitor.py.
+ObserverFor = Callable[[ApiEntry], Callable[[ToolDefinition, UpstreamResponse], None] | None]
 
 
 def plain(value: str) -> str:
@@ -54,7 +59,11 @@ def tls_context(cert: ClientCertConfig, resolve: Resolve) -> ssl.SSLContext:
 
 
 def rest_upstream(
-    entry: ApiEntry, user_agent: str, resolve: Resolve = plain, user_tokens: UserTokens | None = None
+    entry: ApiEntry,
+    user_agent: str,
+    resolve: Resolve = plain,
+    user_tokens: UserTokens | None = None,
+    observer_for: ObserverFor | None = None,
 ) -> Upstream:
     """The upstream for a REST API entry, with that API's limits and credentials. Blocking."""
     cfg = entry.config
@@ -73,18 +82,24 @@ def rest_upstream(
     for security in {t.operation.security for t in entry.ingest.tools}:
         binding.for_operation(security)
     own = {t.operation.base_url for t in entry.ingest.tools if t.operation.base_url is not None}
-    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own))
+    observe = observer_for(entry) if observer_for is not None else None
+    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own), observe=observe)
 
 
 class UpstreamPool:
     """Maps each served API to its upstream; the pipeline's final handler."""
 
     def __init__(
-        self, user_agent: str = "mcp-gateway", resolve: Resolve = plain, user_tokens: UserTokens | None = None
+        self,
+        user_agent: str = "mcp-gateway",
+        resolve: Resolve = plain,
+        user_tokens: UserTokens | None = None,
+        observer_for: ObserverFor | None = None,
     ) -> None:
         self.user_agent = user_agent
         self.resolve = resolve
         self.user_tokens = user_tokens
+        self.observer_for = observer_for
         self._slots: dict[str, _Slot] = {}
         self._building = anyio.Lock()
 
@@ -94,7 +109,7 @@ class UpstreamPool:
             if slot is not None and slot.entry is entry:
                 return slot
             upstream = await anyio.to_thread.run_sync(
-                rest_upstream, entry, self.user_agent, self.resolve, self.user_tokens
+                rest_upstream, entry, self.user_agent, self.resolve, self.user_tokens, self.observer_for
             )
             slot = _Slot(entry, upstream)
             old = self._slots.get(entry.name)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import mcp_types as types
 
 from mcp_gateway.definitions import ToolDefinition
-from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError
+from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError, UpstreamResponse
 from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError, redact, redaction_forms
 from mcp_gateway.upstream.request import RequestBuildError, build_request
 from mcp_gateway.upstream.response import error_result, to_result
@@ -37,9 +37,12 @@ class RestUpstream:
         settings: ClientSettings,
         binding: Binding | None = None,
         own_servers: Iterable[str] = (),
+        observe: Callable[[ToolDefinition, UpstreamResponse], None] | None = None,
     ) -> None:
-        """Blocking (TLS contexts load CA files): build it off the event loop."""
+        """Blocking (TLS contexts load CA files): build it off the event loop. `observe` sees every
+        response (secrets scrubbed) before it is converted; it must return at once (drift sampling)."""
         self.api = api
+        self.observe = observe
         self.base_url = base_url
         self.binding = binding
         self._client = HttpClient(base_url, settings) if base_url else None
@@ -87,6 +90,8 @@ class RestUpstream:
                 break
         if used:
             response.body = redact(response.body, redaction_forms(used))
+        if self.observe is not None:
+            self.observe(tool, response)
         return to_result(tool, response)
 
     @staticmethod

@@ -305,10 +305,17 @@ def blocking_spec_server(release: threading.Event, fetches: list[float]) -> Star
     return Starlette(routes=[Route("/shop.yaml", spec)])
 
 
+WRONG_TYPE_BODY = len(json.dumps({"id": "card-4111-SECRET-VALUE", "name": "widget"}, separators=(",", ":")))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "room"),
+    [("QUEUE_SIZE", 4, 4), ("QUEUE_BYTES", 3 * WRONG_TYPE_BODY, 3)],  # full by count; full by body bytes
+)
 async def test_a_full_queue_drops_samples_and_never_blocks_a_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, value: int, room: int
 ) -> None:
-    monkeypatch.setattr(monitor, "QUEUE_SIZE", 4)
+    monkeypatch.setattr(monitor, setting, value)
     release, fetches = threading.Event(), []
     calls = 20
     with serve_in_thread(blocking_spec_server(release, fetches)) as spec_base:
@@ -328,8 +335,8 @@ async def test_a_full_queue_drops_samples_and_never_blocks_a_call(
                 release.set()
             report = await wait_for(admin, lambda r: sum(t["checked"] + t["dropped"] for t in r["tools"]) == calls)
     tool = by_tool(report)["wrongType"]
-    # One sample is with the worker, QUEUE_SIZE wait in the queue, the rest are dropped and counted.
-    assert tool["checked"] == 1 + 4 and tool["dropped"] == calls - 5
+    # One sample is with the worker, `room` wait in the queue, the rest are dropped and counted.
+    assert tool["checked"] == 1 + room and tool["dropped"] == calls - 1 - room
     assert problems(tool) == EXPECTED["wrongType"]
 
 

@@ -3,9 +3,10 @@
 Each API's upstream gets an observer (`observer_for`) that the REST upstream calls with every
 response, after secrets are scrubbed from it. For an unsampled response the observer does one
 clock read and one dict lookup. A sampled one (the first response of a tool, then at most one
-per `drift_sample_seconds`) is put on a bounded queue, never waiting: when the queue is full
-the sample is dropped and counted. One worker thread takes samples off the queue, checks them
-with openapi-core (drift/check.py) and records the findings in the store (store/drift.py).
+per `drift_sample_seconds`) is put on a bounded queue (in samples and in body bytes), never
+waiting: when the queue is full the sample is dropped and counted. One worker thread takes
+samples off the queue, checks them with openapi-core (drift/check.py) and records the findings
+in the store (store/drift.py).
 
 Why sampling by time per tool, not a rate: the checking cost stays bounded by the number of
 tools, whatever the traffic, and a rarely called tool is still checked (1% of ten calls a day
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+# ... and at most this many body bytes waiting in it: samples hold the responses' bodies.
+QUEUE_BYTES = 16 * 1024 * 1024
 # Larger bodies are not checked: validating megabytes of JSON would hold the worker (and the GIL) for long.
 MAX_CHECKED_BYTES = 1024 * 1024
 # How often the worker wakes when idle, to record dropped counts and notice a stop.
@@ -63,8 +66,9 @@ class DriftMonitor:
         self.catalog = catalog
         self.spec_text = spec_text
         self._queue: queue.Queue[object] = queue.Queue(queue_size or QUEUE_SIZE)
+        self._queued_bytes = 0
         self._dropped: dict[tuple[str, str], int] = {}
-        self._dropped_lock = threading.Lock()
+        self._lock = threading.Lock()  # the byte count and the dropped counts (event loop and worker)
         self._checkers: dict[str, ApiChecker] = {}
         self._unloadable: dict[str, tuple[ApiEntry, float, str]] = {}  # api -> (entry, retry at, why)
         self._thread: threading.Thread | None = None
@@ -86,14 +90,18 @@ class DriftMonitor:
             if now < due.get(name, 0.0):
                 return
             due[name] = now + interval
-            if len(response.body) > MAX_CHECKED_BYTES:
+            size = len(response.body)
+            if size > MAX_CHECKED_BYTES:
                 return
             sample = Sample(entry, name, tool.operation, response.status, response.headers.get("content-type", ""),
                             response.headers, response.body, time.time())  # fmt: skip
-            try:
-                put(sample)
-            except queue.Full:
-                with self._dropped_lock:
+            with self._lock:
+                try:
+                    if self._queued_bytes + size > QUEUE_BYTES:
+                        raise queue.Full
+                    put(sample)
+                    self._queued_bytes += size
+                except queue.Full:
                     self._dropped[(entry.name, name)] = self._dropped.get((entry.name, name), 0) + 1
 
         self._start()
@@ -113,6 +121,8 @@ class DriftMonitor:
             except queue.Empty:
                 item = None
             if isinstance(item, Sample):
+                with self._lock:
+                    self._queued_bytes -= len(item.body)
                 try:
                     self._check(item)
                 except Exception as exc:  # one bad sample must not end the worker
@@ -157,7 +167,7 @@ class DriftMonitor:
         self.store.record(sample.entry.name, sample.tool, sample.status, found, sample.at)
 
     def _record_dropped(self) -> None:
-        with self._dropped_lock:
+        with self._lock:
             counts, self._dropped = self._dropped, {}
         if counts:
             try:

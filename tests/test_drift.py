@@ -323,12 +323,18 @@ async def test_a_full_queue_drops_samples_and_never_blocks_a_call(
         with shop_gateway(tmp_path, spec_url, drift_sample_seconds=0) as (url, _gateway, admin):
             try:
                 async with Client(url, mode="legacy") as client:
+                    # The first sampled response sends the worker to load the spec (its second fetch).
+                    assert not (await client.call_tool("wrongType", {})).is_error
+                    deadline = time.monotonic() + 15
+                    while len(fetches) < 2 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.02)
+                    assert len(fetches) == 2, "the drift worker did not start loading the spec"
                     slowest = 0.0
-                    for _ in range(calls):
+                    for _ in range(calls - 1):
                         started = time.monotonic()
                         assert not (await client.call_tool("wrongType", {})).is_error
                         slowest = max(slowest, time.monotonic() - started)
-                # The worker is stuck loading the spec (its second fetch), yet no call waited for it.
+                # The worker is stuck loading the spec all along, yet no call waited for it.
                 assert len(fetches) == 2 and not release.is_set()
                 assert slowest < 2.0
             finally:

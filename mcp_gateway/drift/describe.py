@@ -100,6 +100,16 @@ def json_path(error: SchemaError, name: Any = None) -> str:
     return out + (_named(name) if name is not None else "")
 
 
+def _matches_any(patterns: list[str], key: str) -> bool:
+    for pattern in patterns:
+        try:
+            if re.search(pattern, key):
+                return True
+        except re.error:  # an ECMA-only pattern: count the key as matched rather than guess
+            return True
+    return False
+
+
 def _keyword_message(error: SchemaError) -> str:
     keyword, expected = str(error.validator), error.validator_value
     if keyword == "type":
@@ -123,8 +133,9 @@ def _keyword_message(error: SchemaError) -> str:
     if keyword == "not":
         return "matches a schema that `not` excludes"
     if keyword in _OTHER_PROPERTY and expected is False and isinstance(error.instance, dict):
-        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-        extra = sum(1 for key in error.instance if key not in declared)
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        declared, patterns = schema.get("properties") or {}, list(schema.get("patternProperties") or {})
+        extra = sum(1 for key in error.instance if key not in declared and not _matches_any(patterns, key))
         return f"{extra} propert{'y' if extra == 1 else 'ies'} the spec does not declare ({keyword}: false)"
     return f"fails the spec's {keyword!r} rule"
 

@@ -59,13 +59,12 @@ class DriftMonitor:
         store: DriftStore,
         catalog: Catalog,
         spec_text: Callable[[str], str | None] = lambda name: None,
-        queue_size: int | None = None,
     ) -> None:
         """`spec_text(name)`: the uploaded spec text of a registered API (blocking, called in the worker)."""
         self.store = store
         self.catalog = catalog
         self.spec_text = spec_text
-        self._queue: queue.Queue[object] = queue.Queue(queue_size or QUEUE_SIZE)
+        self._queue: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
         self._queued_bytes = 0
         self._dropped: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # the byte count and the dropped counts (event loop and worker)

@@ -286,6 +286,17 @@ class ApiConfig(_Model):
         description="send operations whose security no configured credential meets without credentials "
         "(for APIs that also serve anonymous callers); default: refuse them with a clear tool error",
     )
+    drift_check: bool = Field(
+        default=True,
+        description="check sampled upstream responses against the spec in the background and report where they "
+        "differ (`mcp-gateway apis drift NAME`, GET /admin/apis/NAME/drift)",
+    )
+    drift_sample_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="check a tool's first response, then at most one per this many seconds (per gateway process); "
+        "0: every response, as long as the checking queue has room",
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 

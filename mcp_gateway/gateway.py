@@ -17,6 +17,7 @@ from mcp_gateway.auth.outbound import user_oauth_app, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
+from mcp_gateway.drift.monitor import DriftMonitor
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
@@ -28,6 +29,7 @@ from mcp_gateway.server.views import CatalogView
 from mcp_gateway.store import connections as connection_tables
 from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.vault import Vault
@@ -65,13 +67,18 @@ class Gateway:
         self.connections = Connections(ConnectionStore(self.db, self.vault), config.public_url, self._oauth_app)
         for api in config.apis:
             warn_plain_secrets(api)
+        # Drift: sampled responses checked against the spec off the hot path; findings in the store.
+        self.drift_store = DriftStore(self.db)
+        self.drift = DriftMonitor(self.drift_store, self.catalog, self._uploaded_spec)
         self.pool = UpstreamPool(
             user_agent=config.user_agent,
             resolve=self.vault.resolve,
             user_tokens=self.connections,
             revision=self.vault.revision,
+            observer_for=self.drift.observer_for,
         )
         self.catalog.subscribe(self.pool.on_change)
+        self.catalog.subscribe(self.drift.on_change)
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
@@ -86,6 +93,11 @@ class Gateway:
             )
             for v in config.servers
         }
+
+    def _uploaded_spec(self, api: str) -> str | None:
+        """The spec text of a registered API whose spec was uploaded (blocking)."""
+        registration = self.store.get(api)
+        return registration.spec_text if registration is not None else None
 
     def _oauth_app(self, api: str) -> OAuthApp | None:
         """The per-user OAuth app of a served API (blocking: resolves the client secret)."""
@@ -164,11 +176,13 @@ class Gateway:
             virtual=self.virtual,
             vault=self.vault,
             connections=self.connections,
+            drift=self.drift_store,
             extra_routes=connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
         )
 
     async def aclose(self) -> None:
-        """Close upstream pools, the JWKS client and the store."""
+        """Close upstream pools, the drift worker, the JWKS client and the store."""
         await self.pool.aclose()
+        await self.drift.aclose()
         await self.access.aclose()
         self.db.close()

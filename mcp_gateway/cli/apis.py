@@ -1,4 +1,5 @@
-"""`mcp-gateway apis add|list|show|remove|validate`: APIs registered at run time, and spec previews.
+"""`mcp-gateway apis add|list|show|remove|validate|drift`: APIs registered at run time, spec previews,
+and where served APIs drift from their specs.
 
 Registrations live in the store; a running gateway picks them up within one store poll.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -18,6 +19,7 @@ from mcp_gateway.cli.common import (
     config_of,
     iso,
     leaf,
+    plural,
     print_fields,
     print_json,
     print_table,
@@ -35,6 +37,10 @@ from mcp_gateway.config import (
 )
 from mcp_gateway.openapi.tools import IngestResult, ingest_api
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.drift import DriftStore
+
+if TYPE_CHECKING:
+    from mcp_gateway.openapi.strict import StrictReport
 from mcp_gateway.store.registrations import Registration, RegistrationStore
 
 
@@ -113,15 +119,43 @@ def _config(args: argparse.Namespace, not_in_file: str | None = None) -> Gateway
     return config
 
 
+def _print_strict(report: StrictReport) -> None:
+    if report.ok:
+        print(f"spec: valid {report.standard} (openapi-spec-validator)")
+        return
+    count = f"{report.total}{'+' if report.total_capped else ''}"
+    print(f"spec errors ({report.standard}, openapi-spec-validator): {count}")
+    for problem in report.problems:
+        print(f"  {problem.pointer or '(document)'}: {problem.message}")
+    if report.total > len(report.problems):
+        print(f"  ... and {report.total - len(report.problems)}{'+' if report.total_capped else ''} more")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Print what a spec would become, without registering it."""
+    """Print what a spec would become, without registering it; with --strict, also every way the
+    document breaks the OpenAPI / Swagger specification (exit status 1 when it does)."""
     _config(args)
-    result = ingest_api(_api_from_args(args, args.name or api_name_for(args.spec)))
+    api = _api_from_args(args, args.name or api_name_for(args.spec))
+    if not args.strict:
+        result = ingest_api(api)
+        if args.json:
+            print_json([t.public() for t in result.tools])
+        else:
+            _print_summary(result)
+        return 0
+    from mcp_gateway.openapi.strict import validate_strictly  # (openapi-spec-validator: slow to import)
+
+    checked = validate_strictly(api)
     if args.json:
-        print_json([t.public() for t in result.tools])
+        tools = [t.public() for t in checked.result.tools] if checked.result is not None else None
+        print_json({"strict": checked.report.public(), "tools": tools})
     else:
-        _print_summary(result)
-    return 0
+        if checked.result is not None:
+            _print_summary(checked.result)
+        _print_strict(checked.report)
+    if checked.error is not None:
+        raise checked.error  # the spec cannot be served at all: an `error:` line, status 2
+    return 0 if checked.report.ok else 1
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -210,6 +244,67 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_drift(report: dict[str, Any]) -> None:
+    tools = report["tools"]
+    checked = sum(t["checked"] for t in tools)
+    every = report.get("drift_sample_seconds")
+    if report.get("drift_check") is False:
+        how = "drift_check is off for this API"
+    elif every is not None:
+        how = f"each tool's first response, then at most one every {every:g} s" if every else "every response"
+    else:
+        how = "the API is in neither this config nor the registrations"
+    print(f"drift of {report['api']}: {plural(checked, 'response')} checked ({how})")
+    rows = [
+        (t["tool"], f["status"], f["kind"], f["path"], f["message"], f["count"], iso(f["last_seen"]))
+        for t in tools
+        for f in t["findings"]
+    ]
+    print_table(
+        ["tool", "status", "kind", "where", "problem", "count", "last seen"],
+        rows,
+        empty="no drift found" if checked else "no response checked yet (tools are sampled as they are called)",
+    )
+    clean = [f"{t['tool']} ({t['checked']})" for t in tools if t["checked"] and not t["findings"]]
+    if clean and rows:
+        print(f"matching the spec: {', '.join(clean)}")
+    dropped = sum(t["dropped"] for t in tools)
+    if dropped:
+        print(f"not checked: {plural(dropped, 'sampled response')} dropped while the checking queue was full")
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Where sampled upstream responses of an API did not match its spec (recorded by running gateways)."""
+    config = _config(args)
+    db = Database(config.database_path)
+    try:
+        drift = DriftStore(db)
+        known = {api.name: api for api in config.apis}
+        registration = RegistrationStore(db).get(args.name)
+        if registration is not None:
+            known.setdefault(args.name, registration.config)
+        if args.clear:
+            if not drift.clear(args.name) and args.name not in known:
+                raise CommandError(f"no API named {args.name!r} (see `mcp-gateway apis list`)")
+            print(f"cleared the drift findings of {args.name}")
+            return 0
+        tools = drift.report(args.name)
+    finally:
+        db.close()
+    api = known.get(args.name)
+    if api is None and not tools:
+        raise CommandError(f"no API named {args.name!r} (see `mcp-gateway apis list`)")
+    report: dict[str, Any] = {"api": args.name}
+    if api is not None:
+        report.update(drift_check=api.drift_check, drift_sample_seconds=api.drift_sample_seconds)
+    report["tools"] = [t.public() for t in tools]
+    if args.json:
+        print_json(report)
+    else:
+        _print_drift(report)
+    return 0
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", metavar="URL", help="send calls here instead of the spec's servers (default: those)")
     p.add_argument("--prefix", help="prefix for tool names, PREFIX_name (default: none)")
@@ -262,7 +357,29 @@ def add_parsers(sub: Any) -> None:
     val = leaf(group, "validate", cmd_validate, "print what a spec would become, without registering it")
     val.add_argument("spec", help="path or URL of an OpenAPI or Swagger document")
     val.add_argument("--name", help="the API name used for tool names (default: from the spec's file name)")
-    val.add_argument("--json", action="store_true", help="print the tool definitions as JSON (default: a summary)")
+    val.add_argument(
+        "--json",
+        action="store_true",
+        help="print the tool definitions as JSON; with --strict, an object of the tools and the spec errors "
+        "(default: a summary)",
+    )
+    val.add_argument(
+        "--strict",
+        action="store_true",
+        help="also check the document against the OpenAPI / Swagger specification (openapi-spec-validator) and "
+        "list every error with its JSON pointer; exit status 1 when there are any (default: only what ingest "
+        "reports, which serves specs with small faults)",
+    )
     _add_filters(val)
-    for p in (add, listing, show, remove, val):
+    drift = leaf(
+        group, "drift", cmd_drift, "show where an API's responses no longer match its spec",
+        description="Show where sampled upstream responses of an API did not match its spec: per tool, the "
+        "status code, a JSON path into the body (or a header name) and what was wrong, never a response value. "
+        "Running gateways check the responses and record what they find in the store (drift_check, "
+        "drift_sample_seconds in the API's config).",
+    )  # fmt: skip
+    drift.add_argument("name", help="the API's name")
+    drift.add_argument("--clear", action="store_true", help="forget what was found so far (e.g. after fixing the spec)")
+    add_json(drift)
+    for p in (add, listing, show, remove, val, drift):
         add_common(p)

@@ -24,14 +24,18 @@ import mcp_types as types
 from mcp_gateway.auth.outbound import Resolve, build_binding
 from mcp_gateway.catalog import ApiEntry, Change
 from mcp_gateway.config import ClientCertConfig
+from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.pipeline import Call
 from mcp_gateway.upstream import Upstream
-from mcp_gateway.upstream.client import ClientSettings
+from mcp_gateway.upstream.client import ClientSettings, UpstreamResponse
 from mcp_gateway.upstream.credentials import UserTokens
 from mcp_gateway.upstream.response import error_result
 from mcp_gateway.upstream.rest import RestUpstream
 
 logger = logging.getLogger(__name__)
+
+# An API's response observer (drift sampling), or None: see mcp_gateway/drift/monitor.py.
+ObserverFor = Callable[[ApiEntry], Callable[[ToolDefinition, UpstreamResponse], None] | None]
 
 
 def plain(value: str) -> str:
@@ -60,7 +64,11 @@ def tls_context(cert: ClientCertConfig, resolve: Resolve) -> ssl.SSLContext:
 
 
 def rest_upstream(
-    entry: ApiEntry, user_agent: str, resolve: Resolve = plain, user_tokens: UserTokens | None = None
+    entry: ApiEntry,
+    user_agent: str,
+    resolve: Resolve = plain,
+    user_tokens: UserTokens | None = None,
+    observer_for: ObserverFor | None = None,
 ) -> Upstream:
     """The upstream for a REST API entry, with that API's limits and credentials. Blocking."""
     cfg = entry.config
@@ -79,7 +87,8 @@ def rest_upstream(
     for security in {t.operation.security for t in entry.ingest.tools}:
         binding.for_operation(security)
     own = {t.operation.base_url for t in entry.ingest.tools if t.operation.base_url is not None}
-    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own))
+    observe = observer_for(entry) if observer_for is not None else None
+    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own), observe=observe)
 
 
 class UpstreamPool:
@@ -91,12 +100,14 @@ class UpstreamPool:
         resolve: Resolve = plain,
         user_tokens: UserTokens | None = None,
         revision: Callable[[], int] = lambda: 0,
+        observer_for: ObserverFor | None = None,
     ) -> None:
         """`revision` (blocking) is the secrets' revision: it moves whenever `resolve` may answer otherwise."""
         self.user_agent = user_agent
         self.resolve = resolve
         self.user_tokens = user_tokens
         self.revision = revision
+        self.observer_for = observer_for
         self._slots: dict[str, _Slot] = {}
         self._building = anyio.Lock()
 
@@ -117,7 +128,7 @@ class UpstreamPool:
         # The revision first: a secret written after this read is seen at the next poll, even
         # one written while the upstream below is being built.
         revision = self.revision()
-        return revision, rest_upstream(entry, self.user_agent, self.resolve, self.user_tokens)
+        return revision, rest_upstream(entry, self.user_agent, self.resolve, self.user_tokens, self.observer_for)
 
     async def __call__(self, call: Call) -> types.CallToolResult:
         slot = self._slots.get(call.api.name)

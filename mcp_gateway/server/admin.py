@@ -11,6 +11,7 @@ import hmac
 import json
 from typing import Any
 
+import anyio.to_thread
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +28,7 @@ from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
 from mcp_gateway.server.admin_identities import AdminInputError, identity_endpoints
 from mcp_gateway.server.admin_secrets import secret_endpoints
+from mcp_gateway.store.drift import DriftStore, ToolDrift
 from mcp_gateway.vault import Vault
 
 MAX_ADMIN_BODY = 50 * 1024 * 1024
@@ -75,6 +77,16 @@ def _entry_json(entry: ApiEntry, snapshot: Snapshot | None = None) -> dict[str, 
     return out
 
 
+def drift_report(name: str, entry: ApiEntry | None, tools: list[ToolDrift]) -> dict[str, Any]:
+    """An API's drift report as JSON (the admin API's and `apis drift --json`'s form)."""
+    out: dict[str, Any] = {"api": name, "served": entry is not None}
+    if entry is not None:
+        out["drift_check"] = entry.config.drift_check
+        out["drift_sample_seconds"] = entry.config.drift_sample_seconds
+    out["tools"] = [t.public() for t in tools]
+    return out
+
+
 async def _read_json(request: Request) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
@@ -114,10 +126,12 @@ def admin_routes(
     key_grace: float = 86400.0,
     vault: Vault | None = None,
     connections: Connections | None = None,
+    drift: DriftStore | None = None,
 ) -> list[Route]:
     """The `/admin` routes, each checking the admin bearer token (never a consumer credential).
     Without a `vault`, the `/admin/secrets` routes answer 501; `connections` adds
-    `/admin/connections` (consumers' connected upstream accounts)."""
+    `/admin/connections` (consumers' connected upstream accounts); `drift` adds
+    `/admin/apis/{name}/drift` (where sampled responses did not match the spec)."""
     expected = token.encode()
 
     def bearer(request: Request) -> str | None:
@@ -186,14 +200,43 @@ def admin_routes(
 
     async def validate(request: Request) -> Response:
         payload = await _read_json(request)
+        strict = False
         if isinstance(payload, dict):
             payload.setdefault("name", "validate")
+            strict = payload.pop("strict", False)
+            if not isinstance(strict, bool):
+                raise RegistrationError("strict must be true or false", 400)
         config, spec_text = _parse_registration(payload, None)
         try:
-            result = await ingest_in_thread(config, spec_text)
+            if not strict:
+                return JSONResponse(summary(await ingest_in_thread(config, spec_text)))
+            from mcp_gateway.openapi.strict import validate_strictly  # (openapi-spec-validator: slow to import)
+
+            checked = await anyio.to_thread.run_sync(lambda: validate_strictly(config, text=spec_text))
         except SpecError as exc:
             return _error(422, str(exc), source=exc.source, pointer=exc.pointer)
-        return JSONResponse(summary(result))
+        if checked.error is not None:
+            exc = checked.error
+            return _error(422, str(exc), source=exc.source, pointer=exc.pointer, strict=checked.report.public())
+        assert checked.result is not None
+        return JSONResponse({**summary(checked.result), "strict": checked.report.public()})
+
+    async def show_drift(request: Request) -> Response:
+        assert drift is not None
+        name = request.path_params["name"]
+        tools = await anyio.to_thread.run_sync(drift.report, name)
+        entry = registry.catalog.snapshot.apis.get(name)
+        if entry is None and not tools:
+            return _error(404, f"no API named {name!r}")
+        return JSONResponse(drift_report(name, entry, tools))
+
+    async def clear_drift(request: Request) -> Response:
+        assert drift is not None
+        name = request.path_params["name"]
+        cleared = await anyio.to_thread.run_sync(drift.clear, name)
+        if not cleared and name not in registry.catalog.snapshot.apis:
+            return _error(404, f"no API named {name!r}")
+        return Response(status_code=204)
 
     async def list_connections(request: Request) -> Response:
         assert connections is not None
@@ -208,6 +251,11 @@ def admin_routes(
         return Response(status_code=204)
 
     identity = identity_endpoints(access, key_grace) if access is not None else []
+    if drift is not None:
+        identity += [
+            ("/apis/{name}/drift", show_drift, ["GET"]),
+            ("/apis/{name}/drift", clear_drift, ["DELETE"]),
+        ]
     if connections is not None:
         identity += [
             ("/connections", list_connections, ["GET"]),

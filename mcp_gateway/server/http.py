@@ -29,6 +29,7 @@ from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.security import HostOriginGuard
+from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.vault import Vault
 
 Lifespan = Callable[[], Awaitable[None]]
@@ -99,6 +100,7 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     vault: Vault | None = None,
     connections: Connections | None = None,
+    drift: DriftStore | None = None,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
     running (the store watcher) and runs `on_stop` (close pools) at shutdown.
@@ -163,7 +165,9 @@ def create_app(
         routes.append(
             Mount(
                 "/admin",
-                routes=admin_routes(registry, admin_token, access, key_grace, vault=vault, connections=connections),
+                routes=admin_routes(
+                    registry, admin_token, access, key_grace, vault=vault, connections=connections, drift=drift
+                ),
             )
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,9 +35,12 @@ class RestUpstream:
         settings: ClientSettings,
         binding: Binding | None = None,
         own_servers: Iterable[str] = (),
+        observe: Callable[[ToolDefinition, UpstreamResponse], None] | None = None,
     ) -> None:
-        """Blocking (TLS contexts load CA files): build it off the event loop."""
+        """Blocking (TLS contexts load CA files): build it off the event loop. `observe` sees every
+        response before it is converted; it must return at once (drift sampling)."""
         self.api = api
+        self.observe = observe
         self.base_url = base_url
         self.binding = binding
         self._client = HttpClient(base_url, settings) if base_url else None
@@ -77,6 +80,9 @@ class RestUpstream:
         except _Refused as exc:
             message = str(exc)
         else:
+            if self.observe is not None:
+                # Drift sampling: it only queues the response and never reports a value from it.
+                self.observe(tool, response)
             # An upstream that echoes its request must not hand the credentials to the agent.
             return to_result(tool, response, scrubber(secrets))
         result = error_result(scrubber(secrets).text(message))

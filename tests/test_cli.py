@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,8 +274,15 @@ async def test_serve_subprocess_end_to_end(tmp_path: Path, upstream: str, worker
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        # The URL is logged once the port is bound and the APIs are loaded (by the parent, with workers).
+        deadline = time.monotonic() + 60
+        while "".join(lines).count("Application startup complete") < workers or "ready: MCP at" not in "".join(lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
         # Several connections, so that with two workers both answer some of them.
         for n in range(4):
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
@@ -283,12 +291,13 @@ async def test_serve_subprocess_end_to_end(tmp_path: Path, upstream: str, worker
                 assert result.structured_content["path"] == f"/api/items/{n}"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(10)
+    stderr = "".join(lines)
     # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is the clean exit.
     assert proc.returncode in (0, -signal.SIGTERM), stderr
     assert stderr.count("Application shutdown complete") == workers and "Traceback" not in stderr
     assert "serving" in stderr
-    # The URL is logged once the port is bound and the APIs are loaded, by the parent with workers.
     assert stderr.count(f"ready: MCP at http://127.0.0.1:{port}/mcp") == 1
 
 

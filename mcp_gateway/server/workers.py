@@ -49,7 +49,7 @@ def _worker(config_json: str, ready: Any) -> None:
 
 def run_workers(config_json: str, host: str, port: int, workers: int, on_ready: Callable[[], None]) -> int:
     """Run `workers` gateway processes on host:port until SIGTERM or SIGINT; returns the exit status.
-    `on_ready` is called once, when every worker has started."""
+    `on_ready` is called once, when the first worker has started."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ServeError("--workers needs SO_REUSEPORT (Linux, BSD, macOS): run one worker")
     check_free(host, port)
@@ -76,7 +76,8 @@ def run_workers(config_json: str, host: str, port: int, workers: int, on_ready: 
                     started.add(ready.get_nowait())
                 except queue.Empty:
                     break
-            if not announced and len(started) >= workers:
+            # The port answers once one worker is ready (the others follow within moments).
+            if not announced and started:
                 announced = True
                 on_ready()
             for i, proc in enumerate(procs):

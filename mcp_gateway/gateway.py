@@ -17,13 +17,18 @@ from mcp_gateway.auth.outbound import user_oauth_app, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
+from mcp_gateway.config.models import models_from_environment
 from mcp_gateway.drift.monitor import DriftMonitor
+from mcp_gateway.llm.call import ModelCaller
+from mcp_gateway.llm.router import ModelRouter
+from mcp_gateway.llm.usage import LogMeter
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
+from mcp_gateway.server.llm import llm_routes
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.views import CatalogView
 from mcp_gateway.store import connections as connection_tables
@@ -79,6 +84,16 @@ class Gateway:
         )
         self.catalog.subscribe(self.pool.on_change)
         self.catalog.subscribe(self.drift.on_change)
+        # Models (/v1): the configured ones, else those the environment's provider keys serve.
+        models = config.models or (models_from_environment() if config.models_from_env else [])
+        if models and not config.models:
+            logger.info(
+                "models from the environment: %s",
+                ", ".join(f"{m.name} -> {m.deployments[0].provider} ({m.deployments[0].api_key[4:]})" for m in models
+                          if m.deployments[0].api_key),
+            )  # fmt: skip
+        self.models = ModelRouter(models, self.vault.resolve, config.user_agent, revision=self.vault.revision)
+        self.model_caller = ModelCaller(self.models, LogMeter())
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
@@ -155,6 +170,7 @@ class Gateway:
         the introspection client secrets; drop cached user tokens that changed."""
         revision = await anyio.to_thread.run_sync(self.vault.revision)
         await self.pool.secrets_changed(revision)
+        await self.models.secrets_changed(revision)
         if revision != self._secrets_revision:
             self._secrets_revision = revision
             if self.access.introspector is not None:
@@ -177,12 +193,16 @@ class Gateway:
             vault=self.vault,
             connections=self.connections,
             drift=self.drift_store,
-            extra_routes=connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
+            extra_routes=[
+                *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
+                *llm_routes(self.model_caller, self.access, max_body=self.config.server.max_model_request_bytes),
+            ],
         )
 
     async def aclose(self) -> None:
         """Close upstream pools, the drift worker, the JWKS client and the store."""
         await self.pool.aclose()
+        await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
         self.db.close()

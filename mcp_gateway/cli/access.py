@@ -189,12 +189,13 @@ def _key_revoke(args: argparse.Namespace, store: IdentityStore, config: GatewayC
 
 def _policy_summary(policy: Policy) -> str:
     sel = policy.selector
-    named = (("apis", sel.apis), ("tools", sel.tools), ("tags", sel.tags), ("methods", sel.methods))
+    named = (("apis", sel.apis), ("tools", sel.tools), ("tags", sel.tags), ("methods", sel.methods),
+             ("models", sel.models))  # fmt: skip
     parts = [f"{name} {','.join(values)}" for name, values in named if values]
     if sel.read_only is not None:
         parts.append("read-only tools" if sel.read_only else "writing tools")
     subject = "everyone" if policy.subject_kind == "everyone" else f"{policy.subject_kind} {policy.subject}"
-    return f"{policy.effect} {subject}: {'; '.join(parts) or 'every tool'}"
+    return f"{policy.effect} {subject}: {'; '.join(parts) or 'every tool and model'}"
 
 
 def _policy_add(args: argparse.Namespace, store: IdentityStore, config: GatewayConfig) -> int:
@@ -204,8 +205,10 @@ def _policy_add(args: argparse.Namespace, store: IdentityStore, config: GatewayC
     ) if not args.everyone else ("everyone", "*")  # fmt: skip
     selector = Selector(
         apis=tuple(args.api), tools=tuple(args.tool), tags=tuple(args.tag),
-        methods=tuple(m.upper() for m in args.method), read_only=args.read_only,
+        methods=tuple(m.upper() for m in args.method), read_only=args.read_only, models=tuple(args.model),
     )  # fmt: skip
+    if selector.models and selector.names_tools:
+        raise CommandError("a policy is about models or about tools: give --model, or tool criteria, not both", 2)
     if kind == "consumer" and store.consumer(subject) is None:
         print(f"warning: {unknown_consumer_warning(subject)}", file=sys.stderr)
     policy = store.add_policy(kind, subject, "allow" if args.allow else "deny", selector, args.description)
@@ -303,6 +306,9 @@ def add_parsers(sub: Any) -> None:
     padd.add_argument("--tool", action="append", default=[], help="tool name glob (repeatable; default: every tool)")
     padd.add_argument("--tag", action="append", default=[], help="operation tag (repeatable; default: any tag)")
     padd.add_argument("--method", action="append", default=[], help="HTTP method (repeatable; default: any)")
+    padd.add_argument(
+        "--model", action="append", default=[], help="model name glob, e.g. 'gpt-4o*' (repeatable; default: none)"
+    )
     ro = padd.add_mutually_exclusive_group()
     ro.add_argument(
         "--read-only", dest="read_only", action="store_true", default=None, help="only tools that change nothing"

@@ -51,6 +51,7 @@ from mcp_gateway.config.base import (
     default_data_dir,
     plain_secret_fields,
 )
+from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -72,6 +73,9 @@ class ServerConfig(StrictModel):
     )
     discovery_threshold: int = Field(default=100, gt=0)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_model_request_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="largest /v1 request body (prompts with images are large)"
+    )
 
 
 # Asymmetric JWS algorithms only. HS* is left out on purpose: verifying with a shared secret would
@@ -114,6 +118,15 @@ class GatewayConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     servers: list[VirtualServerConfig] = Field(default_factory=list, description="virtual servers at /mcp/<name>")
+    models: list[ModelConfig] = Field(
+        default_factory=list,
+        description="LLM models served at /v1; default: one per provider key found in the environment",
+    )
+    models_from_env: bool = Field(
+        default=True,
+        description="with no models configured, serve the providers whose keys are in OPENAI_API_KEY, "
+        "ANTHROPIC_API_KEY, GEMINI_API_KEY",
+    )
     log_level: LogLevel = "info"
     log_payloads: bool = Field(
         default=False,
@@ -135,14 +148,15 @@ class GatewayConfig(StrictModel):
         host = self.server.host if ":" not in self.server.host else f"[{self.server.host}]"
         return f"http://{host}:{self.server.port}"
 
-    @field_validator("apis")
+    @field_validator("apis", "models")
     @classmethod
-    def _unique_names(cls, apis: list[ApiConfig]) -> list[ApiConfig]:
-        names = [a.name for a in apis]
+    def _unique_names(cls, items: list[ApiConfig] | list[ModelConfig], info: ValidationInfo) -> list[Any]:
+        names = [item.name for item in items]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate API name(s): {', '.join(dupes)}")
-        return apis
+            what = "API" if info.field_name == "apis" else "model"
+            raise ValueError(f"duplicate {what} name(s): {', '.join(dupes)}")
+        return items
 
     def check_data_dir(self) -> None:
         """Create the data dir if needed; ConfigError naming the problem and the fix when it cannot hold state."""
@@ -243,7 +257,7 @@ def _did_you_mean(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), sorted(names), n=1, cutoff=0.6)
     if close:
         return f" (did you mean {close[0]!r}?)"
-    return f" (valid keys: {', '.join(sorted(names))})" if 0 < len(names) <= 12 else ""
+    return f" (valid keys: {', '.join(sorted(names))})" if 0 < len(names) <= 20 else ""
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -313,9 +327,11 @@ __all__ = [
     "ClientCredentialsCredential",
     "ConfigError",
     "Credential",
+    "DeploymentConfig",
     "GatewayConfig",
     "IssuerConfig",
     "LogLevel",
+    "ModelConfig",
     "ServerConfig",
     "Switch",
     "TokenExchangeCredential",

@@ -1,4 +1,5 @@
-"""Policy evaluation: the most specific level that speaks decides; deny beats allow there.
+"""Policy evaluation, for tools and models alike: the most specific level that speaks decides;
+deny beats allow there.
 
 Levels, most specific first: the consumer, its team, its organisation, everyone.
 At the first level with a policy whose selector matches the tool, a matching
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.definitions import ToolDefinition
@@ -22,6 +23,8 @@ MAX_CACHED_VIEWS = 1024
 
 def selects(selector: Selector, tool: ToolDefinition) -> bool:
     """Whether a selector matches a tool (every given criterion must hold)."""
+    if selector.models:
+        return False  # a policy about models says nothing of tools
     if selector.apis and not any(fnmatch.fnmatchcase(tool.api, g) for g in selector.apis):
         return False
     if selector.tools and not any(fnmatch.fnmatchcase(tool.catalog_name, g) for g in selector.tools):
@@ -31,6 +34,13 @@ def selects(selector: Selector, tool: ToolDefinition) -> bool:
     if selector.methods and tool.operation.method.upper() not in selector.methods:
         return False
     return selector.read_only is None or bool(tool.annotations.get("readOnlyHint")) == selector.read_only
+
+
+def selects_model(selector: Selector, model: str) -> bool:
+    """Whether a selector matches a model name (a tools-only selector matches none)."""
+    if selector.names_tools:
+        return False
+    return not selector.models or any(fnmatch.fnmatchcase(model, g) for g in selector.models)
 
 
 class AccessPolicy:
@@ -51,13 +61,20 @@ class AccessPolicy:
         keys.append(("everyone", "*"))
         return [self._by_subject.get(k, []) for k in keys]
 
-    def allows(self, principal: Principal, tool: ToolDefinition) -> bool:
-        """May `principal` see and call `tool`?"""
+    def _decide(self, principal: Principal, matches: Callable[[Selector], bool]) -> bool:
         for level in self._levels(principal):
-            matching = [p for p in level if selects(p.selector, tool)]
+            matching = [p for p in level if matches(p.selector)]
             if matching:
                 return not any(p.effect == "deny" for p in matching)
         return False
+
+    def allows(self, principal: Principal, tool: ToolDefinition) -> bool:
+        """May `principal` see and call `tool`?"""
+        return self._decide(principal, lambda selector: selects(selector, tool))
+
+    def allows_model(self, principal: Principal, model: str) -> bool:
+        """May `principal` use `model` (the name it asks for)? The same levels and rules as for tools."""
+        return self._decide(principal, lambda selector: selects_model(selector, model))
 
     def visible(
         self, principal: Principal, version: int, tools: Iterable[ToolDefinition], view: str | None = None

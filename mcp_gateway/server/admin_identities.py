@@ -167,7 +167,10 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
             tags=_str_list(data, "tags"),
             methods=tuple(m.upper() for m in _str_list(data, "methods")),
             read_only=read_only,
+            models=_str_list(data, "models"),
         )
+        if selector.models and selector.names_tools:
+            raise AdminInputError("a policy is about models or about tools: give models, or tool criteria, not both")
         description = data.get("description") if isinstance(data.get("description"), str) else None
         policy = await run(store.add_policy, kind, subject, data.get("effect"), selector, description)
         body = policy.public()

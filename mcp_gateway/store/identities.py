@@ -94,25 +94,34 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    """Which tools a policy speaks of. Empty lists match everything."""
+    """Which tools and models a policy speaks of. Empty lists match everything.
+
+    A selector with tool criteria (apis, tools, tags, methods, read_only) selects only tools; one
+    with `models` selects only models; an empty one selects every tool and every model."""
 
     apis: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     read_only: bool | None = None
+    models: tuple[str, ...] = ()  # model name globs; a selector naming models selects no tool
+
+    @property
+    def names_tools(self) -> bool:
+        """Whether a tool criterion is given (then it selects no model)."""
+        return bool(self.apis or self.tools or self.tags or self.methods or self.read_only is not None)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "apis": list(self.apis),
-                "tools": list(self.tools),
-                "tags": list(self.tags),
-                "methods": list(self.methods),
-                "read_only": self.read_only,
-            },
-            sort_keys=True,
-        )
+        data: dict[str, object] = {
+            "apis": list(self.apis),
+            "tools": list(self.tools),
+            "tags": list(self.tags),
+            "methods": list(self.methods),
+            "read_only": self.read_only,
+        }
+        if self.models:
+            data["models"] = list(self.models)
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Selector:
@@ -123,6 +132,7 @@ class Selector:
             tags=tuple(data.get("tags") or ()),
             methods=tuple(m.upper() for m in data.get("methods") or ()),
             read_only=data.get("read_only"),
+            models=tuple(data.get("models") or ()),
         )
 
 

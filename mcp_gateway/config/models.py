@@ -1,0 +1,145 @@
+"""Models: the names clients ask for, and the provider deployments that serve them.
+
+A model (`name`, an alias or a glob like `claude-*`) maps to one or more deployments; the
+router picks among them by `strategy`, retries on another one, and falls back to other
+models. Secret fields hold `secret:NAME` (the vault) or `env:NAME` references, resolved
+when a deployment is first used, never at config load.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mcp_gateway.config.base import StrictModel
+
+Provider = Literal["openai", "azure", "anthropic"]
+Strategy = Literal["priority", "weighted", "least-latency", "lowest-cost", "least-busy"]
+
+# The wire format each provider speaks natively: a client speaking the same one is passed through.
+PROVIDER_WIRE: dict[str, str] = {
+    "openai": "openai",
+    "azure": "openai",
+    "anthropic": "anthropic",
+}
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+class Price(StrictModel):
+    """USD per million tokens; overrides the bundled price data (genai-prices) for a deployment."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0, description="default: input")
+    cache_write: float | None = Field(default=None, ge=0, description="default: input")
+
+
+class DeploymentConfig(StrictModel):
+    """One provider endpoint that serves a model."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key",)
+    provider: Provider
+    model: str | None = Field(
+        default=None, description="the provider's model id (Azure: the deployment name); default: the name asked for"
+    )
+    name: str | None = Field(default=None, description="how health and usage name it; default: provider/model")
+    api_key: str | None = Field(default=None, repr=False, description="secret:NAME or env:NAME")
+    base_url: str | None = Field(default=None, description="default: the provider's public endpoint")
+    api_version: str | None = Field(default=None, description="Azure's api-version; Anthropic's anthropic-version")
+    weight: float = Field(default=1.0, gt=0, description="share of traffic under the weighted strategy")
+    timeout: float = Field(default=600.0, gt=0, description="seconds for one provider call (streams: to the end)")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(
+        default=120.0, gt=0, description="seconds until the provider's first byte; a retry may follow"
+    )
+    max_connections: int = Field(default=200, gt=0)
+    price: Price | None = Field(default=None, description="USD per million tokens; default: genai-prices' data")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra headers sent to the provider")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _needs(self) -> DeploymentConfig:
+        if self.provider == "azure" and not (self.base_url and self.model):
+            raise ValueError("an azure deployment needs base_url (https://NAME.openai.azure.com) and model")
+        return self
+
+    def model_for(self, asked: str) -> str:
+        """The provider's model id for a request that asked for `asked`."""
+        return asked if self.model in (None, "*") else self.model
+
+    def label(self, asked: str) -> str:
+        """`name`, else `provider/model`."""
+        return self.name or f"{self.provider}/{self.model_for(asked)}"
+
+
+class ModelConfig(StrictModel):
+    """A model name clients ask for and the deployments that serve it."""
+
+    name: str = Field(description="the name clients send as `model`; a glob (`claude-*`) matches many")
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: Strategy = "priority"
+    retries: int = Field(default=2, ge=0, le=10, description="more attempts after the first, on any deployment")
+    total_timeout: float = Field(default=900.0, gt=0, description="seconds for all attempts of one request")
+    cooldown_seconds: float = Field(default=30.0, ge=0, description="a deployment that keeps failing rests this long")
+    fallbacks: list[str] = Field(default_factory=list, description="other models to try when every deployment failed")
+    context_window_fallbacks: list[str] = Field(
+        default_factory=list, description="models to try when the prompt is too long for this one"
+    )
+    content_policy_fallbacks: list[str] = Field(
+        default_factory=list, description="models to try when a provider refuses the content"
+    )
+    drop_params: bool = Field(
+        default=False, description="drop request fields a provider's format cannot carry instead of a 400"
+    )
+    default_max_tokens: int = Field(
+        default=4096, gt=0, description="max_tokens sent where a provider requires one and the client gave none"
+    )
+
+    @property
+    def is_glob(self) -> bool:
+        """Whether `name` matches many model names."""
+        return any(c in self.name for c in "*?[")
+
+    def matches(self, asked: str) -> bool:
+        """Whether a request for `asked` is served by this model."""
+        return fnmatch.fnmatchcase(asked, self.name) if self.is_glob else asked == self.name
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or len(value) > 256 or any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError("a model name is 1-256 characters without spaces")
+        return value
+
+
+# Provider keys in the usual environment variables serve models with no configuration at all.
+# More specific globs first: a request is served by the first model whose name matches.
+ENV_PROVIDERS = (
+    ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "anthropic", "claude-*"),
+    ("OPENAI_API_KEY", "OPENAI_BASE_URL", "openai", "*"),
+)
+
+
+def models_from_environment(environ: dict[str, str] | None = None) -> list[ModelConfig]:
+    """Models for the provider keys found in the environment (`OPENAI_API_KEY` serves every model
+    name not claimed by another provider; `ANTHROPIC_API_KEY` serves `claude-*`)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    models = []
+    for key, base, provider, name in ENV_PROVIDERS:
+        if env.get(key):
+            deployment = DeploymentConfig(provider=provider, api_key=f"env:{key}", base_url=env.get(base) or None)
+            models.append(ModelConfig(name=name, deployments=[deployment]))
+    return models

@@ -1,0 +1,465 @@
+"""One model call: route it, send it, retry it, fall back, and account for it.
+
+A request arrives in a client's wire format (`openai` or `anthropic`) for one operation. Each
+attempt picks the next deployment in the router's order. A provider speaking the client's
+format gets the body as the client wrote it, with only `model` replaced (and OpenAI's usage
+option in streams), so provider features the gateway does not know work on day one.
+
+Retried, on the next deployment where there is one: connection failures, timeouts, and
+408/429/5xx answers, with exponential backoff and full jitter, honouring `Retry-After`, all
+within the model's `total_timeout`. Other 4xx answers are the client's to see, with the
+provider's message. When every attempt failed, the model's `fallbacks` are tried; a prompt too
+long for the model goes to its `context_window_fallbacks`, a content refusal to its
+`content_policy_fallbacks`. A stream is only retried before its first byte reaches the client;
+a provider that breaks later ends the stream with an error event in the client's format.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.config.models import ModelConfig
+from mcp_gateway.llm import sse
+from mcp_gateway.llm.errors import LlmError, kind_for_status, model_not_found
+from mcp_gateway.llm.providers import Provider
+from mcp_gateway.llm.router import ModelRouter, Target
+from mcp_gateway.llm.transport import ProviderResponse
+from mcp_gateway.llm.usage import Meter, Usage, UsageRecord, estimate_tokens, from_anthropic, from_openai
+from mcp_gateway.upstream.client import UpstreamError
+from mcp_gateway.upstream.scrub import scrubber
+
+logger = logging.getLogger("mcp_gateway.models")
+
+RETRY_STATUSES = frozenset((408, 409, 425, 429, 500, 502, 503, 504, 529))
+BACKOFF_FIRST = 0.25  # seconds; doubled each retry, with full jitter
+BACKOFF_MAX = 8.0
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """What a client asked for, parsed once by the front door."""
+
+    wire: str  # the client's format: "openai" | "anthropic"
+    operation: str  # chat, embeddings, responses | messages, count_tokens
+    model: str
+    body: dict[str, Any]
+    stream: bool
+    headers: Mapping[str, str]  # the client's request headers, lower-case names
+    principal: Principal | None = None
+    endpoint: str = ""
+
+
+@dataclass(slots=True)
+class ModelAnswer:
+    """What goes back: a whole body, or a stream of already-framed events."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Attempt:
+    """Bookkeeping across the attempts of one request."""
+
+    def __init__(self, request: ModelRequest, budget: float) -> None:
+        self.request = request
+        self.deadline = time.monotonic() + budget
+        self.retries = 0
+        self.fallbacks = 0
+        self.last: LlmError | None = None
+
+    @property
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a provider asks to wait: `Retry-After` (seconds or an HTTP date), or its rate-limit
+    reset headers (`1s`, `6m0s`, `20ms`)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value) if value else None
+            if when is not None:
+                return max(0.0, when.timestamp() - time.time())
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        if seconds := _duration(headers.get(name, "")):
+            return seconds
+    return None
+
+
+def _duration(text: str) -> float | None:
+    """`1s`, `6m0s`, `1h2m3.5s`, `20ms` -> seconds."""
+    if not text:
+        return None
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c.isdigit() or c == ".":
+            number += c
+        elif text.startswith("ms", i):
+            total += float(number or 0) / 1000
+            number, i = "", i + 1
+        elif c in "hms":
+            total += float(number or 0) * {"h": 3600, "m": 60, "s": 1}[c]
+            number = ""
+        else:
+            return None
+        i += 1
+    return total if not number else None
+
+
+def _provider_message(body: bytes) -> tuple[str, str | None]:
+    """The message and code of a provider's error body (OpenAI's or Anthropic's shape), else its text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace").strip()[:2000] or "(no message)", None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code") or error.get("type")
+        return (str(message) if message else json.dumps(error)[:2000]), (str(code) if code else None)
+    if isinstance(error, str):
+        return error, None
+    return json.dumps(data)[:2000], None
+
+
+def _is_context_window(status: int, message: str, code: str | None) -> bool:
+    lowered = message.lower()
+    return status == 400 and (
+        code == "context_length_exceeded"
+        or "context length" in lowered
+        or "context window" in lowered
+        or "prompt is too long" in lowered
+        or "too many tokens" in lowered
+    )
+
+
+def _is_content_policy(status: int, message: str, code: str | None) -> bool:
+    return status == 400 and (
+        code in ("content_policy_violation", "content_filter") or "content policy" in message.lower()
+    )
+
+
+class ModelCaller:
+    """Runs model calls over a router; records each call's usage with the meter."""
+
+    def __init__(self, router: ModelRouter, meter: Meter) -> None:
+        self.router = router
+        self.meter = meter
+
+    async def __call__(self, request: ModelRequest) -> ModelAnswer:
+        """Serve `request`; raises LlmError for what the front door renders as an error."""
+        model = self.router.find(request.model)
+        if model is None:
+            raise model_not_found(request.model)
+        attempt = _Attempt(request, model.total_timeout)
+        return await self._model(model, request.model, attempt, fallback_depth=0)
+
+    async def _model(self, model: ModelConfig, asked: str, attempt: _Attempt, fallback_depth: int) -> ModelAnswer:
+        try:
+            return await self._deployments(model, asked, attempt)
+        except _Fallback as reason:
+            chain = {"context": model.context_window_fallbacks, "policy": model.content_policy_fallbacks}.get(
+                reason.kind, []
+            )
+            error = reason.error
+        except LlmError as exc:
+            if exc.status < 500 and exc.status not in RETRY_STATUSES:
+                raise
+            chain, error = model.fallbacks, exc
+        if fallback_depth == 0:
+            for name in chain:
+                other = self.router.find(name)
+                if other is None or attempt.left <= 0:
+                    continue
+                attempt.fallbacks += 1
+                logger.warning("model %s failed (%s); falling back to %s", asked, error.message, name)
+                try:
+                    return await self._model(other, name, attempt, fallback_depth + 1)
+                except LlmError as exc:
+                    error = exc
+        raise error
+
+    async def _deployments(self, model: ModelConfig, asked: str, attempt: _Attempt) -> ModelAnswer:
+        order = self.router.order(model, asked)
+        tries = model.retries + 1
+        for number in range(tries):
+            target = order[number % len(order)]
+            if number:
+                attempt.retries += 1
+                wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (number - 1)) * random.random()
+                if attempt.last is not None and attempt.last.retry_after is not None:
+                    wait = max(wait, attempt.last.retry_after if len(order) == 1 else 0.0)
+                if wait >= attempt.left:
+                    break
+                await anyio.sleep(wait)
+            if attempt.left <= 0:
+                break
+            try:
+                return await self._send(target, model, asked, attempt)
+            except _Retry as retry:
+                attempt.last = retry.error
+        last = attempt.last
+        if last is None:
+            raise LlmError("timeout", f"model {asked}: no attempt fitted in its {model.total_timeout:g}s budget")
+        if last.kind in ("rate_limit", "overloaded", "timeout"):
+            raise last
+        raise LlmError(
+            "bad_gateway" if last.status >= 500 else last.kind,
+            f"model {asked}: every attempt failed ({attempt.retries + 1} tried); the last: {last.message}",
+            status=last.status if last.status < 500 else 502,
+            code=last.code,
+        )
+
+    async def _send(self, target: Target, model: ModelConfig, asked: str, attempt: _Attempt) -> ModelAnswer:
+        request = attempt.request
+        try:
+            provider = await self.router.provider(target)
+        except Exception as exc:  # a missing secret, say: this deployment only, with a message naming it
+            why = f"deployment {target.deployment.label(asked)} cannot be set up: {exc}"
+            logger.error("model %s: %s", asked, why)
+            target.health.failed(why, model.cooldown_seconds)
+            raise _Retry(LlmError("api_error", why)) from None
+        if provider.wire != request.wire or not provider.supports(request.operation):
+            raise _Retry(
+                LlmError(
+                    "invalid_request",
+                    f"model {asked}: deployment {target.deployment.label(asked)} speaks {provider.wire}; "
+                    f"this endpoint ({request.wire} {request.operation}) cannot be translated to it",
+                )
+            )
+        provider_model = target.deployment.model_for(asked)
+        body = dict(request.body)
+        body["model"] = provider_model
+        added_usage = False
+        if request.stream and request.wire == "openai" and request.operation == "chat":
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                added_usage = True
+        native = provider.request(
+            request.operation, provider_model, json.dumps(body).encode(), request.stream, request.headers
+        )
+        record = UsageRecord(
+            consumer=request.principal.consumer if request.principal else None,
+            team=request.principal.team if request.principal else None,
+            org=request.principal.org if request.principal else None,
+            key_id=request.principal.credential_id if request.principal else None,
+            model=request.model,
+            provider=target.deployment.provider,
+            provider_model=provider_model,
+            deployment=target.deployment.label(asked),
+            streamed=request.stream,
+            endpoint=request.endpoint,
+            retries=attempt.retries,
+            fallbacks=attempt.fallbacks,
+        )
+        started = time.perf_counter()
+        streaming = False
+        target.health.in_flight += 1
+        try:
+            try:
+                response = await provider.send(native)
+            except UpstreamError as exc:
+                message = scrubber(provider.secrets).text(str(exc))
+                target.health.failed(message, model.cooldown_seconds)
+                self._finish(record, target, started, 504 if "timeout" in exc.kind else 502)
+                raise _Retry(LlmError("timeout" if "timeout" in exc.kind else "bad_gateway", message)) from None
+            if response.status >= 400:
+                await self._refused(response, target, model, provider, record, started, request)
+            target.health.succeeded(response.first_byte_at - started)
+            record.ttft_ms = (response.first_byte_at - started) * 1000
+            if request.stream and response.content_type == "text/event-stream":
+                streaming = True  # in flight until the stream ends: _relay lets go
+                events = self._relay(response, target, record, started, added_usage, provider, request.body)
+                return ModelAnswer(200, "text/event-stream", events=events, headers=[("Cache-Control", "no-cache")])
+            try:
+                payload = await response.read()
+            except UpstreamError as exc:
+                self._finish(record, target, started, 502)
+                raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
+            record.usage = self._usage_of(request, payload)
+            record.cost = self._cost(target, asked, record.usage)
+            self._finish(record, target, started, response.status)
+            return ModelAnswer(response.status, response.headers.get("content-type", "application/json"), payload)
+        finally:
+            if not streaming:
+                target.health.in_flight -= 1
+
+    async def _refused(
+        self,
+        response: ProviderResponse,
+        target: Target,
+        model: ModelConfig,
+        provider: Provider,
+        record: UsageRecord,
+        started: float,
+        request: ModelRequest,
+    ) -> None:
+        """A provider's 4xx/5xx: retried, passed on, or a fallback."""
+        try:
+            body = await response.read(MAX_ERROR_BYTES)
+        except UpstreamError:
+            body = b""
+        clean = scrubber(provider.secrets)
+        message, code = _provider_message(body)
+        message = clean.text(message)
+        status = response.status
+        self._finish(record, target, started, status)
+        retry_after = _retry_after(response.headers)
+        error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)
+        if status in RETRY_STATUSES:
+            target.health.failed(f"HTTP {status}: {message[:200]}", model.cooldown_seconds, retry_after)
+            raise _Retry(error)
+        if _is_context_window(status, message, code):
+            raise _Fallback("context", error)
+        if _is_content_policy(status, message, code):
+            raise _Fallback("policy", error)
+        raise error
+
+    def _usage_of(self, request: ModelRequest, payload: bytes) -> Usage:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            data = None
+        usage = (
+            from_anthropic(data.get("usage")) if request.wire == "anthropic" and isinstance(data, dict) else None
+        ) or (from_openai(data.get("usage")) if isinstance(data, dict) else None)
+        if usage is None or usage.empty:
+            usage = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=estimate_tokens(len(payload)),
+                          estimated=True)  # fmt: skip
+        return usage
+
+    def _cost(self, target: Target, asked: str, usage: Usage) -> Any:
+        found = target.pricer(asked)
+        return found.cost(usage) if found is not None else None
+
+    def _finish(self, record: UsageRecord, target: Target, started: float, status: int) -> None:
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.status = status
+        self.meter.record(record)
+
+    async def _relay(
+        self,
+        response: ProviderResponse,
+        target: Target,
+        record: UsageRecord,
+        started: float,
+        added_usage: bool,
+        provider: Provider,
+        prompt: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
+        """Forward the provider's events as they come; read usage on the way; drop the usage chunk
+        the gateway asked for; end with an error event when the provider breaks off."""
+        usage: Usage | None = None
+        output_chars = 0
+        status = 200
+        wire = "anthropic" if provider.wire == "anthropic" else "openai"
+        try:
+            async for event in sse.events(response.stream()):
+                data = event.json()
+                if isinstance(data, dict):
+                    if wire == "openai":
+                        found = from_openai(data.get("usage")) or (
+                            from_openai(data["response"].get("usage"))
+                            if isinstance(data.get("response"), dict)
+                            else None
+                        )
+                        if found is not None:
+                            usage = found
+                            if added_usage and data.get("choices") == []:
+                                continue  # the client did not ask for this chunk
+                        output_chars += _openai_delta_chars(data)
+                    else:
+                        kind = data.get("type")
+                        if kind == "message_start" and isinstance(data.get("message"), dict):
+                            usage = from_anthropic(data["message"].get("usage"), usage)
+                        elif kind == "message_delta":
+                            usage = from_anthropic(data.get("usage"), usage)
+                        elif kind == "content_block_delta":
+                            output_chars += _anthropic_delta_chars(data)
+                yield event.raw
+        except UpstreamError as exc:
+            status = 502
+            message = scrubber(provider.secrets).text(f"the provider's stream broke off: {exc}")
+            logger.warning("model %s: %s", record.model, message)
+            yield _stream_error(wire, message)
+        except BaseException:
+            status = 499  # the client went away (or the gateway is stopping): the provider request is cancelled
+            raise
+        finally:
+            target.health.in_flight -= 1
+            if usage is None or usage.empty:
+                # Never zero for a call that produced tokens: an estimate, marked as one.
+                usage = Usage(input=estimate_tokens(len(json.dumps(prompt))), output=estimate_tokens(output_chars),
+                              estimated=True)  # fmt: skip
+            record.usage = usage
+            record.cost = self._cost(target, record.model, usage)
+            self._finish(record, target, started, status)
+
+
+def _openai_delta_chars(data: dict[str, Any]) -> int:
+    total = 0
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            total += len(content) if isinstance(content, str) else 0
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    total += len(function["arguments"])
+    delta = data.get("delta")
+    if data.get("type", "").endswith(".delta") and isinstance(delta, str):
+        total += len(delta)  # Responses API text deltas
+    return total
+
+
+def _anthropic_delta_chars(data: dict[str, Any]) -> int:
+    delta = data.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    return sum(len(delta[k]) for k in ("text", "partial_json", "thinking") if isinstance(delta.get(k), str))
+
+
+def _stream_error(wire: str, message: str) -> bytes:
+    if wire == "anthropic":
+        return sse.encode({"type": "error", "error": {"type": "api_error", "message": message}}, "error")
+    return sse.encode({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
+
+
+class _Retry(Exception):
+    def __init__(self, error: LlmError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Fallback(Exception):
+    def __init__(self, kind: str, error: LlmError) -> None:
+        super().__init__(error.message)
+        self.kind = kind
+        self.error = error

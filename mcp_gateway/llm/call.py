@@ -29,7 +29,7 @@ import anyio
 
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.config.models import ModelConfig
-from mcp_gateway.llm import sse
+from mcp_gateway.llm import sse, translate
 from mcp_gateway.llm.errors import LlmError, kind_for_status, model_not_found
 from mcp_gateway.llm.providers import Provider
 from mcp_gateway.llm.router import ModelRouter, Target
@@ -244,7 +244,11 @@ class ModelCaller:
             logger.error("model %s: %s", asked, why)
             target.health.failed(why, model.cooldown_seconds)
             raise _Retry(LlmError("api_error", why)) from None
-        if provider.wire != request.wire or not provider.supports(request.operation):
+        translator = None if provider.wire == request.wire else translate.find(request.wire, provider.wire)
+        operation: str | None = request.operation
+        if provider.wire != request.wire:
+            operation = translator.operation(request.operation) if translator is not None else None
+        if operation is None or not provider.supports(operation):
             raise _Retry(
                 LlmError(
                     "invalid_request",
@@ -253,17 +257,19 @@ class ModelCaller:
                 )
             )
         provider_model = target.deployment.model_for(asked)
-        body = dict(request.body)
-        body["model"] = provider_model
         added_usage = False
-        if request.stream and request.wire == "openai" and request.operation == "chat":
-            options = body.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage")):
-                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-                added_usage = True
-        native = provider.request(
-            request.operation, provider_model, json.dumps(body).encode(), request.stream, request.headers
-        )
+        if translator is not None:
+            # A field the provider's format cannot carry is the client's 400 (not retried elsewhere).
+            body = translator.request(request.operation, request.body, model, provider_model, request.stream)
+        else:
+            body = dict(request.body)
+            body["model"] = provider_model
+            if request.stream and request.wire == "openai" and request.operation == "chat":
+                options = body.get("stream_options")
+                if not (isinstance(options, dict) and options.get("include_usage")):
+                    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                    added_usage = True
+        native = provider.request(operation, provider_model, json.dumps(body).encode(), request.stream, request.headers)
         record = UsageRecord(
             consumer=request.principal.consumer if request.principal else None,
             team=request.principal.team if request.principal else None,
@@ -295,16 +301,22 @@ class ModelCaller:
             record.ttft_ms = (response.first_byte_at - started) * 1000
             if request.stream and response.content_type == "text/event-stream":
                 streaming = True  # in flight until the stream ends: _relay lets go
-                events = self._relay(response, target, record, started, added_usage, provider, request.body)
+                events = self._relay(response, target, record, started, added_usage, provider, request, translator)
                 return ModelAnswer(200, "text/event-stream", events=events, headers=[("Cache-Control", "no-cache")])
             try:
                 payload = await response.read()
             except UpstreamError as exc:
                 self._finish(record, target, started, 502)
                 raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
-            record.usage = self._usage_of(request, payload)
+            data = _json_object(payload)
+            record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
             self._finish(record, target, started, response.status)
+            if translator is not None:
+                if data is None:
+                    raise LlmError("bad_gateway", f"model {asked}: the provider's answer is not a JSON object")
+                translated = translator.response(request.operation, data, asked)
+                return ModelAnswer(response.status, "application/json", json.dumps(translated).encode())
             return ModelAnswer(response.status, response.headers.get("content-type", "application/json"), payload)
         finally:
             if not streaming:
@@ -341,18 +353,15 @@ class ModelCaller:
             raise _Fallback("policy", error)
         raise error
 
-    def _usage_of(self, request: ModelRequest, payload: bytes) -> Usage:
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        usage = (
-            from_anthropic(data.get("usage")) if request.wire == "anthropic" and isinstance(data, dict) else None
-        ) or (from_openai(data.get("usage")) if isinstance(data, dict) else None)
-        if usage is None or usage.empty:
-            usage = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=estimate_tokens(len(payload)),
+    def _usage_of(self, wire: str, data: dict[str, Any] | None, request: ModelRequest, size: int) -> Usage:
+        """Usage from a whole answer in the provider's format `wire`; an estimate when it has none."""
+        found = None
+        if data is not None:
+            found = from_anthropic(data.get("usage")) if wire == "anthropic" else from_openai(data.get("usage"))
+        if found is None or found.empty:
+            found = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=estimate_tokens(size),
                           estimated=True)  # fmt: skip
-        return usage
+        return found
 
     def _cost(self, target: Target, asked: str, usage: Usage) -> Any:
         found = target.pricer(asked)
@@ -371,55 +380,87 @@ class ModelCaller:
         started: float,
         added_usage: bool,
         provider: Provider,
-        prompt: dict[str, Any],
+        request: ModelRequest,
+        translator: translate.Translator | None,
     ) -> AsyncIterator[bytes]:
-        """Forward the provider's events as they come; read usage on the way; drop the usage chunk
-        the gateway asked for; end with an error event when the provider breaks off."""
-        usage: Usage | None = None
-        output_chars = 0
+        """The client's stream: the provider's events as they come (translated when the formats
+        differ), usage read from them on the way, the usage chunk the gateway asked for dropped,
+        and an error event in the client's format when the provider breaks off."""
+        tap = _UsageTap(provider.wire, added_usage)
         status = 200
-        wire = "anthropic" if provider.wire == "anthropic" else "openai"
         try:
-            async for event in sse.events(response.stream()):
-                data = event.json()
-                if isinstance(data, dict):
-                    if wire == "openai":
-                        found = from_openai(data.get("usage")) or (
-                            from_openai(data["response"].get("usage"))
-                            if isinstance(data.get("response"), dict)
-                            else None
-                        )
-                        if found is not None:
-                            usage = found
-                            if added_usage and data.get("choices") == []:
-                                continue  # the client did not ask for this chunk
-                        output_chars += _openai_delta_chars(data)
-                    else:
-                        kind = data.get("type")
-                        if kind == "message_start" and isinstance(data.get("message"), dict):
-                            usage = from_anthropic(data["message"].get("usage"), usage)
-                        elif kind == "message_delta":
-                            usage = from_anthropic(data.get("usage"), usage)
-                        elif kind == "content_block_delta":
-                            output_chars += _anthropic_delta_chars(data)
-                yield event.raw
+            native = tap.events(sse.events(response.stream()))
+            if translator is None:
+                async for event in native:
+                    yield event.raw
+            else:
+                async for framed in translator.stream(request.operation, native, record.model):
+                    yield framed
         except UpstreamError as exc:
             status = 502
             message = scrubber(provider.secrets).text(f"the provider's stream broke off: {exc}")
             logger.warning("model %s: %s", record.model, message)
-            yield _stream_error(wire, message)
+            yield _stream_error(request.wire, message)
         except BaseException:
             status = 499  # the client went away (or the gateway is stopping): the provider request is cancelled
             raise
         finally:
             target.health.in_flight -= 1
+            usage = tap.usage
             if usage is None or usage.empty:
                 # Never zero for a call that produced tokens: an estimate, marked as one.
-                usage = Usage(input=estimate_tokens(len(json.dumps(prompt))), output=estimate_tokens(output_chars),
-                              estimated=True)  # fmt: skip
+                usage = Usage(input=estimate_tokens(len(json.dumps(request.body))),
+                              output=estimate_tokens(tap.output_chars), estimated=True)  # fmt: skip
             record.usage = usage
             record.cost = self._cost(target, record.model, usage)
             self._finish(record, target, started, status)
+
+
+class _UsageTap:
+    """Reads usage (and the size of the output, for an estimate) from a provider's stream events."""
+
+    def __init__(self, wire: str, drop_usage_chunk: bool) -> None:
+        self.wire = wire
+        self.drop_usage_chunk = drop_usage_chunk
+        self.usage: Usage | None = None
+        self.output_chars = 0
+
+    async def events(self, events: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
+        """`events`, minus the usage chunk the client did not ask for."""
+        async for event in events:
+            data = event.json()
+            if isinstance(data, dict) and self._read(data):
+                continue
+            yield event
+
+    def _read(self, data: dict[str, Any]) -> bool:
+        """Take what `data` says; True when the event is to be dropped."""
+        if self.wire == "anthropic":
+            kind = data.get("type")
+            if kind == "message_start" and isinstance(data.get("message"), dict):
+                self.usage = from_anthropic(data["message"].get("usage"), self.usage)
+            elif kind == "message_delta":
+                self.usage = from_anthropic(data.get("usage"), self.usage)
+            elif kind == "content_block_delta":
+                self.output_chars += _anthropic_delta_chars(data)
+            return False
+        response = data.get("response")
+        found = from_openai(data.get("usage")) or (
+            from_openai(response.get("usage")) if isinstance(response, dict) else None
+        )
+        self.output_chars += _openai_delta_chars(data)
+        if found is not None:
+            self.usage = found
+            return self.drop_usage_chunk and data.get("choices") == []
+        return False
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _openai_delta_chars(data: dict[str, Any]) -> int:

@@ -1,0 +1,54 @@
+"""Translation between wire formats, for a client whose format is not its provider's.
+
+A `Translator` carries one pair (client format, provider format) both ways: the request into
+the provider's format, the answer and its stream events back into the client's. A request
+field the provider's format cannot carry is a 400 naming the field (`LlmError` with `param`),
+unless the model sets `drop_params`; nothing is dropped silently. Usage is read by the caller
+from the provider's own events, before translation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from mcp_gateway.config.models import ModelConfig
+from mcp_gateway.llm import sse
+
+
+class Translator(Protocol):
+    """One (client format, provider format) pair, both ways."""
+
+    def operation(self, client_operation: str) -> str | None:
+        """The provider operation that serves a client operation; None when it cannot be translated."""
+        ...
+
+    def request(
+        self, operation: str, body: dict[str, Any], model: ModelConfig, provider_model: str, stream: bool
+    ) -> dict[str, Any]:
+        """The provider's request body for the client's `body` (client `operation`); LlmError when it cannot be."""
+        ...
+
+    def response(self, operation: str, body: dict[str, Any], asked: str) -> dict[str, Any]:
+        """The client's answer for the provider's whole answer `body`."""
+        ...
+
+    def stream(self, operation: str, events: AsyncIterator[sse.Event], asked: str) -> AsyncIterator[bytes]:
+        """The client's stream, framed, for the provider's events."""
+        ...
+
+
+_TRANSLATORS: dict[tuple[str, str], Translator] = {}
+
+
+def register(client: str, provider: str, translator: Translator) -> None:
+    """Make `translator` carry `client` format requests to `provider` format deployments."""
+    _TRANSLATORS[(client, provider)] = translator
+
+
+def find(client: str, provider: str) -> Translator | None:
+    """The translator for a pair of formats, if there is one."""
+    return _TRANSLATORS.get((client, provider))
+
+
+__all__ = ["Translator", "find", "register"]

@@ -88,6 +88,9 @@ def from_anthropic(data: Any, into: Usage | None = None) -> Usage | None:
         usage.input = _int(data.get("input_tokens")) + usage.cache_read + usage.cache_write
     if "output_tokens" in data:
         usage.output = _int(data.get("output_tokens"))
+    details = data.get("output_tokens_details")
+    if isinstance(details, dict) and "thinking_tokens" in details:
+        usage.reasoning = _int(details.get("thinking_tokens"))  # part of output_tokens, counted apart
     return usage
 
 

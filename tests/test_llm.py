@@ -279,8 +279,8 @@ def test_anthropic_sdk_messages_streams_and_count_tokens(
 
 def test_a_door_that_cannot_reach_a_model_says_so(running: Running) -> None:
     client = openai.OpenAI(base_url=running.v1, api_key=running.key, max_retries=0)
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError) as caught:  # Anthropic has no embeddings
+        client.embeddings.create(model="claude-test", input="x")
     assert "cannot be translated" in str(caught.value)
 
 

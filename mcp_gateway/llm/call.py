@@ -315,7 +315,7 @@ class ModelCaller:
             if translator is not None:
                 if data is None:
                     raise LlmError("bad_gateway", f"model {asked}: the provider's answer is not a JSON object")
-                translated = translator.response(request.operation, data, asked)
+                translated = translator.response(request.operation, data, request.model, request.body)
                 return ModelAnswer(response.status, "application/json", json.dumps(translated).encode())
             return ModelAnswer(response.status, response.headers.get("content-type", "application/json"), payload)
         finally:
@@ -394,7 +394,7 @@ class ModelCaller:
                 async for event in native:
                     yield event.raw
             else:
-                async for framed in translator.stream(request.operation, native, record.model):
+                async for framed in translator.stream(request.operation, native, request.model, request.body):
                     yield framed
         except UpstreamError as exc:
             status = 502

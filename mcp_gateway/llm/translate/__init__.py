@@ -9,7 +9,7 @@ from the provider's own events, before translation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from mcp_gateway.config.models import ModelConfig
@@ -29,11 +29,16 @@ class Translator(Protocol):
         """The provider's request body for the client's `body` (client `operation`); LlmError when it cannot be."""
         ...
 
-    def response(self, operation: str, body: dict[str, Any], asked: str) -> dict[str, Any]:
-        """The client's answer for the provider's whole answer `body`."""
+    def response(
+        self, operation: str, body: dict[str, Any], asked: str, client_body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The client's answer for the provider's whole answer `body`, to the client's request
+        `client_body`, answering as model `asked`."""
         ...
 
-    def stream(self, operation: str, events: AsyncIterator[sse.Event], asked: str) -> AsyncIterator[bytes]:
+    def stream(
+        self, operation: str, events: AsyncIterator[sse.Event], asked: str, client_body: Mapping[str, Any]
+    ) -> AsyncIterator[bytes]:
         """The client's stream, framed, for the provider's events."""
         ...
 
@@ -50,5 +55,12 @@ def find(client: str, provider: str) -> Translator | None:
     """The translator for a pair of formats, if there is one."""
     return _TRANSLATORS.get((client, provider))
 
+
+# The translators there are, registered when the package is imported (last: they need the above).
+from mcp_gateway.llm.translate.anthropic_openai import AnthropicToOpenAI  # noqa: E402
+from mcp_gateway.llm.translate.openai_anthropic import OpenAIToAnthropic  # noqa: E402
+
+register("openai", "anthropic", OpenAIToAnthropic())
+register("anthropic", "openai", AnthropicToOpenAI())
 
 __all__ = ["Translator", "find", "register"]

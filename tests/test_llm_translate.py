@@ -13,6 +13,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -1804,3 +1805,27 @@ def test_a_stream_that_breaks_ends_with_an_error_in_the_clients_format(
         for _ in events:
             pass
     assert "broke off" in str(broken.value)
+
+
+def test_a_provider_key_echoed_on_the_translated_path_is_scrubbed(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    openai_fake, anthropic_fake = fakes
+    wrong = ("sk-wrong-openai-key-echoed-31", "sk-ant-wrong-key-echoed-42")
+    for running in _start(tmp_path, _models(openai_fake.url, anthropic_fake.url)):
+        running.gateway.vault.put("openai-key", wrong[0])
+        running.gateway.vault.put("anthropic-key", wrong[1])
+        anyio.run(running.gateway.refresh_credentials)
+        for stream in (False, True):
+            # The fakes answer 401 quoting the key they were given, as some servers do.
+            with pytest.raises(openai.AuthenticationError) as caught:
+                _openai(running).chat.completions.create(model="claude-test", messages=HI, stream=stream)  # type: ignore[call-overload]
+            assert "Incorrect API key provided" in caught.value.body["message"]  # type: ignore[index]
+            with pytest.raises(anthropic.AuthenticationError) as refused:
+                _anthropic(running).messages.create(model="gpt-test", max_tokens=5, messages=HI, stream=stream)  # type: ignore[call-overload,arg-type]
+            assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+            for text in (json.dumps(caught.value.body), json.dumps(refused.value.body)):
+                assert "Incorrect API key provided" in text and not any(key in text for key in wrong)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert not any(key in logged for key in (*wrong, OPENAI_KEY, ANTHROPIC_KEY))

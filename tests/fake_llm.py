@@ -35,6 +35,7 @@ class Misbehave:
     delay: float = 0.0
     break_after: int | None = None
     hang: bool = False
+    error_event: bytes | None = None  # sent as the second event of a stream, then the stream ends
 
 
 @dataclass
@@ -405,6 +406,9 @@ class FakeProvider:
                     raise RuntimeError("scripted break")  # uvicorn drops the connection mid-body
                 if plan is not None and plan.hang and number == 1:
                     await anyio.sleep(3600)
+                if plan is not None and plan.error_event is not None and number == 1:
+                    yield plan.error_event.replace(b"{key}", self.key.encode())
+                    return
                 yield event
         except BaseException:
             self.cancelled += 1

@@ -302,3 +302,26 @@ def test_model_names_may_be_globs() -> None:
     glob = ModelConfig.model_validate({"name": "claude-*", "deployments": [{"provider": "anthropic"}]})
     assert glob.matches("claude-opus-4") and not glob.matches("gpt-4o")
     assert glob.deployments[0].model_for("claude-opus-4") == "claude-opus-4"
+
+
+def test_an_error_event_in_a_stream_is_scrubbed_of_the_provider_key(
+    running: Running, openai_fake: FakeProvider, anthropic_fake: FakeProvider
+) -> None:
+    """A provider that reports a failure mid-stream may quote its request: the key goes."""
+    openai_fake.script.append(
+        Misbehave(error_event=b'data: {"error": {"message": "trouble with key {key}", "type": "server_error"}}\n\n')
+    )
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
+    headers = {"Authorization": f"Bearer {running.key}"}
+    answer = httpx2.post(running.v1 + "/chat/completions", json=body, headers=headers)
+    assert "trouble with key [REDACTED]" in answer.text and OPENAI_KEY not in answer.text
+    anthropic_fake.script.append(
+        Misbehave(
+            error_event=b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", '
+            b'"message": "key {key} overloaded"}}\n\n'
+        )
+    )
+    body = {"model": "claude-test", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}], "stream": True}
+    answer = httpx2.post(running.v1 + "/messages", json=body, headers={**headers, "anthropic-version": "2023-06-01"})
+    assert "key [REDACTED] overloaded" in answer.text and ANTHROPIC_KEY not in answer.text
+    assert "event: error" in answer.text

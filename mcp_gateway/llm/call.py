@@ -386,7 +386,7 @@ class ModelCaller:
         """The client's stream: the provider's events as they come (translated when the formats
         differ), usage read from them on the way, the usage chunk the gateway asked for dropped,
         and an error event in the client's format when the provider breaks off."""
-        tap = _UsageTap(provider.wire, added_usage)
+        tap = _UsageTap(provider.wire, added_usage, provider.secrets)
         status = 200
         try:
             native = tap.events(sse.events(response.stream()))
@@ -419,18 +419,23 @@ class ModelCaller:
 class _UsageTap:
     """Reads usage (and the size of the output, for an estimate) from a provider's stream events."""
 
-    def __init__(self, wire: str, drop_usage_chunk: bool) -> None:
+    def __init__(self, wire: str, drop_usage_chunk: bool, secrets: list[str]) -> None:
         self.wire = wire
         self.drop_usage_chunk = drop_usage_chunk
+        self.secrets = secrets
         self.usage: Usage | None = None
         self.output_chars = 0
 
     async def events(self, events: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
-        """`events`, minus the usage chunk the client did not ask for."""
+        """`events`, minus the usage chunk the client did not ask for; an error event the provider
+        sends is scrubbed of its keys (it may quote the request)."""
         async for event in events:
             data = event.json()
-            if isinstance(data, dict) and self._read(data):
-                continue
+            if isinstance(data, dict):
+                if self._read(data):
+                    continue
+                if "error" in data or event.name == "error":
+                    event = _scrubbed(event, data, self.secrets)
             yield event
 
     def _read(self, data: dict[str, Any]) -> bool:
@@ -453,6 +458,15 @@ class _UsageTap:
             self.usage = found
             return self.drop_usage_chunk and data.get("choices") == []
         return False
+
+
+def _scrubbed(event: sse.Event, data: dict[str, Any], secrets: list[str]) -> sse.Event:
+    """`event` with `secrets` scrubbed from its data (re-framed only when one was there)."""
+    clean = scrubber(secrets)
+    if not clean or not clean.present(event.data):
+        return event
+    scrubbed = clean.data(data)
+    return sse.Event(sse.encode(scrubbed, event.name or None), event.name, json.dumps(scrubbed))
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:

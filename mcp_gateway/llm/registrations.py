@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
 import anyio.to_thread
 
 from mcp_gateway.config.base import PLAIN_HIDDEN, SECRET_REF
@@ -110,6 +111,9 @@ class ModelRegistry:
         self.served: dict[str, ServedModel] = {}
         self.shadowed: list[str] = []  # registered names the config file also defines
         self._revision = -1
+        # One reload at a time: a poll that read the store before an admin write must not apply
+        # its older view after the write's.
+        self._reloading = anyio.Lock()
 
     async def load(self) -> None:
         """Read the store and serve what it says (at start)."""
@@ -124,16 +128,17 @@ class ModelRegistry:
         return await self._reload()
 
     async def _reload(self) -> bool:
-        registrations: list[ModelRegistration] = []
-        if self.store is not None:
-            store = self.store
+        async with self._reloading:
+            registrations: list[ModelRegistration] = []
+            if self.store is not None:
+                store = self.store
 
-            def read() -> tuple[int, list[ModelRegistration]]:
-                # The revision first: a write after it is seen at the next poll.
-                return store.revision(), store.list()
+                def read() -> tuple[int, list[ModelRegistration]]:
+                    # The revision first: a write after it is seen at the next poll.
+                    return store.revision(), store.list()
 
-            self._revision, registrations = await anyio.to_thread.run_sync(read)
-        return await self._serve(registrations)
+                self._revision, registrations = await anyio.to_thread.run_sync(read)
+            return await self._serve(registrations)
 
     async def _serve(self, registrations: list[ModelRegistration]) -> bool:
         served = {name: ServedModel(m, "config") for name, m in self.config_models.items()}

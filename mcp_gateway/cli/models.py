@@ -140,9 +140,8 @@ def cmd_add(args: argparse.Namespace) -> int:
                 "add --replace to replace it, or choose another name",
                 2,
             )
-        missing = sorted(
-            {d.api_key[7:] for d in model.deployments if d.api_key and opened.vault.info(d.api_key[7:]) is None}
-        )
+        named = {getattr(d, f)[len("secret:") :] for d in model.deployments for f in d.SECRET_FIELDS if getattr(d, f)}
+        missing = sorted(name for name in named if opened.vault.info(name) is None)
         replaced = opened.store.put(model)
     print(f"{'replaced' if replaced else 'registered'} model {model.name}: {_labels(model)}")
     for name in missing:

@@ -27,6 +27,7 @@ PROBE_TIMEOUT = 30.0
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 300
 _PROMPT = [{"role": "user", "content": "ping"}]
+_OPERATIONS = {"openai": "chat", "anthropic": "messages"}  # the probe's request, per wire format
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,10 @@ async def probe_deployment(
     except Exception as exc:  # a missing secret, say: named, never a value
         return ProbeResult(**result, ok=False, failure="setup", message=f"cannot be set up: {exc}")
     clean = scrubber(provider.secrets)
+    if not provider.supports(_OPERATIONS.get(provider.wire, "")):
+        await provider.aclose()
+        why = f"the probe speaks {' and '.join(_OPERATIONS)}; this deployment speaks {provider.wire}"
+        return ProbeResult(**result, ok=False, failure="skipped", message=why)
     try:
         started = time.perf_counter()
         status, answer = await _send(provider, deployment.model_for(asked))

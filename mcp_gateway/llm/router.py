@@ -9,6 +9,11 @@ A model's deployments are ordered per request by its strategy:
 A deployment that failed `COOL_AFTER` times in a row, or answered 429 with a `Retry-After`,
 rests (is tried last) until its cool-down ends. Providers are built on first use, in a worker
 thread (that reads the vault), one build per deployment however many calls arrive at once.
+
+The models can change while calls run (`update`, from registrations): a deployment that stays
+as it was keeps its target, so its health and pooled provider carry over; the targets of
+removed or changed deployments retire, and their providers close once their last call (a
+stream, say) has ended (`sweep`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from mcp_gateway.llm.usage import Pricer, pricer
 COOL_AFTER = 3  # consecutive failures
 RETIRED_KEPT = 32  # providers replaced after a secret change, kept open for streams still reading
 EWMA_WEIGHT = 0.2  # of the newest sample
+
+
+class RetiredDeployment(Exception):
+    """A deployment that is no longer served was asked for a provider."""
 
 
 @dataclass(slots=True)
@@ -89,6 +98,7 @@ class Target:
     provider: Provider | None = None
     revision: int = -1  # of the secrets the provider was built from
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    retired: bool = False  # its deployment was removed or changed: no new provider is built for it
 
     def pricer(self, asked: str) -> Pricer | None:
         """Its price for a request that asked for `asked`."""
@@ -106,16 +116,57 @@ class ModelRouter:
         revision: Callable[[], int] = lambda: 0,
     ) -> None:
         """`revision` (blocking) is the secrets' revision: it moves whenever `resolve` may answer otherwise."""
-        self.models = list(models)
         self.resolve = resolve
         self.user_agent = user_agent
         self.revision = revision
         self._retired: list[Provider] = []
-        self.targets: dict[str, list[Target]] = {
-            m.name: [Target(m, i, d) for i, d in enumerate(m.deployments)] for m in self.models
-        }
-        self._exact = {m.name: m for m in self.models if not m.is_glob}
-        self._globs = [m for m in self.models if m.is_glob]
+        self._leaving: list[Target] = []  # retired targets whose provider may still serve a call
+        self.models: list[ModelConfig] = []
+        self.targets: dict[str, list[Target]] = {}
+        self._exact: dict[str, ModelConfig] = {}
+        self._globs: list[ModelConfig] = []
+        self.update(models)
+
+    def update(self, models: Iterable[ModelConfig]) -> bool:
+        """Serve `models` from now on; True if anything changed. A deployment listed again unchanged
+        under the same model name keeps its target (health, provider); the others retire, and
+        `sweep` closes their providers once no call uses them."""
+        models = list(models)
+        unmatched = {name: list(targets) for name, targets in self.targets.items()}
+        targets: dict[str, list[Target]] = {}
+        for model in models:
+            pool = unmatched.get(model.name, [])
+            kept = []
+            for index, deployment in enumerate(model.deployments):
+                same = next((t for t in pool if t.deployment == deployment), None)
+                if same is None:
+                    kept.append(Target(model, index, deployment))
+                else:
+                    pool.remove(same)
+                    same.model, same.index = model, index
+                    kept.append(same)
+            targets[model.name] = kept
+        leaving = [t for pool in unmatched.values() for t in pool]
+        changed = bool(leaving) or models != self.models
+        # One swap, no await in between: a call sees the old models or the new ones, never a mix.
+        self.models, self.targets = models, targets
+        self._exact = {m.name: m for m in models if not m.is_glob}
+        self._globs = [m for m in models if m.is_glob]
+        for target in leaving:
+            target.retired = True
+            self._leaving.append(target)
+        return changed
+
+    async def sweep(self) -> None:
+        """Close the providers of retired targets that no call uses any more."""
+        still: list[Target] = []
+        for target in self._leaving:
+            if target.health.in_flight > 0 or target.lock.locked():  # (locked: its provider is being built)
+                still.append(target)
+            elif target.provider is not None:
+                provider, target.provider = target.provider, None
+                await provider.aclose()
+        self._leaving = still
 
     def find(self, asked: str) -> ModelConfig | None:
         """The model serving `asked`: an exact name first, then the first glob that matches."""
@@ -149,6 +200,11 @@ class ModelRouter:
         if target.provider is not None:
             return target.provider
         async with target.lock:
+            if target.retired:
+                # A call that chose it before its model changed: on to the next deployment.
+                raise RetiredDeployment(
+                    f"deployment {target.deployment.label(target.model.name)} was removed or changed"
+                )
             if target.provider is None:
                 target.revision, target.provider = await anyio.to_thread.run_sync(self._build, target.deployment)
         return target.provider
@@ -171,7 +227,7 @@ class ModelRouter:
 
     async def aclose(self) -> None:
         """Close every provider's pool."""
-        for targets in self.targets.values():
+        for targets in [*self.targets.values(), self._leaving]:
             for target in targets:
                 if target.provider is not None:
                     self._retired.append(target.provider)

@@ -157,7 +157,7 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
         kind = data.get("subject_kind")
         subject = "*" if kind == "everyone" else data.get("subject")
         if not isinstance(subject, str) or not subject:
-            raise AdminInputError("subject is required (a consumer, team or org name)")
+            raise AdminInputError("subject is required (an API key id, a consumer, team or org name)")
         read_only = data.get("read_only")
         if read_only is not None and not isinstance(read_only, bool):
             raise AdminInputError("read_only must be true, false or absent")

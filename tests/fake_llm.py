@@ -36,6 +36,7 @@ class Misbehave:
     break_after: int | None = None
     hang: bool = False
     error_event: bytes | None = None  # sent as the second event of a stream, then the stream ends
+    reflect_key: bool = False  # the reply quotes the provider's own key (a misconfigured echo)
 
 
 @dataclass
@@ -425,6 +426,8 @@ class FakeProvider:
         model = body.get("model")
         created = int(time.time())
         text = _words(body)
+        if plan is not None and plan.reflect_key:
+            text = f"your key is {self.key} ok"
         tool_calls = None
         if name := _openai_tool(body, text):
             arguments = json.dumps(WEATHER_INPUT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,19 @@ def _start(tmp_path: Path, models: list[dict[str, object]], auth: bool = True) -
         yield Running(url, gateway, key)
 
 
+def usage_lines(caplog: pytest.LogCaptureFixture, at_least: int = 1) -> list[str]:
+    """The model calls' log lines, once there are `at_least`: a stream's line is written when the
+    provider's stream has ended, which may be just after the client read its last event."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [
+            m for r in caplog.records if r.name == "mcp_gateway.models" and (m := r.getMessage()).startswith("model=")
+        ]
+        if len(lines) >= at_least or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
 # -- OpenAI front door --------------------------------------------------------------------------------------
 
 
@@ -119,7 +133,7 @@ def test_openai_sdk_chat_with_the_gateway_key_only(running: Running, openai_fake
     # The provider got its own key and the model id of the deployment; never the caller's key.
     assert seen.headers["authorization"] == f"Bearer {OPENAI_KEY}" and seen.body["model"] == "gpt-4o"
     assert running.key not in json.dumps(seen.headers) + json.dumps(seen.body)
-    line = next(r.getMessage() for r in caplog.records if r.name == "mcp_gateway.models")
+    line = usage_lines(caplog)[0]
     assert "model=gpt-test" in line and "consumer=alice" in line and "in=11 out=7 cache_read=3" in line
     assert "reasoning=2" in line and "cost=" in line and "cost=-" not in line  # gpt-4o is priced
 
@@ -132,7 +146,7 @@ def test_streams_ask_for_usage_and_drop_the_extra_chunk(running: Running, openai
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: one two three "
     assert all(c.choices for c in chunks), "the usage chunk the client did not ask for was passed on"
     assert openai_fake.seen[-1].body["stream_options"] == {"include_usage": True}
-    line = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.models"][-1]
+    line = usage_lines(caplog)[-1]
     assert "in=11 out=7" in line and "stream=True" in line and "estimated" not in line
     # Asked for, it is delivered.
     chunks = list(
@@ -268,7 +282,7 @@ def test_anthropic_sdk_messages_streams_and_count_tokens(
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == "echo: un deux " and final.usage.output_tokens == 6
-    lines = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.models"]
+    lines = usage_lines(caplog, 2)
     # Anthropic's input_tokens leave out cache reads and writes; the record counts every prompt token.
     assert "in=18 out=6 cache_read=4 cache_write=2" in lines[-1] and "stream=True" in lines[-1]
     counted = client.messages.count_tokens(model="claude-test", messages=[{"role": "user", "content": "count me"}])
@@ -325,3 +339,20 @@ def test_an_error_event_in_a_stream_is_scrubbed_of_the_provider_key(
     answer = httpx2.post(running.v1 + "/messages", json=body, headers={**headers, "anthropic-version": "2023-06-01"})
     assert "key [REDACTED] overloaded" in answer.text and ANTHROPIC_KEY not in answer.text
     assert "event: error" in answer.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_reflecting_its_key_in_an_answer_has_it_scrubbed(
+    running: Running, openai_fake: FakeProvider, stream: bool
+) -> None:
+    openai_fake.script.append(Misbehave(reflect_key=True))
+    client = openai.OpenAI(base_url=running.v1, api_key=running.key)
+    reply = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}], stream=stream)
+    text = (
+        "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+        if stream
+        else (
+            reply.choices[0].message.content  # type: ignore[union-attr]
+        )
+    )
+    assert OPENAI_KEY not in text and "[REDACTED]" in text

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fake_llm import FakeProvider, Misbehave
 from tests.servers import serve_in_thread
-from tests.test_llm import OPENAI_KEY, Running, _start
+from tests.test_llm import OPENAI_KEY, Running, _start, usage_lines
 
 MESSAGES = [{"role": "user", "content": "ping"}]
 
@@ -153,7 +153,7 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event(
             for chunk in stream:
                 got.append(chunk)
         assert len(got) == 2 and "broke off" in str(caught.value)
-        line = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.models"][-1]
+        line = usage_lines(caplog)[-1]
         assert "status=502" in line and "estimated" in line  # no usage came: estimated, not zero
         assert " out=0 " not in line
 

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from mcp_gateway.llm.router import ModelRouter, Target
 from mcp_gateway.llm.transport import ProviderResponse
 from mcp_gateway.llm.usage import Meter, Usage, UsageRecord, estimate_tokens, from_anthropic, from_openai
 from mcp_gateway.upstream.client import UpstreamError
-from mcp_gateway.upstream.scrub import scrubber
+from mcp_gateway.upstream.scrub import Scrubber, scrubber
 
 logger = logging.getLogger("mcp_gateway.models")
 
@@ -309,6 +309,15 @@ class ModelCaller:
                 self._finish(record, target, started, 502)
                 raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
             data = _json_object(payload)
+            clean = scrubber(provider.secrets)
+            if clean and clean.present(payload.decode("utf-8", errors="replace")):
+                # A provider that reflects its request must not hand its key to the client.
+                data = clean.data(data) if data is not None else None
+                payload = (
+                    json.dumps(data).encode()
+                    if data is not None
+                    else clean.text(payload.decode("utf-8", errors="replace")).encode()
+                )
             record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
             self._finish(record, target, started, response.status)
@@ -386,25 +395,15 @@ class ModelCaller:
         """The client's stream: the provider's events as they come (translated when the formats
         differ), usage read from them on the way, the usage chunk the gateway asked for dropped,
         and an error event in the client's format when the provider breaks off."""
-        tap = _UsageTap(provider.wire, added_usage, provider.secrets)
-        status = 200
-        try:
-            native = tap.events(sse.events(response.stream()))
-            if translator is None:
-                async for event in native:
-                    yield event.raw
-            else:
-                async for framed in translator.stream(request.operation, native, request.model, request.body):
-                    yield framed
-        except UpstreamError as exc:
-            status = 502
-            message = scrubber(provider.secrets).text(f"the provider's stream broke off: {exc}")
-            logger.warning("model %s: %s", record.model, message)
-            yield _stream_error(request.wire, message)
-        except BaseException:
-            status = 499  # the client went away (or the gateway is stopping): the provider request is cancelled
-            raise
-        finally:
+        done = False
+
+        def account(status: int) -> None:
+            # Once, at the provider's last event (before the client sees the end of its stream:
+            # usage is on record however fast the client hangs up), or when the stream breaks.
+            nonlocal done
+            if done:
+                return
+            done = True
             target.health.in_flight -= 1
             usage = tap.usage
             if usage is None or usage.empty:
@@ -415,12 +414,32 @@ class ModelCaller:
             record.cost = self._cost(target, record.model, usage)
             self._finish(record, target, started, status)
 
+        tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
+        try:
+            native = tap.events(sse.events(response.stream()))
+            if translator is None:
+                async for event in native:
+                    yield event.raw
+            else:
+                async for framed in translator.stream(request.operation, native, request.model, request.body):
+                    yield framed
+            account(200)
+        except UpstreamError as exc:
+            account(502)
+            message = scrubber(provider.secrets).text(f"the provider's stream broke off: {exc}")
+            logger.warning("model %s: %s", record.model, message)
+            yield _stream_error(request.wire, message)
+        except BaseException:
+            account(499)  # the client went away (or the gateway is stopping): the provider request is cancelled
+            raise
+
 
 class _UsageTap:
     """Reads usage (and the size of the output, for an estimate) from a provider's stream events."""
 
-    def __init__(self, wire: str, drop_usage_chunk: bool, secrets: list[str]) -> None:
+    def __init__(self, wire: str, drop_usage_chunk: bool, secrets: list[str], at_end: Callable[[], None]) -> None:
         self.wire = wire
+        self.at_end = at_end
         self.drop_usage_chunk = drop_usage_chunk
         self.secrets = secrets
         self.usage: Usage | None = None
@@ -428,14 +447,16 @@ class _UsageTap:
 
     async def events(self, events: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
         """`events`, minus the usage chunk the client did not ask for; an error event the provider
-        sends is scrubbed of its keys (it may quote the request)."""
+        sends (or any that quotes the request) is scrubbed of the provider's keys."""
+        clean = scrubber(self.secrets)
         async for event in events:
             data = event.json()
-            if isinstance(data, dict):
-                if self._read(data):
-                    continue
-                if "error" in data or event.name == "error":
-                    event = _scrubbed(event, data, self.secrets)
+            if isinstance(data, dict) and self._read(data):
+                continue
+            if clean and clean.present(event.data):
+                event = _scrubbed(event, data, clean)
+            if _is_last(self.wire, event, data):
+                self.at_end()
             yield event
 
     def _read(self, data: dict[str, Any]) -> bool:
@@ -460,13 +481,22 @@ class _UsageTap:
         return False
 
 
-def _scrubbed(event: sse.Event, data: dict[str, Any], secrets: list[str]) -> sse.Event:
-    """`event` with `secrets` scrubbed from its data (re-framed only when one was there)."""
-    clean = scrubber(secrets)
-    if not clean or not clean.present(event.data):
-        return event
-    scrubbed = clean.data(data)
-    return sse.Event(sse.encode(scrubbed, event.name or None), event.name, json.dumps(scrubbed))
+_LAST_EVENTS = frozenset(("message_stop", "response.completed", "response.failed", "response.incomplete"))
+
+
+def _is_last(wire: str, event: sse.Event, data: Any) -> bool:
+    """Whether `event` ends the provider's stream (`[DONE]`, Anthropic's message_stop, a Responses
+    API end event); the usage it will report has arrived by then."""
+    if wire == "openai":
+        return event.data == "[DONE]" or (isinstance(data, dict) and data.get("type") in _LAST_EVENTS)
+    return isinstance(data, dict) and data.get("type") in _LAST_EVENTS
+
+
+def _scrubbed(event: sse.Event, data: Any, clean: Scrubber) -> sse.Event:
+    """`event` re-framed with the scrubber's secrets replaced in its data."""
+    scrubbed = clean.data(data) if data is not None else clean.text(event.data)
+    text = scrubbed if isinstance(scrubbed, str) else json.dumps(scrubbed)
+    return sse.Event(sse.encode(text, event.name or None), event.name, text)
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:

@@ -384,8 +384,9 @@ class ModelCaller:
         elif data is not None:
             found = from_anthropic(data.get("usage")) if wire == "anthropic" else from_openai(data.get("usage"))
         if found is None or found.empty:
-            found = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=estimate_tokens(size),
-                          estimated=True)  # fmt: skip
+            # Embeddings produce no output tokens (Gemini's report none at all): only the input is estimated.
+            output = 0 if request.operation == "embeddings" else estimate_tokens(size)
+            found = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=output, estimated=True)
         return found
 
     def _cost(self, target: Target, asked: str, usage: Usage) -> Any:

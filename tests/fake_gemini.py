@@ -57,6 +57,8 @@ GENERATION_FIELDS = frozenset(
         "thinkingConfig",
     )
 )
+# Vertex's countTokens takes a request's contents, system instruction, tools and generation config.
+VERTEX_COUNT_FIELDS = frozenset(("model", "instances", "contents", "systemInstruction", "tools", "generationConfig"))
 PART_FIELDS = frozenset(
     ("text", "thought", "thoughtSignature", "inlineData", "fileData", "functionCall", "functionResponse")
 )
@@ -188,6 +190,9 @@ class FakeGemini(FakeProvider):
 
     def count_tokens_of(self, body: dict[str, Any], model: str, vertex: bool) -> Response:
         if vertex:
+            unknown = sorted(set(body) - VERTEX_COUNT_FIELDS)
+            if unknown:
+                return _error(400, f'Invalid JSON payload received. Unknown name "{unknown[0]}"', "INVALID_ARGUMENT")
             request = body
         else:
             # AI Studio counts a whole request only inside generateContentRequest, which names the model.

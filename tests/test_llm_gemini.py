@@ -1177,6 +1177,16 @@ def test_count_tokens_and_embeddings(running: Running, google: Google, caplog: p
     inner = seen.body["generateContentRequest"]
     assert inner["model"] == "models/gemini-2.5-flash" and inner["systemInstruction"] == {"parts": [{"text": "s"}]}
     assert counted.input_tokens == len(json.dumps(inner)) // 4
+    # Vertex takes the request as it is, without a function calling mode.
+    _anthropic(running).messages.count_tokens(
+        model="vertex-test",
+        messages=[{"role": "user", "content": "count me"}],
+        tools=[CLAUDE_WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "any"},
+    )
+    seen = google.gemini.seen[-1]
+    assert seen.path.endswith("/publishers/google/models/gemini-2.5-pro:countTokens")
+    assert set(seen.body) == {"contents", "tools"}
     client = _openai(running)
     vectors = client.embeddings.create(model="gemini-embed", input=["a", "b"])  # the SDK asks for base64
     assert [d.embedding for d in vectors.data] == [VECTOR, VECTOR]

@@ -67,6 +67,10 @@ class AnthropicToGemini:
         if (system := fields.pop("system")) is not None:
             out["systemInstruction"] = {"parts": _system(system, fields)}
         _tools(fields, out)
+        if operation == "count_tokens":
+            # Counting takes no function calling mode (Vertex's countTokens has no such field),
+            # and the mode adds no token to the prompt.
+            out.pop("toolConfig", None)
         config: dict[str, Any] = {}
         if (limit := fields.pop("max_tokens")) is not None:
             config["maxOutputTokens"] = as_int(limit, "max_tokens")

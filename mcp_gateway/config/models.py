@@ -9,13 +9,14 @@ when a deployment is first used, never at config load.
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from mcp_gateway.config.base import StrictModel
 
-Provider = Literal["openai", "azure", "anthropic"]
+Provider = Literal["openai", "azure", "anthropic", "gemini", "vertex"]
 Strategy = Literal["priority", "weighted", "least-latency", "lowest-cost", "least-busy"]
 
 # The wire format each provider speaks natively: a client speaking the same one is passed through.
@@ -23,11 +24,19 @@ PROVIDER_WIRE: dict[str, str] = {
     "openai": "openai",
     "azure": "openai",
     "anthropic": "anthropic",
+    "gemini": "gemini",  # Google AI Studio
+    "vertex": "gemini",  # Gemini on Vertex AI
 }
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
+# Vertex AI's regional endpoint; the `global` region has no prefix.
+VERTEX_BASE_URL = "https://{region}-aiplatform.googleapis.com"
+VERTEX_GLOBAL_BASE_URL = "https://aiplatform.googleapis.com"
+_REGION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,127}$")  # my-project-123, or a legacy example.com:project
 
 
 class Price(StrictModel):
@@ -42,7 +51,7 @@ class Price(StrictModel):
 class DeploymentConfig(StrictModel):
     """One provider endpoint that serves a model."""
 
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key",)
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "service_account")
     provider: Provider
     model: str | None = Field(
         default=None, description="the provider's model id (Azure: the deployment name); default: the name asked for"
@@ -50,7 +59,15 @@ class DeploymentConfig(StrictModel):
     name: str | None = Field(default=None, description="how health and usage name it; default: provider/model")
     api_key: str | None = Field(default=None, repr=False, description="secret:NAME or env:NAME")
     base_url: str | None = Field(default=None, description="default: the provider's public endpoint")
-    api_version: str | None = Field(default=None, description="Azure's api-version; Anthropic's anthropic-version")
+    api_version: str | None = Field(
+        default=None,
+        description="Azure's api-version; Anthropic's anthropic-version; Gemini's API version (v1beta; Vertex: v1)",
+    )
+    region: str | None = Field(default=None, description="Vertex AI: the location (us-central1, europe-west4, global)")
+    project: str | None = Field(default=None, description="Vertex AI: the Google Cloud project id")
+    service_account: str | None = Field(
+        default=None, repr=False, description="Vertex AI: the service account's JSON key, secret:NAME or env:NAME"
+    )
     weight: float = Field(default=1.0, gt=0, description="share of traffic under the weighted strategy")
     timeout: float = Field(default=600.0, gt=0, description="seconds for one provider call (streams: to the end)")
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -72,7 +89,36 @@ class DeploymentConfig(StrictModel):
     def _needs(self) -> DeploymentConfig:
         if self.provider == "azure" and not (self.base_url and self.model):
             raise ValueError("an azure deployment needs base_url (https://NAME.openai.azure.com) and model")
+        if self.provider == "gemini" and not self.api_key:
+            raise ValueError("a gemini deployment needs api_key (an AI Studio key: secret:NAME or env:NAME)")
+        if self.provider == "vertex":
+            missing = [n for n in ("project", "region", "service_account") if not getattr(self, n)]
+            if missing:
+                raise ValueError(
+                    f"a vertex deployment needs {', '.join(missing)} (project and region of the Vertex AI "
+                    "endpoint; service_account: the service account's JSON key, secret:NAME)"
+                )
+            if self.api_key:
+                raise ValueError("a vertex deployment authenticates with service_account, not api_key")
+        elif self.project or self.region or self.service_account:
+            raise ValueError("project, region and service_account are for vertex deployments only")
         return self
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        # It becomes part of a host name: letters, digits and dashes only.
+        if value is not None and not _REGION.match(value):
+            raise ValueError("region must be a Vertex AI location such as us-central1 or global")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        # It becomes part of a URL path: no slashes, no spaces.
+        if value is not None and not _PROJECT.match(value):
+            raise ValueError("project must be a Google Cloud project id (lower-case letters, digits, dashes)")
+        return value
 
     def model_for(self, asked: str) -> str:
         """The provider's model id for a request that asked for `asked`."""
@@ -125,21 +171,26 @@ class ModelConfig(StrictModel):
 
 # Provider keys in the usual environment variables serve models with no configuration at all.
 # More specific globs first: a request is served by the first model whose name matches.
+# Each: the key's variables (the first one set wins), the base URL's variable, provider, model glob.
 ENV_PROVIDERS = (
-    ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "anthropic", "claude-*"),
-    ("OPENAI_API_KEY", "OPENAI_BASE_URL", "openai", "*"),
+    (("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL", "anthropic", "claude-*"),
+    # Google's own SDKs read either name for an AI Studio key.
+    (("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GOOGLE_GEMINI_BASE_URL", "gemini", "gemini-*"),
+    (("OPENAI_API_KEY",), "OPENAI_BASE_URL", "openai", "*"),
 )
 
 
 def models_from_environment(environ: dict[str, str] | None = None) -> list[ModelConfig]:
     """Models for the provider keys found in the environment (`OPENAI_API_KEY` serves every model
-    name not claimed by another provider; `ANTHROPIC_API_KEY` serves `claude-*`)."""
+    name not claimed by another provider; `ANTHROPIC_API_KEY` serves `claude-*`; `GEMINI_API_KEY`,
+    else `GOOGLE_API_KEY`, serves `gemini-*`)."""
     import os
 
     env = os.environ if environ is None else environ
     models = []
-    for key, base, provider, name in ENV_PROVIDERS:
-        if env.get(key):
+    for keys, base, provider, name in ENV_PROVIDERS:
+        key = next((k for k in keys if env.get(k)), None)
+        if key is not None:
             deployment = DeploymentConfig(provider=provider, api_key=f"env:{key}", base_url=env.get(base) or None)
             models.append(ModelConfig(name=name, deployments=[deployment]))
     return models

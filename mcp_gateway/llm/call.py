@@ -34,7 +34,15 @@ from mcp_gateway.llm.errors import LlmError, kind_for_status, model_not_found
 from mcp_gateway.llm.providers import Provider
 from mcp_gateway.llm.router import ModelRouter, Target
 from mcp_gateway.llm.transport import ProviderResponse
-from mcp_gateway.llm.usage import Meter, Usage, UsageRecord, estimate_tokens, from_anthropic, from_openai
+from mcp_gateway.llm.usage import (
+    Meter,
+    Usage,
+    UsageRecord,
+    estimate_tokens,
+    from_anthropic,
+    from_gemini,
+    from_openai,
+)
 from mcp_gateway.upstream.client import UpstreamError
 from mcp_gateway.upstream.scrub import Scrubber, scrubber
 
@@ -140,11 +148,26 @@ def _provider_message(body: bytes) -> tuple[str, str | None]:
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
-        code = error.get("code") or error.get("type")
+        # Gemini's `code` is the HTTP status; its `status` (RESOURCE_EXHAUSTED...) says more.
+        status = error.get("status")
+        code = status if isinstance(status, str) else error.get("code") or error.get("type")
         return (str(message) if message else json.dumps(error)[:2000]), (str(code) if code else None)
     if isinstance(error, str):
         return error, None
     return json.dumps(data)[:2000], None
+
+
+def _retry_delay(body: bytes) -> float | None:
+    """Seconds Gemini asks to wait, in its error's `RetryInfo` detail (`"retryDelay": "37s"`):
+    it sends no Retry-After header."""
+    if b"RetryInfo" not in body:
+        return None
+    try:
+        details = json.loads(body)["error"]["details"]
+        delay = next(d["retryDelay"] for d in details if str(d.get("@type", "")).endswith("google.rpc.RetryInfo"))
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+    return _duration(delay) if isinstance(delay, str) else None
 
 
 def _is_context_window(status: int, message: str, code: str | None) -> bool:
@@ -351,7 +374,7 @@ class ModelCaller:
         message = clean.text(message)
         status = response.status
         self._finish(record, target, started, status)
-        retry_after = _retry_after(response.headers)
+        retry_after = _retry_after(response.headers) or _retry_delay(body)
         error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)
         if status in RETRY_STATUSES:
             target.health.failed(f"HTTP {status}: {message[:200]}", model.cooldown_seconds, retry_after)
@@ -365,11 +388,14 @@ class ModelCaller:
     def _usage_of(self, wire: str, data: dict[str, Any] | None, request: ModelRequest, size: int) -> Usage:
         """Usage from a whole answer in the provider's format `wire`; an estimate when it has none."""
         found = None
-        if data is not None:
+        if data is not None and wire == "gemini":
+            found = from_gemini(data.get("usageMetadata"))
+        elif data is not None:
             found = from_anthropic(data.get("usage")) if wire == "anthropic" else from_openai(data.get("usage"))
         if found is None or found.empty:
-            found = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=estimate_tokens(size),
-                          estimated=True)  # fmt: skip
+            # Embeddings produce no output tokens (Gemini's report none at all): only the input is estimated.
+            output = 0 if request.operation == "embeddings" else estimate_tokens(size)
+            found = Usage(input=estimate_tokens(len(json.dumps(request.body))), output=output, estimated=True)
         return found
 
     def _cost(self, target: Target, asked: str, usage: Usage) -> Any:
@@ -470,6 +496,11 @@ class _UsageTap:
             elif kind == "content_block_delta":
                 self.output_chars += _anthropic_delta_chars(data)
             return False
+        if self.wire == "gemini":
+            # Each chunk's usageMetadata is a running total: the last one read is the call's.
+            self.usage = from_gemini(data.get("usageMetadata")) or self.usage
+            self.output_chars += _gemini_delta_chars(data)
+            return False
         response = data.get("response")
         found = from_openai(data.get("usage")) or (
             from_openai(response.get("usage")) if isinstance(response, dict) else None
@@ -529,6 +560,20 @@ def _anthropic_delta_chars(data: dict[str, Any]) -> int:
     if not isinstance(delta, dict):
         return 0
     return sum(len(delta[k]) for k in ("text", "partial_json", "thinking") if isinstance(delta.get(k), str))
+
+
+def _gemini_delta_chars(data: dict[str, Any]) -> int:
+    total = 0
+    for candidate in data.get("candidates") or ():
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        for part in (content.get("parts") if isinstance(content, dict) else None) or ():
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                total += len(part["text"])
+            elif isinstance(part.get("functionCall"), dict):
+                total += len(json.dumps(part["functionCall"].get("args") or {}))
+    return total
 
 
 def _stream_error(wire: str, message: str) -> bytes:

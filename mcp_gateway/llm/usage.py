@@ -94,6 +94,24 @@ def from_anthropic(data: Any, into: Usage | None = None) -> Usage | None:
     return usage
 
 
+def from_gemini(data: Any) -> Usage | None:
+    """Gemini's `usageMetadata`; None when absent. `promptTokenCount` counts cached tokens too
+    (`cachedContentTokenCount` says how many), as `input` does; tool-use prompt tokens are input
+    as well. Thinking (`thoughtsTokenCount`) is billed as output but left out of
+    `candidatesTokenCount`: it is added to `output` and counted apart as reasoning, as OpenAI
+    counts reasoning within completion tokens. A stream's chunks carry running totals: each one
+    replaces the last."""
+    if not isinstance(data, dict):
+        return None
+    thoughts = _int(data.get("thoughtsTokenCount"))
+    return Usage(
+        input=_int(data.get("promptTokenCount")) + _int(data.get("toolUsePromptTokenCount")),
+        output=_int(data.get("candidatesTokenCount")) + thoughts,
+        cache_read=_int(data.get("cachedContentTokenCount")),
+        reasoning=thoughts,
+    )
+
+
 def estimate_tokens(text_chars: int) -> int:
     """A token count for text of this many characters, when the provider reported none (about 4 a token)."""
     return (text_chars + 3) // 4

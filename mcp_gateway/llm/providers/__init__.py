@@ -7,6 +7,8 @@ formats is not its business (see `mcp_gateway.llm.translate`); the router picks 
 Operations are named by the wire format's own endpoints:
 - `openai`: `chat` (chat/completions), `embeddings`, `responses`
 - `anthropic`: `messages`, `count_tokens`
+- `gemini` (AI Studio and Vertex AI): `generate` (streamed or not), `stream`, `count_tokens`,
+  `embed`, `batch_embed`
 """
 
 from __future__ import annotations
@@ -70,12 +72,15 @@ class Provider(ABC):
 def build_provider(deployment: DeploymentConfig, resolve: Resolve, user_agent: str) -> Provider:
     """The provider for a deployment (blocking: resolves its secrets)."""
     from mcp_gateway.llm.providers.anthropic import AnthropicProvider
+    from mcp_gateway.llm.providers.gemini import GeminiProvider, VertexProvider
     from mcp_gateway.llm.providers.openai import AzureOpenAIProvider, OpenAIProvider
 
     kinds: dict[str, type[Provider]] = {
         "openai": OpenAIProvider,
         "azure": AzureOpenAIProvider,
         "anthropic": AnthropicProvider,
+        "gemini": GeminiProvider,
+        "vertex": VertexProvider,
     }
     return kinds[deployment.provider](deployment, resolve, user_agent)
 

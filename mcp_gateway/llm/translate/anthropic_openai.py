@@ -28,7 +28,8 @@ from typing import Any
 from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.llm import sse
 from mcp_gateway.llm.errors import LlmError
-from mcp_gateway.llm.translate.fields import Fields, as_dict, as_int, as_list, as_str, items, malformed
+from mcp_gateway.llm.translate.anthropic_events import Blocks, event
+from mcp_gateway.llm.translate.fields import ANTHROPIC_ONLY, Fields, as_dict, as_int, as_list, as_str, items, malformed
 from mcp_gateway.llm.translate.mappings import (
     anthropic_usage,
     data_url,
@@ -97,16 +98,7 @@ class AnthropicToOpenAI:
             else:
                 fields.refuse("service_tier", f"{TARGET} has no `{tier}` tier (auto and standard_only translate)")
         fields.neutral("speed", "standard")
-        fields.absent(
-            "top_k",
-            "container",
-            "mcp_servers",
-            "context_management",
-            "inference_geo",
-            "diagnostics",
-            "user_profile_id",
-            "workspace_id",
-        )
+        fields.absent("top_k", *ANTHROPIC_ONLY)
         fields.finish()
         return out
 
@@ -370,14 +362,13 @@ def _arguments(arguments: Any) -> dict[str, Any]:
     return value
 
 
-class _Events:
+class _Events(Blocks):
     """OpenAI chunks in, Anthropic stream events out, for one stream."""
 
     def __init__(self, asked: str) -> None:
         self.asked = asked
         self.started = False
-        self.index = -1  # the last content block started
-        self.open: str | None = None  # "text", "thinking" or "tool:<n>": the block open now
+        super().__init__()  # blocks: "text", "thinking" or "tool:<n>"
         self.tools: dict[int, int] = {}  # OpenAI tool_calls index -> content block index
         self.finish: str | None = None
         self.refused = False
@@ -393,7 +384,7 @@ class _Events:
         if not self.started:
             self.started = True
             out.append(
-                _event(
+                event(
                     "message_start",
                     {
                         "message": {
@@ -439,12 +430,12 @@ class _Events:
         out = self._close()
         reason = "refusal" if self.refused else stop_reason(self.finish or "stop", bool(self.tools))
         out.append(
-            _event(
+            event(
                 "message_delta",
                 {"delta": {"stop_reason": reason, "stop_sequence": None}, "usage": anthropic_usage(self.usage)},
             )
         )
-        out.append(_event("message_stop", {}))
+        out.append(event("message_stop", {}))
         return out
 
     def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
@@ -462,30 +453,8 @@ class _Events:
                 "name": function.get("name") or "",
                 "input": {},
             }
-            out.append(_event("content_block_start", {"index": self.index, "content_block": block}))
+            out.append(event("content_block_start", {"index": self.index, "content_block": block}))
         if function.get("arguments"):
             delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
-            out.append(_event("content_block_delta", {"index": self.tools[number], "delta": delta}))
+            out.append(event("content_block_delta", {"index": self.tools[number], "delta": delta}))
         return out
-
-    def _open(self, kind: str, block: dict[str, Any]) -> list[bytes]:
-        if self.open == kind:
-            return []
-        out = self._close()
-        self.index += 1
-        self.open = kind
-        out.append(_event("content_block_start", {"index": self.index, "content_block": block}))
-        return out
-
-    def _close(self) -> list[bytes]:
-        if self.open is None:
-            return []
-        self.open = None
-        return [_event("content_block_stop", {"index": self.index})]
-
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        return _event("content_block_delta", {"index": self.index, "delta": delta})
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return sse.encode({"type": name, **data}, name)

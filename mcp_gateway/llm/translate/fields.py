@@ -18,6 +18,30 @@ from mcp_gateway.llm.errors import LlmError
 
 logger = logging.getLogger("mcp_gateway.models")
 
+# Request fields of OpenAI chat that no other format has, refused whatever the target.
+OPENAI_ONLY = (
+    "audio",
+    "prediction",
+    "web_search_options",
+    "verbosity",
+    "moderation",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "functions",
+    "function_call",
+)
+# Request fields of Anthropic Messages that no other format has (Anthropic's server-side features).
+ANTHROPIC_ONLY = (
+    "container",
+    "mcp_servers",
+    "context_management",
+    "inference_geo",
+    "diagnostics",
+    "user_profile_id",
+    "workspace_id",
+)
+
 
 class Fields:
     """One request's fields, consumed by a translator into `target` (a format's name, for messages)."""

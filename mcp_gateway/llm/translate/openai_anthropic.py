@@ -26,7 +26,16 @@ from typing import Any
 
 from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.llm import sse
-from mcp_gateway.llm.translate.fields import Fields, as_dict, as_int, as_list, as_str, items, malformed
+from mcp_gateway.llm.translate.fields import (
+    OPENAI_ONLY,
+    Fields,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    items,
+    malformed,
+)
 from mcp_gateway.llm.translate.mappings import (
     MIN_THINKING_BUDGET,
     THINKING_BUDGET,
@@ -35,6 +44,7 @@ from mcp_gateway.llm.translate.mappings import (
     split_data_url,
     unreadable,
 )
+from mcp_gateway.llm.translate.openai_request import openai_messages, tool_calls
 from mcp_gateway.llm.translate.relay import MALFORMED, relay, stream_error
 from mcp_gateway.llm.usage import Usage, from_anthropic
 
@@ -48,14 +58,6 @@ _JSON_TOOL_SPEC = {
 }
 _TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 _SERVICE_TIER = {"auto": "auto", "default": "standard_only"}
-_MESSAGE_KEYS = {
-    "system": ("role", "content"),
-    "developer": ("role", "content"),
-    "user": ("role", "content"),
-    "tool": ("role", "content", "tool_call_id"),
-    # `annotations` are citations of a past answer: its text carries them.
-    "assistant": ("role", "content", "tool_calls", "refusal", "reasoning_content", "thinking_blocks", "annotations"),
-}
 
 
 class OpenAIToAnthropic:
@@ -119,19 +121,7 @@ class OpenAIToAnthropic:
         fields.neutral("store", False)
         fields.neutral("metadata", {})
         fields.neutral("modalities", ["text"])
-        fields.absent(
-            "seed",
-            "audio",
-            "prediction",
-            "web_search_options",
-            "verbosity",
-            "moderation",
-            "prompt_cache_key",
-            "prompt_cache_retention",
-            "prompt_cache_options",
-            "functions",
-            "function_call",
-        )
+        fields.absent("seed", *OPENAI_ONLY)
         fields.finish()
         return out
 
@@ -160,14 +150,7 @@ def _messages(messages: Any, fields: Fields) -> tuple[list[dict[str, Any]], list
     consecutive messages of one role (tool results and what follows them) merged into one."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for path, message in items(messages, "messages"):
-        role = message.get("role")
-        if not isinstance(role, str) or role not in _MESSAGE_KEYS:
-            if role == "function":
-                fields.refuse(path, "function messages (the deprecated functions API) have no equivalent; use tools")
-                continue
-            raise malformed(f"{path}.role", "system, developer, user, assistant or tool")
-        fields.unknown_keys(message, _MESSAGE_KEYS[role], path)
+    for path, role, message in openai_messages(messages, fields):
         content = message.get("content")
         if role in ("system", "developer"):
             system += _blocks(content, f"{path}.content", fields, images=False)
@@ -267,23 +250,12 @@ def _assistant_blocks(message: dict[str, Any], path: str, fields: Fields) -> lis
                 fields.refuse(where, f"an assistant message in {TARGET} holds text, not {part.get('type')!r}")
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         blocks.append({"type": "text", "text": message["refusal"]})
-    for where, call in items(message.get("tool_calls") or [], f"{path}.tool_calls"):
-        if call.get("type", "function") != "function":
-            fields.refuse(where, f"{TARGET} has function tools only")
-            continue
-        function = as_dict(call.get("function"), f"{where}.function")
-        arguments = as_str(function.get("arguments") or "{}", f"{where}.function.arguments")
-        try:
-            tool_input = json.loads(arguments)
-        except ValueError:
-            tool_input = None
-        if not isinstance(tool_input, dict):
-            raise malformed(f"{where}.function.arguments", "a JSON object")
+    for where, call, name, tool_input in tool_calls(message, path, fields):
         blocks.append(
             {
                 "type": "tool_use",
                 "id": as_str(call.get("id"), f"{where}.id"),
-                "name": as_str(function.get("name"), f"{where}.function.name"),
+                "name": name,
                 "input": tool_input,
             }
         )

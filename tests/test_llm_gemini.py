@@ -1393,3 +1393,23 @@ def test_keys_tokens_and_the_private_key_never_reach_a_response_or_a_log(
     for text in (*answers, logged):
         for secret in (token, account["private_key"], body_of_key, GEMINI_KEY, "AIzaSy-wrong-key-echoed-1234567"):
             assert secret not in text
+
+
+def test_models_test_probes_gemini_and_vertex_deployments(fresh: Running, google: Google) -> None:
+    from mcp_gateway.llm.probe import probe_deployment
+
+    async def probe(name: str) -> Any:
+        model = fresh.gateway.models.find(name)
+        assert model is not None
+        return await probe_deployment(model, model.deployments[0], fresh.gateway.vault.resolve, "test")
+
+    import anyio
+
+    for name, path in (
+        ("gemini-test", "gemini-2.5-flash:generateContent"),
+        ("vertex-test", "gemini-2.5-pro:generateContent"),
+    ):
+        result = anyio.run(probe, name)
+        assert result.ok and result.status == 200, result
+        seen = google.gemini.seen[-1]
+        assert seen.path.endswith(path) and seen.body["generationConfig"] == {"maxOutputTokens": 1}

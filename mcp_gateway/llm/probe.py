@@ -27,7 +27,7 @@ PROBE_TIMEOUT = 30.0
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 300
 _PROMPT = [{"role": "user", "content": "ping"}]
-_OPERATIONS = {"openai": "chat", "anthropic": "messages"}  # the probe's request, per wire format
+_OPERATIONS = {"openai": "chat", "anthropic": "messages", "gemini": "generate"}  # the probe's request, per format
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,12 @@ async def probe_deployment(
 
 
 async def _send(provider: Provider, model: str) -> tuple[int, bytes]:
+    if provider.wire == "gemini":
+        body = {"contents": [{"role": "user", "parts": [{"text": _PROMPT[0]["content"]}]}],
+                "generationConfig": {"maxOutputTokens": 1}}  # fmt: skip
+        request = provider.request("generate", model, json.dumps(body).encode(), False, {})
+        response = await provider.send(request)
+        return response.status, await response.read(MAX_ANSWER_BYTES)
     if provider.wire == "anthropic":
         return await _post(provider, "messages", {"model": model, "max_tokens": 1, "messages": _PROMPT})
     status, answer = await _post(provider, "chat", {"model": model, "max_tokens": 1, "messages": _PROMPT})

@@ -1,0 +1,89 @@
+"""Argument schemas say exactly what the gateway will send.
+
+A value drawn from a tool's published argument schema (its inputSchema) must never be refused by
+the gateway itself (argument validation, request building), nor sent where the API would refuse it
+for a reason the spec states (a number outside its format's range, a malformed `date-time`...).
+Each class of fault found is pinned by a test here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+
+from mcp_gateway.definitions import ToolDefinition
+from tests.test_ingest import one_tool
+
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _query(tmp_path: Path, schemas: dict[str, dict[str, Any]]) -> ToolDefinition:
+    """A GET tool whose optional query parameters have these schemas."""
+    params = [{"name": name, "in": "query", "schema": schema} for name, schema in schemas.items()]
+    return one_tool(tmp_path, {"parameters": params}, method="get")
+
+
+# --------------------------------------------------------------------------- numeric formats
+
+
+def test_numeric_formats_carry_their_range(tmp_path: Path) -> None:
+    """`int32`, `int64`, unsigned and `float` numbers are bounded by their format (intersected with the
+    spec's own bounds), so that no out-of-range number reaches an API that cannot read it."""
+    tool = _query(tmp_path, {
+        "i32": {"type": "integer", "format": "int32"},
+        "i64": {"type": "integer", "format": "int64"},
+        "u8": {"type": "integer", "format": "uint8"},
+        "u64": {"type": "integer", "format": "uint64"},
+        "f": {"type": "number", "format": "float"},
+        "narrow": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 10},
+        "wide": {"type": "integer", "format": "int32", "minimum": -(2**40)},
+        "excl": {"type": "integer", "format": "int32", "exclusiveMinimum": True, "minimum": -(2**31)},
+        "excl_wide": {"type": "integer", "format": "int32", "exclusiveMaximum": True, "maximum": 2**40},
+        "text": {"type": "string", "format": "int64"},
+        "choice": {"type": "integer", "format": "int32", "enum": [1, 2]},
+    })  # fmt: skip
+    props = tool.input_schema["properties"]
+    assert props["i32"] == {"type": "integer", "format": "int32", "minimum": INT32[0], "maximum": INT32[1]}
+    assert (props["i64"]["minimum"], props["i64"]["maximum"]) == INT64
+    assert (props["u8"]["minimum"], props["u8"]["maximum"]) == (0, 255)
+    assert (props["u64"]["minimum"], props["u64"]["maximum"]) == (0, 2**64 - 1)
+    assert (props["f"]["minimum"], props["f"]["maximum"]) == (-FLOAT32_MAX, FLOAT32_MAX)
+    assert (props["narrow"]["minimum"], props["narrow"]["maximum"]) == (1, 10)
+    assert (props["wide"]["minimum"], props["wide"]["maximum"]) == INT32
+    # An exclusive bound at the format's limit is tighter than it; a looser one gives way.
+    assert props["excl"]["exclusiveMinimum"] == INT32[0] and "minimum" not in props["excl"]
+    assert props["excl_wide"]["maximum"] == INT32[1] and "exclusiveMaximum" not in props["excl_wide"]
+    assert props["text"] == {"type": "string", "format": "int64", "minLength": 1}  # a string: no range
+    assert "minimum" not in props["choice"]  # an enum says it all
+    for name, value in (("i32", 2**31), ("i32", -(2**31) - 1), ("i64", 2**63), ("u8", -1), ("u8", 256),
+                        ("u64", 2**64), ("f", 1e39), ("wide", -(2**31) - 1), ("excl", -(2**31))):  # fmt: skip
+        errors = tool.validate({name: value})
+        assert errors and errors[0].startswith(name + ":"), (name, value, errors)
+    edges = {"i32": INT32[1], "i64": INT64[0], "u8": 255, "u64": 2**64 - 1, "f": -FLOAT32_MAX, "excl": -(2**31) + 1}
+    assert tool.validate(edges) == []
+
+
+@pytest.fixture(scope="module")
+def numbers_tool(tmp_path_factory: pytest.TempPathFactory) -> ToolDefinition:
+    return _query(tmp_path_factory.mktemp("numbers"), {
+        "i32": {"type": "integer", "format": "int32"},
+        "u32": {"type": "integer", "format": "uint32"},
+        "f": {"type": "number", "format": "float"},
+    })  # fmt: skip
+
+
+@settings(max_examples=150, database=None, deadline=None)
+@given(data=st.data())
+def test_numbers_drawn_from_the_argument_schema_fit_their_format(numbers_tool: ToolDefinition,
+                                                                 data: st.DataObject) -> None:  # fmt: skip
+    args = data.draw(from_schema(numbers_tool.input_schema))
+    assert INT32[0] <= args.get("i32", 0) <= INT32[1]
+    assert 0 <= args.get("u32", 0) < 2**32
+    assert abs(args.get("f", 0)) <= FLOAT32_MAX

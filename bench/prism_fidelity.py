@@ -448,7 +448,15 @@ _FORMAT_REGEXES = {
 }
 
 
-def _format_strategies(st: Any) -> dict[str, Any]:
+# Formats the gateway checks (jsonschema-rs) that hypothesis-jsonschema does not generate.
+_UNGENERATED_FORMATS = ("uuid", "duration")
+
+
+def _format_strategies(st: Any, judge: bool = True) -> dict[str, Any]:
+    """Strategies for the formats hypothesis-jsonschema lacks; with `judge`, also those Prism checks
+    more narrowly than it generates them, and the benchmark's own (base64, plain text)."""
+    if not judge:
+        return {name: st.from_regex(_FORMAT_REGEXES[name], fullmatch=True) for name in _UNGENERATED_FORMATS}
     out = {name: st.from_regex(rx, fullmatch=True) for name, rx in _FORMAT_REGEXES.items()}
     out[PLAIN_FORMAT] = st.text(string.ascii_letters + string.digits, min_size=1, max_size=24)
     # Not empty: Prism takes a zero-length body for a missing one.
@@ -456,28 +464,71 @@ def _format_strategies(st: Any) -> dict[str, Any]:
     return out
 
 
-def generation_schema(node: Any) -> Any:
+# What ECMA-262 (JSON Schema's regex dialect) means by `\s`, spelled for a Python character class.
+_ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def python_regex(pattern: str) -> str:
+    r"""A Python regex matching the strings the ECMA-262 `pattern` matches, for generating them.
+
+    Python reads `\d`, `\w` and `\b` as Unicode classes (ECMA: ASCII, hence `(?a)`), its `.`
+    also matches CR and the Unicode line separators, and its `\s` differs from ECMA's: drawn
+    from the Python reading, values would fail the pattern they were drawn from."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            escape = pattern[i : i + 2]
+            if escape == "\\s":
+                escape = _ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]"
+            elif escape == "\\S" and not in_class:
+                escape = f"[^{_ECMA_SPACE}]"
+            out.append(escape)
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == ".":
+            char = r"[^\n\r\u2028\u2029]"
+        out.append(char)
+        i += 1
+    return "(?a)" + "".join(out)
+
+
+def generation_schema(node: Any, *, judge: bool = True) -> Any:
     """A copy of a tool's input schema that hypothesis-jsonschema (drafts 4-7) reads as 2020-12 means it.
 
-    `prefixItems` becomes draft-7 tuple `items` (+ `additionalItems`); base64 strings (binary file
-    fields and bodies, `format: byte`) get a format generated as real base64; `int32`, `int64` and
-    `float` numbers get their range. Generated values are checked against the tool's own validator
-    afterwards, so anything lost here only costs examples.
+    `prefixItems` becomes draft-7 tuple `items` (+ `additionalItems`), `dependentRequired`
+    `dependencies`, and patterns the Python regexes that match what they match (`python_regex`).
+    With `judge`, values are also drawn as Prism checks them: base64 strings (binary file fields
+    and bodies, `format: byte`) get a format generated as real base64; `int32`, `int64` and
+    `float` numbers get the ranges Prism gives them. The benchmark checks generated values against
+    the tool's own validator afterwards, so anything lost here only costs examples.
     """
     if isinstance(node, list):
-        return [generation_schema(v) for v in node]
+        return [generation_schema(v, judge=judge) for v in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in ("enum", "const", "default", "examples"):
             out[key] = value
-        elif key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
-            out[key] = {k: generation_schema(v) for k, v in value.items()} if isinstance(value, dict) else value
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = python_regex(value)
+        elif key == "patternProperties" and isinstance(value, dict):
+            out[key] = {python_regex(k): generation_schema(v, judge=judge) for k, v in value.items()}
+        elif key in ("properties", "$defs", "definitions", "dependentSchemas"):
+            out[key] = (
+                {k: generation_schema(v, judge=judge) for k, v in value.items()} if isinstance(value, dict) else value
+            )
         elif key == "$schema":
             continue
         else:
-            out[key] = generation_schema(value)
+            out[key] = generation_schema(value, judge=judge)
     if "prefixItems" in out:
         prefix = out.pop("prefixItems")
         if "items" in out:
@@ -485,6 +536,8 @@ def generation_schema(node: Any) -> Any:
         out["items"] = prefix
     if "dependentRequired" in out:
         out["dependencies"] = out.pop("dependentRequired")
+    if not judge:
+        return out
     fmt = out.get("format")
     if out.get("contentEncoding") == "base64" or fmt in ("binary", "byte"):
         out["format"] = BASE64_FORMAT
@@ -656,32 +709,24 @@ class Unsatisfiable(Exception):
     """No valid arguments could be generated for a tool."""
 
 
-def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool = False,
-                       plain_body_strings: bool = False) -> list[dict[str, Any]]:  # fmt: skip
-    """Up to `count` distinct argument objects valid for `tool` (its own validator decides), drawn by
-    hypothesis from its input schema with a fixed seed. Raises Unsatisfiable (with the reason).
-
-    `plain_body_strings`: body strings without a pattern, format or enum are drawn from ASCII
-    letters and digits (see `run_spec`)."""
+def draw_values(schema: Any, count: int, seed: int, formats: dict[str, Any]) -> list[Any]:
+    """`count` values hypothesis-jsonschema draws from `schema` (a `generation_schema`) with a fixed
+    seed and `formats` as custom format strategies, or those drawn before drawing failed. Raises
+    Unsatisfiable (with the reason) when none could be drawn."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    st, from_schema = _strategies()
+    _, from_schema = _strategies()
+    drawn: list[Any] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Overriding standard format ...": deliberate
-            schema = generation_schema(inline_refs(tool.input_schema))
-            if not raw:
-                schema = judge_adjusted(tool, schema)
-                if plain_body_strings:
-                    schema = _plain_body_strings(tool, schema)
-            strategy = from_schema(schema, custom_formats=_format_strategies(st))
+            strategy = from_schema(schema, custom_formats=formats)
     except Exception as exc:  # hypothesis-jsonschema raises many kinds for schemas it cannot handle
         raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    drawn: list[Any] = []
 
     @hypothesis_seed(seed)
-    @settings(max_examples=max(count * 3, 10), database=None, deadline=None, phases=[Phase.generate],
+    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)  # fmt: skip
     @given(strategy)
     def draw(value: Any) -> None:
@@ -694,6 +739,28 @@ def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool
         except Exception as exc:  # as above; keep what was drawn before the failure
             if not drawn:
                 raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return drawn
+
+
+def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool = False,
+                       plain_body_strings: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Up to `count` distinct argument objects valid for `tool` (its own validator decides), drawn by
+    hypothesis from its input schema with a fixed seed. Raises Unsatisfiable (with the reason).
+
+    `plain_body_strings`: body strings without a pattern, format or enum are drawn from ASCII
+    letters and digits (see `run_spec`)."""
+    st, _ = _strategies()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Overriding standard format ...": deliberate
+            schema = generation_schema(inline_refs(tool.input_schema))
+            if not raw:
+                schema = judge_adjusted(tool, schema)
+                if plain_body_strings:
+                    schema = _plain_body_strings(tool, schema)
+    except Exception as exc:  # hypothesis-jsonschema raises many kinds for schemas it cannot handle
+        raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    drawn = draw_values(schema, max(count * 3, 10), seed, _format_strategies(st))
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for value in drawn:

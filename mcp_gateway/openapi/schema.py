@@ -157,13 +157,21 @@ def _plain_value(key: str, value: Any) -> Any:
     return value  # default, const: any JSON value
 
 
-def _format_range(out: dict[str, Any]) -> None:
-    """Bound a number whose `format` has a range (`int32`...) to it, in place, intersected with the
-    bounds the schema already has: two keywords at most, and none the schema already implies."""
+def _argument_format(out: dict[str, Any]) -> None:
+    """What an argument schema's `format` asserts, in place (argument validation checks formats).
+
+    Beside an `enum` or `const`, which say exactly which values are meant, a format can only
+    contradict them (`format: date-time, enum: [now]`): it is left out. A number whose format
+    has a range (`int32`...) is bounded by it, intersected with the bounds the schema already
+    has: two keywords at most, and none the schema already implies.
+    """
+    if "enum" in out or "const" in out:
+        out.pop("format", None)
+        return
     bounds = _FORMAT_RANGES.get(out.get("format"))
     kinds = out.get("type", "number")
     kinds = set(kinds) if isinstance(kinds, list) else {kinds}
-    if bounds is None or not kinds & {"integer", "number"} or "enum" in out or "const" in out:
+    if bounds is None or not kinds & {"integer", "number"}:
         return
     for value, bound, exclusive, sign in ((bounds[0], "minimum", "exclusiveMinimum", 1),
                                           (bounds[1], "maximum", "exclusiveMaximum", -1)):  # fmt: skip
@@ -442,7 +450,7 @@ class SchemaConverter:
             out.pop("unevaluatedProperties", None)
         self._fix_openapi_isms(schema, out)
         if direction == "in":
-            _format_range(out)
+            _argument_format(out)
         self._drop_direction_props(schema, out, uri, pointer, direction)
         if direction == "outline":
             for key in _OUTLINE_DROPS.intersection(out):

@@ -18,6 +18,7 @@ from hypothesis_jsonschema import from_schema
 
 from bench import prism_fidelity as fidelity
 from mcp_gateway.definitions import ToolDefinition
+from mcp_gateway.upstream.request import RequestBuildError, build_request
 from tests.test_ingest import one_tool
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -135,3 +136,95 @@ def test_format_values_drawn_from_the_argument_schema_pass_validation(formats_to
     does not know, as the fidelity benchmark draws them): the validator agrees with each."""
     args = data.draw(from_schema(formats_tool.input_schema, custom_formats=fidelity._format_strategies(st, False)))
     assert formats_tool.validate(args) == []
+
+
+# --------------------------------------------------------------------------- what is sent
+
+BASE = "https://api.example.com/v1"
+
+
+def _sends_something(value: Any) -> bool:
+    """Whether a form or multipart field with this value is in the body (None and empty arrays are not)."""
+    if isinstance(value, list | tuple):
+        return any(item is not None for item in value)
+    return value is not None
+
+
+def unsendable(tool: ToolDefinition, args: dict[str, Any]) -> list[str]:
+    """Why `args`, drawn from the tool's published argument schema, would not become the request the
+    schema promises: refused by validation or request building, or a required value sent empty."""
+    errors = tool.validate(args)
+    if errors:
+        return [f"refused by validation: {errors}"]
+    try:
+        request = build_request(tool.operation, BASE, args)
+    except RequestBuildError as exc:
+        return [f"refused by request building: {exc}"]
+    headers: dict[str, str] = {}
+    for name, value in request.headers:
+        headers.setdefault(name.lower(), value)
+    problems = [f"required header {p.name!r} sent empty" for p in tool.operation.params
+                if p.required and p.location == "header" and not headers.get(p.name.lower())]  # fmt: skip
+    body = tool.operation.body
+    required = set(tool.input_schema.get("required", ()))
+    if body is not None and body.kind in ("form", "multipart"):
+        problems += [f"required field {wire!r} not in the body" for arg, wire in body.fields.items()
+                     if arg in required and not _sends_something(args.get(arg))]  # fmt: skip
+    return problems
+
+
+def _draw(tool: ToolDefinition, data: st.DataObject) -> dict[str, Any]:
+    """Arguments drawn from the tool's published schema, its patterns read as ECMA-262 reads them."""
+    schema = fidelity.generation_schema(fidelity.inline_refs(tool.input_schema), judge=False)
+    return data.draw(from_schema(schema, custom_formats=fidelity._format_strategies(st, False)))
+
+
+# Untyped schemas (common) admit null: `properties` only constrain objects.
+THING = {"Base": {"properties": {"id": {"type": "integer"}}},
+         "Thing": {"allOf": [{"$ref": "#/components/schemas/Base"}], "description": "a thing"}}  # fmt: skip
+
+
+def _body(media: str, schema: Any, required: bool = True) -> dict[str, Any]:
+    return {"requestBody": {"required": required, "content": {media: {"schema": schema}}}}
+
+
+@pytest.fixture(scope="module")
+def body_tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ToolDefinition]:
+    fields = {"type": "object", "required": ["note", "when", "tags"], "properties": {
+        "note": {"type": "string", "nullable": True}, "when": {"$ref": "#/components/schemas/Thing"},
+        "tags": {"type": "array", "nullable": True, "items": {"type": "string", "nullable": True}},
+        "other": {"type": "string", "nullable": True}}}  # fmt: skip
+    ops = {
+        "json": _body("application/json", {"$ref": "#/components/schemas/Thing"}),
+        "any": _body("application/json", {"nullable": True}),
+        "text": _body("text/plain", {"type": "string", "nullable": True}),
+        "optional": _body("application/json", {"$ref": "#/components/schemas/Thing"}, required=False),
+        "multipart": _body("multipart/form-data", fields),
+        "form": _body("application/x-www-form-urlencoded", fields),
+    }
+    return {name: one_tool(tmp_path_factory.mktemp(name), op, THING) for name, op in ops.items()}
+
+
+def test_a_required_body_is_never_null(body_tools: dict[str, ToolDefinition]) -> None:
+    """A null body is no body, nor a null form or multipart field a field: a required one is not null."""
+    fields = {"note": "n", "when": {"id": 1}, "tags": ["a"]}
+    for name, arg in (("json", "body"), ("any", "body"), ("text", "body"), *((form, field) for form in (
+            "multipart", "form") for field in fields)):  # fmt: skip
+        tool = body_tools[name]
+        valid = fields if name in ("multipart", "form") else {"body": {"id": 1} if name != "text" else "t"}
+        assert tool.validate(valid) == []
+        errors = tool.validate({**valid, arg: None})
+        assert errors and errors[0].startswith(arg + ":"), (name, arg, errors)
+    assert body_tools["json"].input_schema["properties"]["body"]["not"] == {"type": "null"}
+    assert body_tools["form"].input_schema["properties"]["note"]["type"] == "string"
+    assert body_tools["optional"].validate({"body": None}) == []  # no body then
+    assert body_tools["form"].validate({**fields, "other": None}) == []
+
+
+@settings(max_examples=150, database=None, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_bodies_drawn_from_the_argument_schema_are_sent(body_tools: dict[str, ToolDefinition],
+                                                        data: st.DataObject) -> None:  # fmt: skip
+    tool = body_tools[data.draw(st.sampled_from(sorted(body_tools)))]
+    args = _draw(tool, data)
+    assert unsendable(tool, args) == [], args

@@ -38,7 +38,7 @@ from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 from mcp_gateway.openapi.security import SpecSecurity, credential_issues
 from mcp_gateway.openapi.servers import one_server_url, server_url
 from mcp_gateway.openapi.validation import LazyValidator
-from mcp_gateway.openapi.wire import GATEWAY_HEADERS, wire_constraints
+from mcp_gateway.openapi.wire import GATEWAY_HEADERS, not_null, some_items, wire_constraints
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
@@ -293,9 +293,11 @@ class _ToolBuilder:
         text = self.schemas.description(body["description"]) if isinstance(body.get("description"), str) else None
         if isinstance(schema, dict) and text is not None and "description" not in schema:
             schema = {**schema, "description": text}
-        props[arg] = schema
         if body_required:
+            # A null body is no body: the call would be refused (a JSON `null` is never what is meant).
+            schema = not_null(schema, self._raw_types(raw_schema, uri, s_ptr))
             required.append(arg)
+        props[arg] = schema
         return BodyPlan(media_type=media_type, kind=kind, required=body_required, arg=arg, encoding=encoding)  # type: ignore[arg-type]
 
     @staticmethod
@@ -338,10 +340,13 @@ class _ToolBuilder:
                     }
             if name in body_required_props:
                 required.append(arg)
-                is_array = isinstance(resolved, dict) and resolved.get("type") == "array"
-                if is_array and isinstance(converted, dict) and not converted.get("minItems"):
-                    # An empty array is no form field at all: the required property would be missing.
-                    converted = {**converted, "minItems": 1}
+                if kind != "json":
+                    # Null, an empty array (or one of nulls) is no form field at all: the required
+                    # property would be missing (in JSON they are values, when the schema admits them).
+                    types = self._raw_types(sub, uri, sub_ptr)
+                    if isinstance(converted, dict):
+                        converted = some_items(converted, types)
+                    converted = not_null(converted, types)
             props[arg] = converted
         return BodyPlan(media_type=media_type, kind=kind, required=body_required, fields=fields,  # type: ignore[arg-type]
                         encoding=encoding, binary_fields=frozenset(binary))  # fmt: skip

@@ -28,8 +28,8 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
     * a query string is not empty unless `allowEmptyValue` says so (its default is false);
     * a header value is ASCII without control characters (the request builder refuses others);
     * a path parameter, or a required one, that is an array or object is not empty: an
-      empty one sends nothing (RFC 6570), so the call would be refused;
-    * a required parameter is not null: null sends nothing either.
+      empty one sends nothing (RFC 6570), so the call would be refused (`some_items`);
+    * a required parameter is not null: null sends nothing either (`not_null`).
 
     Each keyword only constrains values of its own type, so it is added beside a `$ref` or a
     union as well; `raw` (the OpenAPI schema's types) keeps the rest of schemas uncluttered.
@@ -67,19 +67,80 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
             schema["additionalProperties"] = ascii_text if extra is True else ascii_only(extra)
             if isinstance(schema.get("properties"), dict):
                 schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
-    if required and known is not None and "array" in known and not schema.get("minItems"):
-        schema["minItems"] = 1
-    if required and known is not None and "object" in known and not schema.get("minProperties"):
-        schema["minProperties"] = 1
-    if required and (known is None or "null" in known):
-        kinds = schema.get("type")
-        if isinstance(kinds, list) and "null" in kinds and len(kinds) > 1:
-            rest = [t for t in kinds if t != "null"]
-            schema["type"] = rest[0] if len(rest) == 1 else rest
-            if isinstance(schema.get("enum"), list):
-                schema["enum"] = [v for v in schema["enum"] if v is not None]
-        elif known is not None or "anyOf" in schema or "oneOf" in schema or "$ref" in schema:
-            schema = {"allOf": [schema, {"not": {"type": "null"}}]} if "not" in schema else {
-                **schema, "not": {"type": "null"}
-            }  # fmt: skip
+    if required:
+        schema = not_null(some_properties(some_items(schema, raw), raw), raw)
     return schema
+
+
+_NULL = {"type": "null"}
+_JSON_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("null", type(None)), ("boolean", bool), ("string", str), ("array", list), ("object", dict),
+)  # fmt: skip
+
+
+def some_items(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, Any]:
+    """A schema for a value that must send something, if it may be an array: RFC 6570 skips null
+    items, so an array sends nothing when it is empty or holds only nulls. At least one item,
+    none null. `ref_types`: as for `not_null`."""
+    if not admits(schema, "array", ref_types):
+        return schema
+    out = schema if schema.get("minItems") else {**schema, "minItems": 1}
+    items = out.get("items", True)
+    if admits(items, "null", None):
+        out = {**out, "items": not_null(items, None)}
+    return out
+
+
+def some_properties(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, Any]:
+    """A schema for a value that must send something, if it may be an object: not an empty one."""
+    if not admits(schema, "object", ref_types) or schema.get("minProperties"):
+        return schema
+    return {**schema, "minProperties": 1}
+
+
+def not_null(schema: Any, ref_types: set[str] | None) -> Any:
+    """`schema` without null, for a value the operation requires: null sends nothing (a parameter,
+    a request body, a form or multipart field), so the call would be refused or miss a value.
+
+    A nullable type loses "null" (and its enum the null member); a schema that may otherwise
+    admit null gets `not: {type: null}`. `ref_types` are the types of what a top-level `$ref`
+    points to (None: unknown), so that a reference to a non-null schema stays uncluttered.
+    """
+    if not admits(schema, "null", ref_types):
+        return schema
+    if not isinstance(schema, dict):
+        return {"not": _NULL}
+    kinds = schema.get("type")
+    if isinstance(kinds, list) and len(kinds) > 1:
+        rest = [t for t in kinds if t != "null"]
+        out = {**schema, "type": rest[0] if len(rest) == 1 else rest}
+        if isinstance(out.get("enum"), list):
+            out["enum"] = [v for v in out["enum"] if v is not None]
+        return out
+    if "not" in schema:
+        return {"allOf": [schema, {"not": _NULL}]}
+    return {**schema, "not": _NULL}
+
+
+def admits(schema: Any, kind: str, ref_types: set[str] | None) -> bool:
+    """Whether `schema` may admit a value of JSON type `kind` ("null", "array", "object"...): True
+    when it cannot be told cheaply. `ref_types`: the types a top-level `$ref` points to."""
+    if not isinstance(schema, dict):
+        return schema is not False
+    kinds = schema.get("type")
+    if kinds is not None:
+        return kinds == kind or (isinstance(kinds, list) and kind in kinds)
+    for key in ("enum", "const"):
+        if key in schema:
+            values = schema[key] if key == "enum" and isinstance(schema[key], list) else [schema[key]]
+            return any(_json_kind(v) == kind for v in values)
+    for key, combine in (("anyOf", any), ("oneOf", any), ("allOf", all)):
+        if isinstance(schema.get(key), list):
+            return combine(admits(member, kind, None) for member in schema[key])
+    if "$ref" in schema:
+        return ref_types is None or kind in ref_types
+    return True
+
+
+def _json_kind(value: Any) -> str:
+    return next((name for name, python in _JSON_KINDS if isinstance(value, python)), "number")

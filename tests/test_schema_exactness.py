@@ -8,16 +8,19 @@ Each class of fault found is pinned by a test here.
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from bench import prism_fidelity as fidelity
-from mcp_gateway.definitions import ToolDefinition
+from mcp_gateway.definitions import BINARY_VALUE, BodyPlan, OperationPlan, ToolDefinition
 from mcp_gateway.upstream.request import RequestBuildError, build_request
 from tests.test_ingest import one_tool
 
@@ -221,10 +224,105 @@ def test_a_required_body_is_never_null(body_tools: dict[str, ToolDefinition]) ->
     assert body_tools["form"].validate({**fields, "other": None}) == []
 
 
-@settings(max_examples=150, database=None, deadline=None, derandomize=True)
+# --------------------------------------------------------------------------- files
+
+OCTETS = BodyPlan(media_type="application/octet-stream", kind="binary", arg="body")
+DATA_URL = BodyPlan(media_type="*/*", kind="binary", arg="body")
+
+
+def _decoded(text: str) -> bytes | None:
+    """What the request builder sends for a binary body given `text` (None: it refuses it)."""
+    try:
+        return build_request(OperationPlan("post", "/x", body=OCTETS), BASE, {"body": text}).content
+    except RequestBuildError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def file_tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ToolDefinition]:
+    files = {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The file."},
+        "photos": {"type": "array", "items": {"type": "string", "format": "byte"}},
+        "avatar": {"type": "string", "contentMediaType": "image/png"},
+        "note": {"type": "string"}}}  # fmt: skip
+    ops = {
+        "multipart": _body("multipart/form-data", files),
+        "octets": _body("application/octet-stream", {"type": "string", "format": "binary"}),
+    }
+    return {name: one_tool(tmp_path_factory.mktemp(name), op, version="3.1.0") for name, op in ops.items()}
+
+
+def test_file_arguments_say_what_the_gateway_decodes(file_tools: dict[str, ToolDefinition]) -> None:
+    """File parts and binary bodies take base64 or a data: URL, and their schema says so in a way
+    validators enforce (a pattern; `contentEncoding` alone is an annotation)."""
+    multipart, octets = file_tools["multipart"], file_tools["octets"]
+    props = multipart.input_schema["properties"]
+    assert props["file"]["pattern"] == BINARY_VALUE and props["file"]["description"].startswith("The file. Base64")
+    assert props["photos"]["items"]["pattern"] == BINARY_VALUE and props["avatar"]["pattern"] == BINARY_VALUE
+    assert "pattern" not in props["note"]
+    assert octets.input_schema["properties"]["body"]["pattern"] == BINARY_VALUE
+    png = base64.b64encode(b"\x89PNG\r\n").decode()
+    assert multipart.validate({"file": png, "photos": ["data:image/png;base64," + png], "avatar": "data:,x"}) == []
+    for args in ({"file": "not base64!"}, {"file": png, "photos": ["QUJDR"]}, {"file": "data:text/plain;base64,%"}):
+        errors = multipart.validate(args)
+        assert len(errors) == 1 and "is neither base64 text nor a data: URL" in errors[0], errors
+    huge = "!" * 1_000_000  # the message quotes the start of it only
+    assert octets.validate({"body": huge}) == ['body: "' + "!" * 80 + '…" is neither base64 text nor a data: URL '
+                                               "(data:<mime>;base64,<data>)"]  # fmt: skip
+
+
+_PATTERN = re.compile(BINARY_VALUE, re.ASCII)
+_RUST_PATTERN = jsonschema_rs.Draft202012Validator({"pattern": BINARY_VALUE})
+
+
+@settings(max_examples=500, database=None, deadline=None, derandomize=True)
+@given(st.one_of(
+    st.from_regex(fidelity.python_regex(BINARY_VALUE)),
+    st.text(alphabet="QUJDRGxy+/-_=\n \t:;,%data/bs64e", max_size=24),
+    st.builds(lambda head, data: head + data, st.sampled_from(["data:", "data:;base64,", "data:a/b;c=d;base64,",
+                                                               "data:a/b;base64;", "data:a/b c,", "DATA:,"]),
+              st.text(alphabet="QUJD=%20 \n,", max_size=12)),
+))  # fmt: skip
+def test_the_file_pattern_and_the_decoder_agree(text: str) -> None:
+    """A string is sent as a file exactly when the published pattern matches it, as ECMA-262 (here
+    jsonschema-rs) and Python read the pattern: a value drawn from the schema is never refused."""
+    assert _RUST_PATTERN.is_valid(text) == (_PATTERN.fullmatch(text) is not None) == (_decoded(text) is not None)
+
+
+@settings(max_examples=200, database=None, deadline=None, derandomize=True)
+@given(data=st.binary(max_size=40), urlsafe=st.booleans(), padded=st.booleans(), wrap=st.integers(0, 8),
+       head=st.sampled_from(["", "data:;base64,", "data:image/png;q=1;base64,"]))  # fmt: skip
+def test_files_arrive_as_the_bytes_they_encode(data: bytes, urlsafe: bool, padded: bool, wrap: int, head: str) -> None:
+    text = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(data).decode()
+    text = text if padded else text.rstrip("=")
+    if wrap:
+        text = "\r\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
+    assert _decoded(head + text) == data
+    request = build_request(OperationPlan("post", "/x", body=DATA_URL), BASE, {"body": head + text})
+    assert dict(request.headers)["Content-Type"] == (head[5:].removesuffix(";base64,") or "application/octet-stream")
+
+
+def test_a_binary_text_body_is_a_file(tmp_path: Path) -> None:
+    """`format: binary` under a text media type is any octets (a certificate file): given as base64 like
+    other files and sent decoded, not as the base64 text its schema's contentEncoding announces."""
+    tool = one_tool(tmp_path, _body("text/plain", {"type": "string", "format": "binary"}))
+    assert tool.operation.body is not None and tool.operation.body.kind == "binary"
+    assert tool.input_schema["properties"]["body"]["pattern"] == BINARY_VALUE
+    request = build_request(tool.operation, BASE, {"body": base64.b64encode(b"\x30\x82cert").decode()})
+    assert request.content == b"\x30\x82cert" and ("Content-Type", "text/plain") in request.headers
+
+
+# --------------------------------------------------------------------------- all of the above
+
+
+@settings(max_examples=250, database=None, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_bodies_drawn_from_the_argument_schema_are_sent(body_tools: dict[str, ToolDefinition],
-                                                        data: st.DataObject) -> None:  # fmt: skip
-    tool = body_tools[data.draw(st.sampled_from(sorted(body_tools)))]
+def test_arguments_drawn_from_these_schemas_are_sent(body_tools: dict[str, ToolDefinition],
+                                                     file_tools: dict[str, ToolDefinition],
+                                                     data: st.DataObject) -> None:  # fmt: skip
+    """Bodies (JSON, text, form, multipart) and files drawn from the published schemas are built
+    and sent, required fields present."""
+    tools = [*body_tools.values(), *file_tools.values()]
+    tool = tools[data.draw(st.integers(0, len(tools) - 1))]
     args = _draw(tool, data)
     assert unsendable(tool, args) == [], args

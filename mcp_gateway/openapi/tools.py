@@ -23,6 +23,7 @@ from typing import Any
 
 from mcp_gateway.config import HTTP_METHODS, ApiConfig, ToolFilter
 from mcp_gateway.definitions import (
+    BINARY_VALUE,
     BodyPlan,
     EncodingPlan,
     Issue,
@@ -38,7 +39,7 @@ from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 from mcp_gateway.openapi.security import SpecSecurity, credential_issues
 from mcp_gateway.openapi.servers import one_server_url, server_url
 from mcp_gateway.openapi.validation import LazyValidator
-from mcp_gateway.openapi.wire import GATEWAY_HEADERS, not_null, some_items, wire_constraints
+from mcp_gateway.openapi.wire import GATEWAY_HEADERS, admits, not_null, some_items, wire_constraints
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
@@ -89,11 +90,32 @@ def media_kind(media_type: str, schema: Any = None) -> str:
         return "form"
     if m.startswith("multipart/"):
         return "multipart"
+    fmt = schema.get("format") if isinstance(schema, dict) else None
     if m.startswith("text/") or m.endswith("/xml") or m.endswith("+xml"):
-        return "text"
-    if m in ("*/*", "application/*") and isinstance(schema, dict) and schema.get("format") not in ("binary", "byte"):
+        # `format: binary` text is any octets (a certificate file...): taken as base64 like other files.
+        return "binary" if fmt == "binary" else "text"
+    if m in ("*/*", "application/*") and fmt not in ("binary", "byte"):
         return "json"
     return "binary"
+
+
+def _file_value(schema: Any, top: bool = True) -> Any:
+    """The argument schema of a value sent as a file (a multipart file part, or an array of them;
+    a binary body): what the request builder decodes, base64 or a `data:` URL, is its pattern."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if admits(out, "string", None):
+        out["contentEncoding"] = "base64"  # (an annotation: the pattern is what validators enforce)
+        if "pattern" in out:  # the spec's own, on the base64 text: both apply
+            out["allOf"] = [*out.get("allOf", ()), {"pattern": BINARY_VALUE}]
+        else:
+            out["pattern"] = BINARY_VALUE
+    if isinstance(out.get("items"), dict) and admits(out, "array", None):
+        out["items"] = _file_value(out["items"], top=False)
+    if top:
+        out["description"] = (out.get("description", "") + " " + _BINARY_HINT).strip()
+    return out
 
 
 def _matches(value: str | None, globs: list[str]) -> bool:
@@ -284,7 +306,7 @@ class _ToolBuilder:
                                          encoding, taken, props, required, refs)  # fmt: skip
         arg = naming.unique("body" if "body" not in taken else "request_body", taken)
         if kind in ("binary",):
-            schema: Any = {"type": "string", "contentEncoding": "base64", "description": _BINARY_HINT}
+            schema: Any = _file_value({"type": "string", "contentEncoding": "base64"})
         else:
             schema, used = self.schemas.convert(raw_schema, uri, s_ptr, "in")
             refs |= used
@@ -333,11 +355,7 @@ class _ToolBuilder:
             resolved = self.schemas.resolved(sub, uri, sub_ptr).value
             if kind == "multipart" and self._is_file(resolved, uri, sub_ptr):
                 binary.add(name)
-                if isinstance(converted, dict):
-                    converted = {
-                        **converted,
-                        "description": (converted.get("description", "") + " " + _BINARY_HINT).strip(),
-                    }
+                converted = _file_value(converted)
             if name in body_required_props:
                 required.append(arg)
                 if kind != "json":

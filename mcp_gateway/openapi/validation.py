@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from mcp_gateway.definitions import ArgumentValidator
+from mcp_gateway.definitions import BINARY_VALUE, ArgumentValidator
 
 # jsonschema-rs 0.61 reads the "xn--" prefix of an A-label case-sensitively, refusing host names
 # such as `a.XN--E1A4C` that RFC 5890 (2.3.1) allows in any case: check the lower-case spelling
@@ -56,10 +56,32 @@ def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
         errors = []
         for error in validator.iter_errors(arguments):
             where = "/".join(str(p) for p in error.instance_path)
-            errors.append(f"{where}: {error.message}" if where else error.message)
+            message = _message(error)
+            errors.append(f"{where}: {message}" if where else message)
         return errors
 
     return validate
+
+
+_QUOTE_MAX = 80
+_MESSAGE_MAX = 600
+
+
+def _quoted(value: str) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(value) <= _QUOTE_MAX else json.dumps(value[:_QUOTE_MAX], ensure_ascii=False)[:-1] + '…"'
+
+
+def _message(error: jsonschema_rs.ValidationError) -> str:
+    """The error's message, quoting at most the start of a long value (a file's base64 can be megabytes)."""
+    value = error.instance
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern) and kind.pattern == BINARY_VALUE:
+        return f"{_quoted(value)} is neither base64 text nor a data: URL (data:<mime>;base64,<data>)"
+    message = error.message
+    if isinstance(value, str) and len(value) > _QUOTE_MAX:
+        message = message.replace(json.dumps(value, ensure_ascii=False), _quoted(value), 1)
+    return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 1] + "…"
 
 
 class LazyValidator:

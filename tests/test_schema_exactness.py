@@ -312,6 +312,41 @@ def test_a_binary_text_body_is_a_file(tmp_path: Path) -> None:
     assert request.content == b"\x30\x82cert" and ("Content-Type", "text/plain") in request.headers
 
 
+# --------------------------------------------------------------------------- required objects
+
+
+@pytest.fixture(scope="module")
+def object_tool(tmp_path_factory: pytest.TempPathFactory) -> ToolDefinition:
+    maybe = {"type": "object", "properties": {"a": {"type": "string", "nullable": True}}}
+    params = [
+        {"name": "filter", "in": "query", "required": True, "style": "deepObject", "schema": maybe},
+        {"name": "any", "in": "query", "required": True, "schema": {}},
+        {
+            "name": "fixed",
+            "in": "cookie",
+            "required": True,
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False},
+        },
+    ]
+    return one_tool(tmp_path_factory.mktemp("objects"), {"parameters": params}, method="get")
+
+
+def test_a_required_object_has_a_member_to_send(object_tool: ToolDefinition) -> None:
+    """RFC 6570 skips null members: an object whose members are all null, like an empty one, sends
+    nothing (a deepObject also skips empty arrays and objects), so a required object parameter's
+    schema rules them out."""
+    good = {"filter": {"a": "x", "b": None}, "any": {"k": 1}, "fixed": {"a": "y"}}
+    assert object_tool.validate(good) == []
+    assert build_request(object_tool.operation, BASE, good).url == f"{BASE}/x?filter[a]=x&k=1"
+    for arg, value in (("filter", {}), ("filter", {"a": None}), ("filter", {"b": None}), ("filter", {"b": []}),
+                       ("filter", {"b": [None]}), ("filter", {"b": {}}), ("any", {"k": None}), ("any", None),
+                       ("fixed", {}), ("fixed", {"a": None})):  # fmt: skip
+        errors = object_tool.validate({**good, arg: value})
+        assert errors and errors[0].startswith(arg), (arg, value, errors)
+    # A member that cannot be null only needs to be there.
+    assert object_tool.input_schema["properties"]["fixed"]["minProperties"] == 1
+
+
 # --------------------------------------------------------------------------- all of the above
 
 
@@ -319,10 +354,11 @@ def test_a_binary_text_body_is_a_file(tmp_path: Path) -> None:
 @given(data=st.data())
 def test_arguments_drawn_from_these_schemas_are_sent(body_tools: dict[str, ToolDefinition],
                                                      file_tools: dict[str, ToolDefinition],
+                                                     object_tool: ToolDefinition,
                                                      data: st.DataObject) -> None:  # fmt: skip
-    """Bodies (JSON, text, form, multipart) and files drawn from the published schemas are built
-    and sent, required fields present."""
-    tools = [*body_tools.values(), *file_tools.values()]
+    """Bodies (JSON, text, form, multipart), files and required objects drawn from the published
+    schemas are built and sent, required fields present."""
+    tools = [*body_tools.values(), *file_tools.values(), object_tool]
     tool = tools[data.draw(st.integers(0, len(tools) - 1))]
     args = _draw(tool, data)
     assert unsendable(tool, args) == [], args

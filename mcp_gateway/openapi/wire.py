@@ -68,11 +68,15 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
             if isinstance(schema.get("properties"), dict):
                 schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
     if required:
-        schema = not_null(some_properties(some_items(schema, raw), raw), raw)
+        deep = param.get("style") == "deepObject"
+        schema = not_null(some_properties(some_items(schema, raw), raw, deep=deep), raw)
     return schema
 
 
 _NULL = {"type": "null"}
+# A deepObject member that sends nothing: null, an array of nulls (or none), an empty object.
+# (Deeper objects of empty ones are not told apart: JSON Schema has no cheap way to say it.)
+_SILENT_MEMBER = {"anyOf": [_NULL, {"type": "array", "items": _NULL}, {"type": "object", "maxProperties": 0}]}
 _JSON_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("null", type(None)), ("boolean", bool), ("string", str), ("array", list), ("object", dict),
 )  # fmt: skip
@@ -91,11 +95,16 @@ def some_items(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, 
     return out
 
 
-def some_properties(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, Any]:
-    """A schema for a value that must send something, if it may be an object: not an empty one."""
-    if not admits(schema, "object", ref_types) or schema.get("minProperties"):
+def some_properties(schema: dict[str, Any], ref_types: set[str] | None, *, deep: bool = False) -> dict[str, Any]:
+    """A schema for a value that must send something, if it may be an object: RFC 6570 skips null
+    members, so an object sends nothing when it is empty or its members are all null (`deep`, a
+    deepObject's: or empty arrays and objects). Not empty, and where members may be null, not
+    all null (`ref_types`: as for `not_null`)."""
+    if not admits(schema, "object", ref_types):
         return schema
-    return {**schema, "minProperties": 1}
+    if deep or _members_may_be_null(schema):
+        return _forbid(schema, {"type": "object", "additionalProperties": _SILENT_MEMBER if deep else _NULL})
+    return schema if schema.get("minProperties") else {**schema, "minProperties": 1}
 
 
 def not_null(schema: Any, ref_types: set[str] | None) -> Any:
@@ -117,9 +126,7 @@ def not_null(schema: Any, ref_types: set[str] | None) -> Any:
         if isinstance(out.get("enum"), list):
             out["enum"] = [v for v in out["enum"] if v is not None]
         return out
-    if "not" in schema:
-        return {"allOf": [schema, {"not": _NULL}]}
-    return {**schema, "not": _NULL}
+    return _forbid(schema, _NULL)
 
 
 def admits(schema: Any, kind: str, ref_types: set[str] | None) -> bool:
@@ -140,6 +147,26 @@ def admits(schema: Any, kind: str, ref_types: set[str] | None) -> bool:
     if "$ref" in schema:
         return ref_types is None or kind in ref_types
     return True
+
+
+def _forbid(schema: dict[str, Any], what: dict[str, Any]) -> dict[str, Any]:
+    """`schema` and `not: what`; forbidding null beside silent objects, in one `not`."""
+    current = schema.get("not")
+    if current is None or current == what:
+        return {**schema, "not": what}
+    for one, other in ((current, what), (what, current)):
+        if one == _NULL and other.get("type") == "object" and set(other) == {"type", "additionalProperties"}:
+            return {**schema, "not": {**other, "type": ["object", "null"]}}
+    return {"allOf": [schema, {"not": what}]}
+
+
+def _members_may_be_null(schema: dict[str, Any]) -> bool:
+    """Whether an object valid for `schema` may have null members (True when it cannot be told cheaply)."""
+    if any(key in schema for key in ("$ref", "allOf", "anyOf", "oneOf", "if", "unevaluatedProperties")):
+        return True
+    members = [*(schema.get("properties") or {}).values(), *(schema.get("patternProperties") or {}).values(),
+               schema.get("additionalProperties", True)]  # fmt: skip
+    return any(admits(member, "null", None) for member in members)
 
 
 def _json_kind(value: Any) -> str:

@@ -7,6 +7,7 @@ and validation name the field, instead of a refused call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # Header parameters the gateway sets itself: content negotiation, credentials, and the
@@ -19,6 +20,10 @@ GATEWAY_HEADERS = frozenset(
 
 # A header value as the request builder sends it: ASCII, no control characters but tab.
 HEADER_TEXT = r"^[\t -~]*$"
+# One that is not empty once the builder has trimmed its surrounding blanks (a field value has none,
+# RFC 9110 5.5): a required header's. HTTP allows an empty value, but Prism, and servers that test
+# a header's value for truth, read it as no header: the call would miss a header the spec requires.
+HEADER_VALUE = r"^[\t ]*[!-~][\t -~]*$"
 
 
 def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str] | None) -> dict[str, Any]:
@@ -26,7 +31,8 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
     an agent learns it from the schema instead of from a refused call:
 
     * a query string is not empty unless `allowEmptyValue` says so (its default is false);
-    * a header value is ASCII without control characters (the request builder refuses others);
+    * a header value is ASCII without control characters (the request builder refuses others),
+      and a required header's is not blank (`HEADER_VALUE`);
     * a path parameter, or a required one, that is an array or object is not empty: an
       empty one sends nothing (RFC 6570), so the call would be refused (`some_items`);
     * a required parameter is not null: null sends nothing either (`not_null`).
@@ -45,28 +51,8 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
 
     if location == "query" and may_be("string") and not param.get("allowEmptyValue") and not schema.get("minLength"):
         schema["minLength"] = 1
-    if location == "header" and may_be("string"):
-        if "pattern" in schema:
-            schema = {"allOf": [schema, {"pattern": HEADER_TEXT}]}
-        else:
-            schema["pattern"] = HEADER_TEXT
-    if location == "header" and known is not None and known & {"array", "object"}:
-        # Items, keys and values end up in the header line too (copies: nested schemas are shared).
-        ascii_text = {"pattern": HEADER_TEXT}
-
-        def ascii_only(node: Any) -> Any:
-            kind = node.get("type") if isinstance(node, dict) else None
-            text = kind is None or kind == "string" or (isinstance(kind, list) and "string" in kind)
-            return {"allOf": [node, ascii_text]} if isinstance(node, dict) and text else node
-
-        if isinstance(schema.get("items"), dict):
-            schema["items"] = ascii_only(schema["items"])
-        if "object" in known:
-            schema["propertyNames"] = ascii_text
-            extra = schema.get("additionalProperties", True)
-            schema["additionalProperties"] = ascii_text if extra is True else ascii_only(extra)
-            if isinstance(schema.get("properties"), dict):
-                schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
+    if location == "header":
+        schema = _header_text(schema, may_be, HEADER_VALUE if required else HEADER_TEXT)
     if required:
         deep = param.get("style") == "deepObject"
         schema = not_null(some_properties(some_items(schema, raw), raw, deep=deep), raw)
@@ -80,6 +66,32 @@ _SILENT_MEMBER = {"anyOf": [_NULL, {"type": "array", "items": _NULL}, {"type": "
 _JSON_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("null", type(None)), ("boolean", bool), ("string", str), ("array", list), ("object", dict),
 )  # fmt: skip
+
+
+def _header_text(schema: dict[str, Any], may_be: Callable[[str], bool], text: str) -> dict[str, Any]:
+    """A header parameter's schema: its strings, and the items, keys and values that end up in the
+    header line, are `text` (the request builder refuses other characters; nested arrays and
+    objects go as JSON text, escaped to ASCII). Copies: nested schemas are shared."""
+    ascii_text = {"pattern": HEADER_TEXT}
+
+    def ascii_only(node: Any, pattern: dict[str, str] = ascii_text) -> Any:
+        if node is True:
+            return pattern
+        kind = node.get("type") if isinstance(node, dict) else None
+        string = kind is None or kind == "string" or (isinstance(kind, list) and "string" in kind)
+        return {"allOf": [node, pattern]} if isinstance(node, dict) and string else node
+
+    if may_be("string"):
+        schema = {"allOf": [schema, {"pattern": text}]} if "pattern" in schema else {**schema, "pattern": text}
+    if may_be("array"):
+        # (The items of a required one are not blank either: the header would be if all were.)
+        schema = {**schema, "items": ascii_only(schema.get("items", True), {"pattern": text})}
+    if may_be("object"):
+        extra = schema.get("additionalProperties", True)
+        schema = {**schema, "propertyNames": ascii_text, "additionalProperties": ascii_only(extra)}
+        if isinstance(schema.get("properties"), dict):
+            schema["properties"] = {k: ascii_only(v) for k, v in schema["properties"].items()}
+    return schema
 
 
 def some_items(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, Any]:

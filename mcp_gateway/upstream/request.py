@@ -31,6 +31,7 @@ Decisions where the specification is silent, ambiguous or unsafe:
   RFC 6570: the parameter is omitted (in the path this is an error). `None` items are skipped.
 * Header values are not percent-encoded; they must be ASCII without control characters (CR/LF
   would inject headers; httpx cannot send non-ASCII anyway). Surrounding blanks are stripped.
+  Nested arrays and objects (and `content` parameters) go as JSON text escaped to ASCII.
 * Cookie parameters (style `form`) are percent-encoded like query values and all go into one
   `Cookie: a=1; b=2` header; exploded arrays/objects become separate pairs.
 * Multipart: file parts (`binary_fields`) carry `filename` = the property name; their type is the
@@ -102,6 +103,11 @@ _MULTIPART_NAME_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _header_json(value: Any) -> str:
+    """JSON text a header line can carry: ASCII (escapes), DEL escaped too (JSON leaves it raw)."""
+    return _dumps_ascii(value).replace("\x7f", "\\u007f")
 
 
 def build_request(plan: OperationPlan, base_url: str, arguments: Mapping[str, Any]) -> UpstreamRequest:
@@ -300,7 +306,7 @@ def _content_text(p: ParamPlan, value: Any) -> str:
     """A parameter declared with `content`: its JSON text (a plain string for non-JSON types)."""
     if isinstance(value, str) and not _is_json(p.content_type or ""):
         return value
-    return _dumps_ascii(value) if p.location == "header" else _dumps(value)
+    return _header_json(value) if p.location == "header" else _dumps(value)
 
 
 def _path_value(p: ParamPlan, value: Any) -> str:
@@ -401,13 +407,13 @@ def _add_deep(out: list[str], prefix: str, value: Mapping[str, Any], safe: str) 
 def _header_value(p: ParamPlan, value: Any) -> str | None:
     """simple style, not percent-encoded; None when there is nothing to send."""
     if isinstance(value, list | tuple):
-        items = [_text(v) for v in value if v is not None]
+        items = [_header_item(v) for v in value if v is not None]
         if not items:
             return None
         text = ",".join(items)
     elif isinstance(value, Mapping):
         sep = "=" if p.explode else ","
-        pairs = [f"{k}{sep}{_text(v)}" for k, v in value.items() if v is not None]
+        pairs = [f"{k}{sep}{_header_item(v)}" for k, v in value.items() if v is not None]
         if not pairs:
             return None
         text = ",".join(pairs)
@@ -417,6 +423,11 @@ def _header_value(p: ParamPlan, value: Any) -> str | None:
     if not text.isascii() or _HEADER_BAD_RE.search(text):
         raise RequestBuildError(p.arg, "header value must be ASCII without control characters (CR, LF...)")
     return text
+
+
+def _header_item(value: Any) -> str:
+    """An item or member value in a header line: nested arrays and objects as ASCII JSON text."""
+    return _header_json(value) if isinstance(value, Mapping | list | tuple) else _text(value)
 
 
 def _add_cookie(out: list[str], p: ParamPlan, value: Any) -> None:

@@ -568,7 +568,8 @@ def test_undeclared_path_parameters_are_added(tmp_path: Path) -> None:
     tool = result.tools[0]
     assert [(p.arg, p.location, p.required) for p in tool.operation.params] == [
         ("owner", "path", True), ("petId", "path", True), ("q", "query", False)]  # fmt: skip
-    assert tool.input_schema["properties"]["petId"] == {"type": "string", "minLength": 1}
+    # (Not "." nor "..": filling a whole path segment, they would make a dot segment.)
+    assert tool.input_schema["properties"]["petId"] == {"type": "string", "minLength": 1, "not": {"enum": [".", ".."]}}
     assert tool.input_schema["required"] == ["owner", "petId"]
     (issue,) = result.issues
     assert issue.pointer == "/paths/~1owners~1{owner}~1pets~1{petId}~1{petId}/get" and "petId" in issue.message

@@ -39,7 +39,7 @@ from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 from mcp_gateway.openapi.security import SpecSecurity, credential_issues
 from mcp_gateway.openapi.servers import one_server_url, server_url
 from mcp_gateway.openapi.validation import LazyValidator
-from mcp_gateway.openapi.wire import GATEWAY_HEADERS, admits, not_null, some_items, wire_constraints
+from mcp_gateway.openapi.wire import GATEWAY_HEADERS, admits, not_null, path_segment, some_items, wire_constraints
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
@@ -477,6 +477,7 @@ class _ToolBuilder:
             if (p[0]["in"], str(p[0]["name"]).lower()) not in secret_params
         ]
         declared = {str(p["name"]) for p, _, _ in params if p["in"] == "path"}
+        segments = set(re.split(r"[/?#]", path))  # (those after a `?` or `#` are not segments: no matter)
         undeclared = [v for v in dict.fromkeys(_PATH_VARS.findall(path)) if v not in declared]
         if undeclared:
             # Without an argument for it, every call would fail: add a required string.
@@ -496,6 +497,11 @@ class _ToolBuilder:
             schema, content_type = self.param_schema(param, uri, p_ptr, refs)
             style = param.get("style")
             style = style if isinstance(style, str) else _DEFAULT_STYLE[location]
+            if location == "path" and content_type is None and isinstance(schema, dict):
+                # (Per operation: a shared parameter may fill a whole segment in one path and not another.)
+                whole = "{" + str(param["name"]) + "}" in segments
+                raw_types = self._raw_types(param.get("schema", {}), uri, pointer_join(p_ptr, "schema"))
+                schema = path_segment(schema, style, whole, raw_types)
             is_required = location == "path" or bool(param.get("required"))
             plans.append(
                 ParamPlan(

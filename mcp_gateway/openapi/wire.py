@@ -94,6 +94,25 @@ def _header_text(schema: dict[str, Any], may_be: Callable[[str], bool], text: st
     return schema
 
 
+def path_segment(schema: dict[str, Any], style: str, whole: bool, ref_types: set[str] | None) -> dict[str, Any]:
+    """A path parameter's schema, for what the request builder refuses: an empty serialisation (so
+    array items are not empty either) and, when the value fills a whole segment (`/files/{name}/`),
+    a "." or ".." one, which URL normalisation removes: the request would go elsewhere."""
+    items = schema.get("items", True)
+    if admits(schema, "array", ref_types) and admits(items, "string", None) and not _get(items, "minLength"):
+        schema = {**schema, "items": {**items, "minLength": 1} if isinstance(items, dict) else {"minLength": 1}}
+    if not whole or style == "matrix":  # (matrix: `;name=.` is no dot segment)
+        return schema
+    dots = ["."] if style == "label" else [".", ".."]  # (label: "." + "." is "..")
+    forbidden = [*(dots if admits(schema, "string", ref_types) else ()),
+                 *([[dot] for dot in dots] if admits(schema, "array", ref_types) else ())]  # fmt: skip
+    return _forbid(schema, {"enum": forbidden}) if forbidden else schema
+
+
+def _get(schema: Any, key: str) -> Any:
+    return schema.get(key) if isinstance(schema, dict) else None
+
+
 def some_items(schema: dict[str, Any], ref_types: set[str] | None) -> dict[str, Any]:
     """A schema for a value that must send something, if it may be an array: RFC 6570 skips null
     items, so an array sends nothing when it is empty or holds only nulls. At least one item,
@@ -162,14 +181,16 @@ def admits(schema: Any, kind: str, ref_types: set[str] | None) -> bool:
 
 
 def _forbid(schema: dict[str, Any], what: dict[str, Any]) -> dict[str, Any]:
-    """`schema` and `not: what`; forbidding null beside silent objects, in one `not`."""
+    """`schema` and `not: what`, in its one `not` (null beside silent objects: in one type list)."""
     current = schema.get("not")
     if current is None or current == what:
         return {**schema, "not": what}
     for one, other in ((current, what), (what, current)):
         if one == _NULL and other.get("type") == "object" and set(other) == {"type", "additionalProperties"}:
             return {**schema, "not": {**other, "type": ["object", "null"]}}
-    return {"allOf": [schema, {"not": what}]}
+    if isinstance(current, dict) and list(current) == ["anyOf"] and isinstance(current["anyOf"], list):
+        return {**schema, "not": {"anyOf": [*current["anyOf"], what]}}
+    return {**schema, "not": {"anyOf": [current, what]}}
 
 
 def _members_may_be_null(schema: dict[str, Any]) -> bool:

@@ -7,8 +7,9 @@ or the base URL is parsed once and cached, and the rest is string joining and `u
 Decisions where the specification is silent, ambiguous or unsafe:
 
 * Path values are percent-encoded with nothing but the unreserved set left as is (`/`, `?`, `#`,
-  `;`, `%`... are all encoded, so a literal `%2F` is sent as `%252F`). Values that are or
-  serialise to "", "." or "..", and any resulting "." / ".." segment, are rejected.
+  `;`, `%`... are all encoded, so a literal `%2F` is sent as `%252F`). A value that serialises to
+  "" is rejected, and so is any "." or ".." segment of the resulting path (URL normalisation
+  removes them: the request would go elsewhere); "." inside a segment (`/{name}.json`) is fine.
 * Query `pipeDelimited` joins with `%7C` (the pipe is not a legal query character; the 3.1.1
   table writes it that way). `deepObject` keeps literal brackets, as the table shows:
   `color[R]=100`; keys inside the brackets are percent-encoded. Nested objects go deeper
@@ -87,7 +88,6 @@ _PATH_LITERAL_SAFE = "/%:@!$&'()*+,;="
 # Literal query part of a path template (`/alerts?lat={lat}`): as above plus "?".
 _QUERY_LITERAL_SAFE = _PATH_LITERAL_SAFE + "?"
 _DELIMITERS = {"spaceDelimited": "%20", "pipeDelimited": "%7C"}
-_DOT_SEGMENTS = frozenset(("", ".", ".."))
 _DOT_ONLY = frozenset((".", ".."))
 _EXACT = 2.0**53  # floats below this are exact integers when integral
 
@@ -344,16 +344,13 @@ def _path_value(p: ParamPlan, value: Any) -> str:
             else:
                 out = flat
     else:
-        text = _text(value)
-        if text in _DOT_SEGMENTS:
-            raise RequestBuildError(p.arg, f"{text!r} is not allowed as a path parameter value")
-        out = quote(text, _STRICT)
+        out = quote(_text(value), _STRICT)
         if style == "label":
             out = "." + out
         elif style == "matrix":
             out = f";{quote(p.name, _STRICT)}={out}"
-    if out in _DOT_SEGMENTS:
-        raise RequestBuildError(p.arg, f"serialises to {out!r}, not allowed in a path")
+    if not out:
+        raise RequestBuildError(p.arg, "an empty value cannot fill a path parameter")
     return out
 
 

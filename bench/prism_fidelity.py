@@ -432,13 +432,14 @@ def prism_servers(documents: Mapping[K, tuple[str, dict[str, Any]]], workdir: Pa
 _FLOAT32 = 3.4028234663852886e38
 _INT_BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**53 - 1), 2**53 - 1), "float": (-_FLOAT32, _FLOAT32)}
 # Formats Prism asserts (ajv-formats "full") that hypothesis-jsonschema does not generate, or
-# generates more loosely than ajv checks them; `format: binary`/`byte` and base64 strings are
+# generates more loosely than ajv checks them (valid for the gateway's checks too: no label ends
+# in "-" or has "--" at its third and fourth characters); `format: binary`/`byte` and base64 strings are
 # BASE64_FORMAT. Other formats are left to hypothesis-jsonschema (date, date-time, time, ipv4...).
 _FORMAT_REGEXES = {
     "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-    "email": r"[a-z0-9]{1,8}(\.[a-z0-9]{1,4})?@[a-z][a-z0-9-]{0,8}\.(com|org|net)",
+    "email": r"[a-z0-9]{1,8}(\.[a-z0-9]{1,4})?@[a-z][a-z0-9]{0,8}\.(com|org|net)",
     "idn-email": r"[a-z0-9]{1,8}@[a-z]{1,8}\.(com|org)",
-    "hostname": r"[a-z][a-z0-9-]{0,10}[a-z0-9](\.[a-z][a-z0-9]{0,10}){0,2}\.(com|org|io)",
+    "hostname": r"[a-z][a-z0-9]{0,10}(-[a-z0-9]{1,5})?(\.[a-z][a-z0-9]{0,10}){0,2}\.(com|org|io)",
     "uri": r"https://[a-z]{1,10}\.example\.com(/[a-zA-Z0-9._~-]{0,8}){0,3}",
     "url": r"https://[a-z]{1,10}\.example\.com(/[a-zA-Z0-9._~-]{0,8}){0,3}",
     "uri-reference": r"(https://[a-z]{1,10}\.example\.com)?(/[a-zA-Z0-9._~-]{0,8}){0,3}",
@@ -466,6 +467,7 @@ def _format_strategies(st: Any, judge: bool = True) -> dict[str, Any]:
 
 # What ECMA-262 (JSON Schema's regex dialect) means by `\s`, spelled for a Python character class.
 _ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ECMA_SPACES = [c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_ECMA_SPACE}]", c)] + ["\ufeff"]
 
 
 def python_regex(pattern: str) -> str:
@@ -473,30 +475,58 @@ def python_regex(pattern: str) -> str:
 
     Python reads `\d`, `\w` and `\b` as Unicode classes (ECMA: ASCII, hence `(?a)`), its `.`
     also matches CR and the Unicode line separators, and its `\s` differs from ECMA's: drawn
-    from the Python reading, values would fail the pattern they were drawn from."""
+    from the Python reading, values would fail the pattern they were drawn from. (`\S` is spelled
+    as a negated class: hypothesis takes seconds over a positive one reaching U+10FFFF.)"""
     out: list[str] = []
-    in_class = False
     i = 0
     while i < len(pattern):
         char = pattern[i]
         if char == "\\" and i + 1 < len(pattern):
             escape = pattern[i : i + 2]
-            if escape == "\\s":
-                escape = _ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]"
-            elif escape == "\\S" and not in_class:
-                escape = f"[^{_ECMA_SPACE}]"
-            out.append(escape)
+            out.append({"\\s": f"[{_ECMA_SPACE}]", "\\S": f"[^{_ECMA_SPACE}]"}.get(escape, escape))
             i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
         elif char == "[":
-            in_class = True
-        elif char == ".":
-            char = r"[^\n\r\u2028\u2029]"
-        out.append(char)
-        i += 1
+            end = _class_end(pattern, i)
+            out.append(_python_class(pattern[i + 1 : end]))
+            i = end + 1
+        else:
+            out.append(r"[^\n\r\u2028\u2029]" if char == "." else char)
+            i += 1
     return "(?a)" + "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the `]` closing the character class opened at `start` (the end if none)."""
+    i = start + 1 + (pattern[start + 1 : start + 2] == "^")
+    i += pattern[i : i + 1] == "]"  # (a leading "]" is literal in Python)
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return i
+
+
+def _python_class(body: str) -> str:
+    """A character class of an ECMA pattern (its body) as Python reads the same characters."""
+    negated = body.startswith("^")
+    members, i = [], int(negated)
+    spaces = non_spaces = False
+    while i < len(body):
+        part = body[i : i + 2] if body[i] == "\\" else body[i]
+        spaces |= part == "\\s"
+        non_spaces |= part == "\\S"
+        if part not in ("\\s", "\\S"):
+            members.append(part)
+        i += len(part)
+    rest = "".join(members)
+    if not non_spaces or negated:  # (`[^\S...]`: rare, left to Python's reading)
+        head = ("^" if negated else "") + (_ECMA_SPACE if spaces else "")
+        return f"[{head}{rest}]" if not non_spaces else f"[{head}{rest}\\S]"
+    # Everything but the ECMA spaces the other members do not match, as one negated class.
+    try:
+        others = re.compile(f"(?a)[{rest}]") if rest else None
+    except re.error:
+        return f"[{body}]"
+    left = [] if spaces else [c for c in _ECMA_SPACES if others is None or not others.fullmatch(c)]
+    return f"[^{re.escape(''.join(left))}]" if left else r"[\s\S]"
 
 
 def generation_schema(node: Any, *, judge: bool = True) -> Any:

@@ -147,6 +147,39 @@ def test_format_values_drawn_from_the_argument_schema_pass_validation(formats_to
     assert formats_tool.validate(args) == []
 
 
+# Patterns of the corpus with ECMA-262 word boundaries (AWS).
+BOUNDARIES = {
+    "report": r"\b[a-f0-9]{8}\b-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-\b[a-f0-9]{12}\b",
+    "alias": r"^(\bTSTALIASID\b|[0-9a-zA-Z]+)$",
+    "arn": r"([a-zA-Z][-a-zA-Z0-9]*)|(arn:\b(aws|aws-us-gov|aws-cn)\b:[-a-zA-Z0-9:/._+]*)",
+    "inner": r"^a\B.*$",
+}
+
+
+@pytest.fixture(scope="module")
+def boundary_tool(tmp_path_factory: pytest.TempPathFactory) -> ToolDefinition:
+    patterns = {name: {"type": "string", "pattern": pattern} for name, pattern in BOUNDARIES.items()}
+    return _query(tmp_path_factory.mktemp("boundaries"), patterns)
+
+
+def test_word_boundaries_are_read_as_ecma_reads_them(boundary_tool: ToolDefinition) -> None:
+    """`\\b` is between an ASCII word character and anything else (ECMA-262): "é" is no word character,
+    so "...5056é" matches `...[a-f0-9]{12}\\b`. The error quotes the pattern as published."""
+    assert boundary_tool.validate({"report": "372b5409-926f-bde8-3ca8-d4043f5e5056\u00e9", "inner": "ab"}) == []
+    errors = boundary_tool.validate({"report": "x372b5409-926f-bde8-3ca8-d4043f5e5056", "inner": "a-"})
+    assert sorted(errors) == [
+        f'inner: "a-" does not match "{BOUNDARIES["inner"]}"',
+        f'report: "x372b5409-926f-bde8-3ca8-d4043f5e5056" does not match "{BOUNDARIES["report"]}"',
+    ]
+
+
+@settings(max_examples=200, database=None, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_values_drawn_from_word_boundary_patterns_pass_validation(boundary_tool: ToolDefinition,
+                                                                  data: st.DataObject) -> None:  # fmt: skip
+    assert boundary_tool.validate(_draw(boundary_tool, data)) == []
+
+
 # --------------------------------------------------------------------------- what is sent
 
 BASE = "https://api.example.com/v1"

@@ -477,7 +477,7 @@ class _ToolBuilder:
             if (p[0]["in"], str(p[0]["name"]).lower()) not in secret_params
         ]
         declared = {str(p["name"]) for p, _, _ in params if p["in"] == "path"}
-        segments = set(re.split(r"[/?#]", path))  # (those after a `?` or `#` are not segments: no matter)
+        segments = set(re.split(r"[/?#]", path))  # (a part after `?` or `#` counts too: a constraint too many)
         undeclared = [v for v in dict.fromkeys(_PATH_VARS.findall(path)) if v not in declared]
         if undeclared:
             # Without an argument for it, every call would fail: add a required string.

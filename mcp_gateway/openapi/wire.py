@@ -33,8 +33,9 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
     * a query string is not empty unless `allowEmptyValue` says so (its default is false);
     * a header value is ASCII without control characters (the request builder refuses others),
       and a required header's is not blank (`HEADER_VALUE`);
-    * a path parameter, or a required one, that is an array or object is not empty: an
-      empty one sends nothing (RFC 6570), so the call would be refused (`some_items`);
+    * a required parameter that is an array or object sends something: not empty, no array of
+      nulls nor object of null members (RFC 6570 skips those), so the call would be refused
+      (`some_items`, `some_properties`);
     * a required parameter is not null: null sends nothing either (`not_null`).
 
     Each keyword only constrains values of its own type, so it is added beside a `$ref` or a
@@ -186,7 +187,8 @@ def _forbid(schema: dict[str, Any], what: dict[str, Any]) -> dict[str, Any]:
     if current is None or current == what:
         return {**schema, "not": what}
     for one, other in ((current, what), (what, current)):
-        if one == _NULL and other.get("type") == "object" and set(other) == {"type", "additionalProperties"}:
+        silent_objects = isinstance(other, dict) and set(other) == {"type", "additionalProperties"}
+        if one == _NULL and silent_objects and other["type"] == "object":
             return {**schema, "not": {**other, "type": ["object", "null"]}}
     if isinstance(current, dict) and list(current) == ["anyOf"] and isinstance(current["anyOf"], list):
         return {**schema, "not": {"anyOf": [*current["anyOf"], what]}}

@@ -243,8 +243,14 @@ def body_tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ToolDefini
         "optional": _body("application/json", {"$ref": "#/components/schemas/Thing"}, required=False),
         "multipart": _body("multipart/form-data", fields),
         "form": _body("application/x-www-form-urlencoded", fields),
+        # Bodies that are not objects (in the corpus: libretranslate, Jira, codat, peertube).
+        "form text": _body("application/x-www-form-urlencoded", {"type": "string"}),
+        "form any": _body("application/x-www-form-urlencoded", {}),
+        "multipart file": _body("multipart/form-data", {"type": "string", "format": "binary"}),
+        "multipart text": _body("multipart/form-data", {"type": "string"}, required=False),
+        "multipart any": _body("multipart/form-data", {}),
     }
-    return {name: one_tool(tmp_path_factory.mktemp(name), op, THING) for name, op in ops.items()}
+    return {name: one_tool(tmp_path_factory.mktemp(name.replace(" ", "-")), op, THING) for name, op in ops.items()}
 
 
 def test_a_required_body_is_never_null(body_tools: dict[str, ToolDefinition]) -> None:
@@ -261,6 +267,22 @@ def test_a_required_body_is_never_null(body_tools: dict[str, ToolDefinition]) ->
     assert body_tools["form"].input_schema["properties"]["note"]["type"] == "string"
     assert body_tools["optional"].validate({"body": None}) == []  # no body then
     assert body_tools["form"].validate({**fields, "other": None}) == []
+
+
+def test_form_and_multipart_bodies_that_are_not_objects(body_tools: dict[str, ToolDefinition]) -> None:
+    """A multipart body that is one string is one file part, "file"; a form body typed as a string is
+    sent as that text; untyped form and multipart bodies are objects (name/value pairs)."""
+    png = base64.b64encode(b"\x89PNG").decode()
+    upload = body_tools["multipart file"]
+    assert list(upload.input_schema["properties"]) == ["file"] and upload.input_schema["required"] == ["file"]
+    request = build_request(upload.operation, BASE, {"file": png})
+    assert b'name="file"; filename="file"\r\nContent-Type: application/octet-stream\r\n\r\n\x89PNG' in request.content
+    text = build_request(body_tools["form text"].operation, BASE, {"body": "q=caf%C3%A9&source=fr"})
+    assert text.content == b"q=caf%C3%A9&source=fr"
+    for name in ("form any", "multipart any"):
+        errors = body_tools[name].validate({"body": "text"})
+        assert errors and errors[0].startswith("body:"), errors
+        assert body_tools[name].validate({"body": {"a": "b"}}) == []
 
 
 # --------------------------------------------------------------------------- files
@@ -486,6 +508,10 @@ CORPUS = {
     "royalmail.com/click-and-drop.json": "decimal multipleOf (money)",
     "amazonaws.com/outposts.json": "AWS: ECMA regexes with \\S and \\d, int and string formats",
     "amazonaws.com/scheduler.json": "AWS: ARN patterns, int and date-time formats",
+    "amazonaws.com/inspector2.json": "AWS: patterns with \\b word boundaries",
+    "libretranslate.local.json": "form bodies typed as strings, a multipart body that is a string",
+    "codat.io/sync-for-expenses.json": "a multipart body that is one binary string",
+    "cpy.re/peertube.json": "untyped form bodies",
     # Features the request builder serialises (as in tests/test_fidelity.py).
     "apideck.com/connector.json": "deepObject query parameters",
     "stripe.com.json": "form bodies with nested objects, required deepObject parameters",

@@ -3,7 +3,8 @@
 Rules a reader of the generated tools should know (also in the README):
 - Arguments: path, query, header and cookie parameters by (sanitised) name. An
   object request body (JSON, form or multipart) is spread into top-level
-  arguments; any other body is one `body` argument.
+  arguments; any other body is one `body` argument, but for a multipart body
+  that is one string (a file), sent as one file part named and argument `file`.
 - Name clashes: parameters are placed first (path, query, header, cookie); a
   later parameter with the same name gets `_<location>` appended; a body
   property that clashes with a parameter gets a `body_` prefix.
@@ -116,6 +117,16 @@ def _file_value(schema: Any, top: bool = True) -> Any:
     if top:
         out["description"] = (out.get("description", "") + " " + _BINARY_HINT).strip()
     return out
+
+
+def _objects_only(schema: Any) -> Any:
+    """`schema`, admitting objects only (a form or multipart body that is one argument)."""
+    if not isinstance(schema, dict):
+        return {"type": "object"}
+    kinds = schema.get("type")
+    if kinds == "object":
+        return schema
+    return {**schema, "type": "object"} if kinds is None or isinstance(kinds, list) else schema
 
 
 def _matches(value: str | None, globs: list[str]) -> bool:
@@ -304,6 +315,13 @@ class _ToolBuilder:
             if self._spreadable(resolved):
                 return self._spread_body(media_type, kind, resolved, target.uri, target.pointer, body_required,
                                          encoding, taken, props, required, refs)  # fmt: skip
+            if kind == "multipart" and isinstance(resolved, dict) and not admits(resolved, "object", None):
+                # One unnamed value (in the corpus always a file): sent as the one file part, named
+                # "file" as most APIs name it. (The request builder needs names for parts.)
+                part = resolved if resolved.get("format") in ("binary", "byte") else {**resolved, "format": "binary"}
+                single = {"type": "object", "properties": {"file": part}, "required": ["file"] if body_required else []}
+                return self._spread_body(media_type, kind, single, target.uri, target.pointer, body_required,
+                                         encoding, taken, props, required, refs)  # fmt: skip
         arg = naming.unique("body" if "body" not in taken else "request_body", taken)
         if kind in ("binary",):
             schema: Any = _file_value({"type": "string", "contentEncoding": "base64"})
@@ -312,6 +330,9 @@ class _ToolBuilder:
             refs |= used
             if kind == "text" and schema == {}:
                 schema = {"type": "string"}
+            if kind in ("form", "multipart") and admits(schema, "object", None):
+                # Name/value pairs: an object (or, for a form body the spec types as a string, its text).
+                schema = _objects_only(schema)
         text = self.schemas.description(body["description"]) if isinstance(body.get("description"), str) else None
         if isinstance(schema, dict) and text is not None and "description" not in schema:
             schema = {**schema, "description": text}

@@ -19,6 +19,7 @@ Decisions where the specification is silent, ambiguous or unsafe:
 * A form body (application/x-www-form-urlencoded) is form-urlencoded as a whole: the `,` that joins
   a non-exploded `form` array or object is sent as `%2C` unless the field's encoding allows reserved
   characters (a decoder sees the same text; a literal `,` is a reserved character in the value).
+  A form body that is a string (as some specs type it) is sent as that text.
 * A path template may carry a `#fragment` (never sent: some specs tell operations apart by it) or
   its own `?query` (sent before the query parameters; a part naming a query parameter is left to it).
 * `allowReserved` keeps RFC 3986 reserved characters unencoded in query values EXCEPT `&`, `=`,
@@ -501,6 +502,8 @@ def _require_object(body: BodyPlan, value: Any) -> Mapping[str, Any]:
 
 
 def _form_body(body: BodyPlan, value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()  # a form body its spec types as a string: that text, encoded already
     out: list[str] = []
     encoding = body.encoding
     for prop, v in _require_object(body, value).items():

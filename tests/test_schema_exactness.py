@@ -226,6 +226,9 @@ THING = {"Base": {"properties": {"id": {"type": "integer"}}},
          "Thing": {"allOf": [{"$ref": "#/components/schemas/Base"}], "description": "a thing"}}  # fmt: skip
 
 
+STREAM = {"type": "object", "format": "file"}
+
+
 def _body(media: str, schema: Any, required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required, "content": {media: {"schema": schema}}}}
 
@@ -249,6 +252,13 @@ def body_tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ToolDefini
         "multipart file": _body("multipart/form-data", {"type": "string", "format": "binary"}),
         "multipart text": _body("multipart/form-data", {"type": "string"}, required=False),
         "multipart any": _body("multipart/form-data", {}),
+        # AutoRest's streams (Azure): {type: object, format: file}.
+        "stream": {
+            "requestBody": {
+                "content": {"text/plain": {"schema": STREAM}, "application/octet-stream": {"schema": STREAM}}
+            }
+        },
+        "multipart stream": _body("multipart/form-data", STREAM),
     }
     return {name: one_tool(tmp_path_factory.mktemp(name.replace(" ", "-")), op, THING) for name, op in ops.items()}
 
@@ -271,7 +281,8 @@ def test_a_required_body_is_never_null(body_tools: dict[str, ToolDefinition]) ->
 
 def test_form_and_multipart_bodies_that_are_not_objects(body_tools: dict[str, ToolDefinition]) -> None:
     """A multipart body that is one string is one file part, "file"; a form body typed as a string is
-    sent as that text; untyped form and multipart bodies are objects (name/value pairs)."""
+    sent as that text; untyped form and multipart bodies are objects (name/value pairs); AutoRest's
+    streams (`{type: object, format: file}`) are files, even under text/plain."""
     png = base64.b64encode(b"\x89PNG").decode()
     upload = body_tools["multipart file"]
     assert list(upload.input_schema["properties"]) == ["file"] and upload.input_schema["required"] == ["file"]
@@ -279,6 +290,11 @@ def test_form_and_multipart_bodies_that_are_not_objects(body_tools: dict[str, To
     assert b'name="file"; filename="file"\r\nContent-Type: application/octet-stream\r\n\r\n\x89PNG' in request.content
     text = build_request(body_tools["form text"].operation, BASE, {"body": "q=caf%C3%A9&source=fr"})
     assert text.content == b"q=caf%C3%A9&source=fr"
+    stream, multipart_stream = body_tools["stream"], body_tools["multipart stream"]
+    assert stream.operation.body is not None and stream.operation.body.kind == "binary"
+    assert build_request(stream.operation, BASE, {"body": png}).content == b"\x89PNG"
+    assert list(multipart_stream.input_schema["properties"]) == ["file"]
+    assert multipart_stream.input_schema["properties"]["file"]["pattern"] == BINARY_VALUE
     for name in ("form any", "multipart any"):
         errors = body_tools[name].validate({"body": "text"})
         assert errors and errors[0].startswith("body:"), errors
@@ -412,7 +428,13 @@ def test_a_required_header_is_not_blank(header_tool: ToolDefinition) -> None:
 
 @pytest.fixture(scope="module")
 def object_tool(tmp_path_factory: pytest.TempPathFactory) -> ToolDefinition:
-    maybe = {"type": "object", "properties": {"a": {"type": "string", "nullable": True}}}
+    # (Members of the deepObject are no objects: its schema cannot tell objects of empty objects
+    # apart, see wire._SILENT_MEMBER; other styles send nested objects as JSON text.)
+    maybe = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "nullable": True}},
+        "additionalProperties": {"type": ["string", "array", "null"], "items": {"type": ["integer", "null"]}},
+    }
     params = [
         {"name": "filter", "in": "query", "required": True, "style": "deepObject", "schema": maybe},
         {"name": "any", "in": "query", "required": True, "schema": {}},
@@ -434,7 +456,7 @@ def test_a_required_object_has_a_member_to_send(object_tool: ToolDefinition) -> 
     assert object_tool.validate(good) == []
     assert build_request(object_tool.operation, BASE, good).url == f"{BASE}/x?filter[a]=x&k=1"
     for arg, value in (("filter", {}), ("filter", {"a": None}), ("filter", {"b": None}), ("filter", {"b": []}),
-                       ("filter", {"b": [None]}), ("filter", {"b": {}}), ("any", {"k": None}), ("any", None),
+                       ("filter", {"b": [None]}), ("any", {"k": None}), ("any", None),
                        ("fixed", {}), ("fixed", {"a": None})):  # fmt: skip
         errors = object_tool.validate({**good, arg: value})
         assert errors and errors[0].startswith(arg), (arg, value, errors)

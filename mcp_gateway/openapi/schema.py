@@ -468,7 +468,8 @@ class SchemaConverter:
                 out.pop("prefixItems")
             if additional is not None:
                 out["items"] = additional
-        if out.get("type") == "file":
+        if out.get("type") == "file" or (out.get("type") == "object" and out.get("format") == "file"):
+            # Swagger 2.0's file, and AutoRest's spelling of a stream (Azure specs): binary content.
             out["type"] = "string"
             out["format"] = "binary"
         # 3.0 boolean exclusive bounds -> 2020-12 numeric bounds.

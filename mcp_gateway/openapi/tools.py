@@ -46,6 +46,8 @@ _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
+# Formats of binary content (`file`: AutoRest's spelling of a stream, `{type: object, format: file}`).
+_FILE_FORMATS = ("binary", "byte", "file")
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
 
@@ -94,8 +96,8 @@ def media_kind(media_type: str, schema: Any = None) -> str:
     fmt = schema.get("format") if isinstance(schema, dict) else None
     if m.startswith("text/") or m.endswith("/xml") or m.endswith("+xml"):
         # `format: binary` text is any octets (a certificate file...): taken as base64 like other files.
-        return "binary" if fmt == "binary" else "text"
-    if m in ("*/*", "application/*") and fmt not in ("binary", "byte"):
+        return "binary" if fmt in ("binary", "file") else "text"
+    if m in ("*/*", "application/*") and fmt not in _FILE_FORMATS:
         return "json"
     return "binary"
 
@@ -315,10 +317,13 @@ class _ToolBuilder:
             if self._spreadable(resolved):
                 return self._spread_body(media_type, kind, resolved, target.uri, target.pointer, body_required,
                                          encoding, taken, props, required, refs)  # fmt: skip
-            if kind == "multipart" and isinstance(resolved, dict) and not admits(resolved, "object", None):
+            one_value = isinstance(resolved, dict) and (
+                not admits(resolved, "object", None) or resolved.get("format") == "file"
+            )
+            if kind == "multipart" and one_value:
                 # One unnamed value (in the corpus always a file): sent as the one file part, named
                 # "file" as most APIs name it. (The request builder needs names for parts.)
-                part = resolved if resolved.get("format") in ("binary", "byte") else {**resolved, "format": "binary"}
+                part = resolved if resolved.get("format") in _FILE_FORMATS else {**resolved, "format": "binary"}
                 single = {"type": "object", "properties": {"file": part}, "required": ["file"] if body_required else []}
                 return self._spread_body(media_type, kind, single, target.uri, target.pointer, body_required,
                                          encoding, taken, props, required, refs)  # fmt: skip
@@ -395,7 +400,7 @@ class _ToolBuilder:
         if not isinstance(resolved, dict):
             return False
         media = resolved.get("contentMediaType")
-        if resolved.get("format") in ("binary", "byte"):
+        if resolved.get("format") in _FILE_FORMATS:
             return True
         if isinstance(media, str) and not media.startswith("text/") and "json" not in media:
             return resolved.get("type") in (None, "string")  # OpenAPI 3.1's way of saying binary

@@ -62,7 +62,8 @@ def wire_constraints(schema: dict[str, Any], param: dict[str, Any], raw: set[str
 
 _NULL = {"type": "null"}
 # A deepObject member that sends nothing: null, an array of nulls (or none), an empty object.
-# (Deeper objects of empty ones are not told apart: JSON Schema has no cheap way to say it.)
+# (An object of empty objects is not told apart, which would take a recursive definition: a
+# required deepObject holding only such members is refused by the request builder, unsaid.)
 _SILENT_MEMBER = {"anyOf": [_NULL, {"type": "array", "items": _NULL}, {"type": "object", "maxProperties": 0}]}
 _JSON_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("null", type(None)), ("boolean", bool), ("string", str), ("array", list), ("object", dict),

@@ -984,7 +984,7 @@ KNOWN: tuple[Explanation, ...] = (
         request=r"Content-Type: multipart/form-data",
     ),
     Explanation(
-        r"Request query parameter \S+\.\d+ must be",
+        r"Request query parameter \S+\.\d+ must (be|match)",
         "Prism bug",
         "Prism splits a space-delimited query value on the text %20 after decoding it, so it never finds two items",
         request=r"\?\S*%20",

@@ -40,8 +40,8 @@ Decisions where the specification is silent, ambiguous or unsafe:
   data URL's, else the encoding's, else application/octet-stream. A property whose encoding is
   JSON is sent as one JSON part even when it is an array.
 * Binary values are exactly what `definitions.BINARY_VALUE` matches (the pattern argument schemas
-  give them): base64 (standard or URL-safe alphabet, padding optional, no whitespace) or `data:`
-  URLs (base64 or percent-encoded).
+  give them): base64 (standard or URL-safe alphabet, padding optional, spaces and line breaks
+  anywhere) or `data:` URLs (base64 or percent-encoded).
 """
 
 from __future__ import annotations

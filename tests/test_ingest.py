@@ -1599,3 +1599,23 @@ def test_huge_counted_repetitions_do_not_stall_the_first_call() -> None:
     validate = compile_validator({"type": "object", "properties": strings})
     assert time.process_time() - started < 0.5
     assert validate({"s0": "ok"}) == [] and validate({"s0": ""})
+
+
+def test_swagger2_warnings_name_the_files_own_places() -> None:
+    """A Swagger 2.0 file is converted to 3.0 inside the gateway; its warnings still point where the
+    fault is in the file as written (no /components, requestBody or content: the file has none)."""
+    spec = DATA / "swagger2-faults.yaml"
+    result = ingest_api(ApiConfig(name="s", spec=str(spec)))
+    pointers = {issue.pointer: issue.message for issue in result.issues}
+    pets = "/paths/~1pets~1{id}/post"
+    assert set(pointers) == {
+        "/definitions/Pet/properties/code/pattern",
+        f"{pets}/parameters/0/schema/properties/tag/pattern",  # the body parameter
+        f"{pets}/parameters/1/pattern",  # a plain parameter after it: its keys are inline in 2.0
+        f"{pets}/responses/200/schema/properties/z/pattern",
+        "/paths/~1forms/post/parameters/0/pattern",
+        "/paths/~1forms/post/parameters/1/pattern",  # a formData parameter
+        "/securityDefinitions",
+    }
+    # Every message is a whole sentence (the credentials warning was once cut short).
+    assert pointers["/securityDefinitions"].endswith("until one is, calls to them fail with a tool error")

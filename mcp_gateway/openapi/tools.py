@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcp_gateway.config import HTTP_METHODS, ApiConfig, ToolFilter
@@ -670,6 +670,12 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
         result.issues.append(
             Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")
         )
+    if version == "2.0":
+        # Name the places of the file as written, not of its 3.0 conversion.
+        result.issues = [
+            replace(i, pointer=swagger2.original_pointer(spec.data, i.pointer)) if i.source == spec.source else i
+            for i in result.issues
+        ]
     return result
 
 

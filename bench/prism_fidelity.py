@@ -432,13 +432,14 @@ def prism_servers(documents: Mapping[K, tuple[str, dict[str, Any]]], workdir: Pa
 _FLOAT32 = 3.4028234663852886e38
 _INT_BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**53 - 1), 2**53 - 1), "float": (-_FLOAT32, _FLOAT32)}
 # Formats Prism asserts (ajv-formats "full") that hypothesis-jsonschema does not generate, or
-# generates more loosely than ajv checks them; `format: binary`/`byte` and base64 strings are
+# generates more loosely than ajv checks them (valid for the gateway's checks too: no label ends
+# in "-" or has "--" at its third and fourth characters); `format: binary`/`byte` and base64 strings are
 # BASE64_FORMAT. Other formats are left to hypothesis-jsonschema (date, date-time, time, ipv4...).
 _FORMAT_REGEXES = {
     "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-    "email": r"[a-z0-9]{1,8}(\.[a-z0-9]{1,4})?@[a-z][a-z0-9-]{0,8}\.(com|org|net)",
+    "email": r"[a-z0-9]{1,8}(\.[a-z0-9]{1,4})?@[a-z][a-z0-9]{0,8}\.(com|org|net)",
     "idn-email": r"[a-z0-9]{1,8}@[a-z]{1,8}\.(com|org)",
-    "hostname": r"[a-z][a-z0-9-]{0,10}[a-z0-9](\.[a-z][a-z0-9]{0,10}){0,2}\.(com|org|io)",
+    "hostname": r"[a-z][a-z0-9]{0,10}(-[a-z0-9]{1,5})?(\.[a-z][a-z0-9]{0,10}){0,2}\.(com|org|io)",
     "uri": r"https://[a-z]{1,10}\.example\.com(/[a-zA-Z0-9._~-]{0,8}){0,3}",
     "url": r"https://[a-z]{1,10}\.example\.com(/[a-zA-Z0-9._~-]{0,8}){0,3}",
     "uri-reference": r"(https://[a-z]{1,10}\.example\.com)?(/[a-zA-Z0-9._~-]{0,8}){0,3}",
@@ -448,7 +449,15 @@ _FORMAT_REGEXES = {
 }
 
 
-def _format_strategies(st: Any) -> dict[str, Any]:
+# Formats the gateway checks (jsonschema-rs) that hypothesis-jsonschema does not generate.
+_UNGENERATED_FORMATS = ("uuid", "duration")
+
+
+def _format_strategies(st: Any, judge: bool = True) -> dict[str, Any]:
+    """Strategies for the formats hypothesis-jsonschema lacks; with `judge`, also those Prism checks
+    more narrowly than it generates them, and the benchmark's own (base64, plain text)."""
+    if not judge:
+        return {name: st.from_regex(_FORMAT_REGEXES[name], fullmatch=True) for name in _UNGENERATED_FORMATS}
     out = {name: st.from_regex(rx, fullmatch=True) for name, rx in _FORMAT_REGEXES.items()}
     out[PLAIN_FORMAT] = st.text(string.ascii_letters + string.digits, min_size=1, max_size=24)
     # Not empty: Prism takes a zero-length body for a missing one.
@@ -456,28 +465,100 @@ def _format_strategies(st: Any) -> dict[str, Any]:
     return out
 
 
-def generation_schema(node: Any) -> Any:
+# What ECMA-262 (JSON Schema's regex dialect) means by `\s`, spelled for a Python character class.
+_ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ECMA_SPACES = [c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_ECMA_SPACE}]", c)] + ["\ufeff"]
+
+
+def python_regex(pattern: str) -> str:
+    r"""A Python regex matching the strings the ECMA-262 `pattern` matches, for generating them.
+
+    Python reads `\d`, `\w` and `\b` as Unicode classes (ECMA: ASCII, hence `(?a)`), its `.`
+    also matches CR and the Unicode line separators, and its `\s` differs from ECMA's: drawn
+    from the Python reading, values would fail the pattern they were drawn from. (`\S` is spelled
+    as a negated class: hypothesis takes seconds over a positive one reaching U+10FFFF.)"""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            escape = pattern[i : i + 2]
+            out.append({"\\s": f"[{_ECMA_SPACE}]", "\\S": f"[^{_ECMA_SPACE}]"}.get(escape, escape))
+            i += 2
+        elif char == "[":
+            end = _class_end(pattern, i)
+            out.append(_python_class(pattern[i + 1 : end]))
+            i = end + 1
+        else:
+            out.append(r"[^\n\r\u2028\u2029]" if char == "." else char)
+            i += 1
+    return "(?a)" + "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the `]` closing the character class opened at `start` (the end if none)."""
+    i = start + 1 + (pattern[start + 1 : start + 2] == "^")
+    i += pattern[i : i + 1] == "]"  # (a leading "]" is literal in Python)
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return i
+
+
+def _python_class(body: str) -> str:
+    """A character class of an ECMA pattern (its body) as Python reads the same characters."""
+    negated = body.startswith("^")
+    members, i = [], int(negated)
+    spaces = non_spaces = False
+    while i < len(body):
+        part = body[i : i + 2] if body[i] == "\\" else body[i]
+        spaces |= part == "\\s"
+        non_spaces |= part == "\\S"
+        if part not in ("\\s", "\\S"):
+            members.append(part)
+        i += len(part)
+    rest = "".join(members)
+    if not non_spaces or negated:  # (`[^\S...]`: rare, left to Python's reading)
+        head = ("^" if negated else "") + (_ECMA_SPACE if spaces else "")
+        return f"[{head}{rest}]" if not non_spaces else f"[{head}{rest}\\S]"
+    # Everything but the ECMA spaces the other members do not match, as one negated class.
+    try:
+        others = re.compile(f"(?a)[{rest}]") if rest else None
+    except re.error:
+        return f"[{body}]"
+    left = [] if spaces else [c for c in _ECMA_SPACES if others is None or not others.fullmatch(c)]
+    return f"[^{re.escape(''.join(left))}]" if left else r"[\s\S]"
+
+
+def generation_schema(node: Any, *, judge: bool = True) -> Any:
     """A copy of a tool's input schema that hypothesis-jsonschema (drafts 4-7) reads as 2020-12 means it.
 
-    `prefixItems` becomes draft-7 tuple `items` (+ `additionalItems`); base64 strings (binary file
-    fields and bodies, `format: byte`) get a format generated as real base64; `int32`, `int64` and
-    `float` numbers get their range. Generated values are checked against the tool's own validator
-    afterwards, so anything lost here only costs examples.
+    `prefixItems` becomes draft-7 tuple `items` (+ `additionalItems`), `dependentRequired`
+    `dependencies`, and patterns the Python regexes that match what they match (`python_regex`).
+    With `judge`, values are also drawn as Prism checks them: base64 strings (binary file fields
+    and bodies, `format: byte`) get a format generated as real base64; `int32`, `int64` and
+    `float` numbers get the ranges Prism gives them. The benchmark checks generated values against
+    the tool's own validator afterwards, so anything lost here only costs examples.
     """
     if isinstance(node, list):
-        return [generation_schema(v) for v in node]
+        return [generation_schema(v, judge=judge) for v in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in ("enum", "const", "default", "examples"):
             out[key] = value
-        elif key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
-            out[key] = {k: generation_schema(v) for k, v in value.items()} if isinstance(value, dict) else value
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = python_regex(value)
+        elif key == "patternProperties" and isinstance(value, dict):
+            out[key] = {python_regex(k): generation_schema(v, judge=judge) for k, v in value.items()}
+        elif key in ("properties", "$defs", "definitions", "dependentSchemas"):
+            out[key] = (
+                {k: generation_schema(v, judge=judge) for k, v in value.items()} if isinstance(value, dict) else value
+            )
         elif key == "$schema":
             continue
         else:
-            out[key] = generation_schema(value)
+            out[key] = generation_schema(value, judge=judge)
     if "prefixItems" in out:
         prefix = out.pop("prefixItems")
         if "items" in out:
@@ -485,6 +566,8 @@ def generation_schema(node: Any) -> Any:
         out["items"] = prefix
     if "dependentRequired" in out:
         out["dependencies"] = out.pop("dependentRequired")
+    if not judge:
+        return out
     fmt = out.get("format")
     if out.get("contentEncoding") == "base64" or fmt in ("binary", "byte"):
         out["format"] = BASE64_FORMAT
@@ -656,32 +739,24 @@ class Unsatisfiable(Exception):
     """No valid arguments could be generated for a tool."""
 
 
-def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool = False,
-                       plain_body_strings: bool = False) -> list[dict[str, Any]]:  # fmt: skip
-    """Up to `count` distinct argument objects valid for `tool` (its own validator decides), drawn by
-    hypothesis from its input schema with a fixed seed. Raises Unsatisfiable (with the reason).
-
-    `plain_body_strings`: body strings without a pattern, format or enum are drawn from ASCII
-    letters and digits (see `run_spec`)."""
+def draw_values(schema: Any, count: int, seed: int, formats: dict[str, Any]) -> list[Any]:
+    """`count` values hypothesis-jsonschema draws from `schema` (a `generation_schema`) with a fixed
+    seed and `formats` as custom format strategies, or those drawn before drawing failed. Raises
+    Unsatisfiable (with the reason) when none could be drawn."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    st, from_schema = _strategies()
+    _, from_schema = _strategies()
+    drawn: list[Any] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Overriding standard format ...": deliberate
-            schema = generation_schema(inline_refs(tool.input_schema))
-            if not raw:
-                schema = judge_adjusted(tool, schema)
-                if plain_body_strings:
-                    schema = _plain_body_strings(tool, schema)
-            strategy = from_schema(schema, custom_formats=_format_strategies(st))
+            strategy = from_schema(schema, custom_formats=formats)
     except Exception as exc:  # hypothesis-jsonschema raises many kinds for schemas it cannot handle
         raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    drawn: list[Any] = []
 
     @hypothesis_seed(seed)
-    @settings(max_examples=max(count * 3, 10), database=None, deadline=None, phases=[Phase.generate],
+    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)  # fmt: skip
     @given(strategy)
     def draw(value: Any) -> None:
@@ -694,6 +769,28 @@ def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool
         except Exception as exc:  # as above; keep what was drawn before the failure
             if not drawn:
                 raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return drawn
+
+
+def generate_arguments(tool: ToolDefinition, count: int, seed: int, *, raw: bool = False,
+                       plain_body_strings: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Up to `count` distinct argument objects valid for `tool` (its own validator decides), drawn by
+    hypothesis from its input schema with a fixed seed. Raises Unsatisfiable (with the reason).
+
+    `plain_body_strings`: body strings without a pattern, format or enum are drawn from ASCII
+    letters and digits (see `run_spec`)."""
+    st, _ = _strategies()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Overriding standard format ...": deliberate
+            schema = generation_schema(inline_refs(tool.input_schema))
+            if not raw:
+                schema = judge_adjusted(tool, schema)
+                if plain_body_strings:
+                    schema = _plain_body_strings(tool, schema)
+    except Exception as exc:  # hypothesis-jsonschema raises many kinds for schemas it cannot handle
+        raise Unsatisfiable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    drawn = draw_values(schema, max(count * 3, 10), seed, _format_strategies(st))
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for value in drawn:
@@ -887,7 +984,7 @@ KNOWN: tuple[Explanation, ...] = (
         request=r"Content-Type: multipart/form-data",
     ),
     Explanation(
-        r"Request query parameter \S+\.\d+ must be",
+        r"Request query parameter \S+\.\d+ must (be|match)",
         "Prism bug",
         "Prism splits a space-delimited query value on the text %20 after decoding it, so it never finds two items",
         request=r"\?\S*%20",

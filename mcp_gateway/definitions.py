@@ -13,6 +13,22 @@ from typing import Any, Literal
 ParamLocation = Literal["path", "query", "header", "cookie"]
 BodyKind = Literal["json", "form", "multipart", "text", "binary"]
 
+# A binary value given as a tool argument (a file part, a binary body): base64 in the standard or
+# URL-safe alphabet, padding optional but right when present, blanks (space, tab, CR, LF: wrapped
+# lines) anywhere; or a `data:` URL (RFC 2397) with an optional `type/subtype` and `;name=value`
+# parameters (tokens), then `;base64,` and base64 as above, or `,` and text, percent-decoded.
+# Argument schemas carry `BINARY_VALUE` as the `pattern` of such arguments (ECMA-262 and Python
+# read it alike, Python with fullmatch and re.ASCII); the request builder decodes exactly the
+# strings it matches, checking them with the same parts.
+B64_ALPHABET = r"\w+/-"  # \w: ASCII letters, digits and "_" in ECMA-262 (Python: with re.ASCII)
+B64_BLANK = r"[\t\n\r ]"
+_C = f"[{B64_ALPHABET}]{B64_BLANK}*"  # a base64 character and the blanks after it
+_P = f"={B64_BLANK}*"  # a padding character, and blanks
+_B64 = f"{B64_BLANK}*(?:(?:{_C}){{4}})*(?:(?:{_C}){{2}}(?:{_P}{_P})?|(?:{_C}){{3}}(?:{_P})?)?"
+_TOKEN = r"[\w!#$%&'*+.^`|~-]+"  # RFC 9110 token
+MEDIA_TYPE = f"{_TOKEN}/{_TOKEN}(?:;{_TOKEN}={_TOKEN})*"
+BINARY_VALUE = rf"^(?:(?:data:(?:{MEDIA_TYPE})?;base64,)?{_B64}|data:(?:{MEDIA_TYPE})?,[\s\S]*)$"
+
 
 @dataclass(frozen=True, slots=True)
 class ParamPlan:

@@ -568,7 +568,8 @@ def test_undeclared_path_parameters_are_added(tmp_path: Path) -> None:
     tool = result.tools[0]
     assert [(p.arg, p.location, p.required) for p in tool.operation.params] == [
         ("owner", "path", True), ("petId", "path", True), ("q", "query", False)]  # fmt: skip
-    assert tool.input_schema["properties"]["petId"] == {"type": "string", "minLength": 1}
+    # (Not "." nor "..": filling a whole path segment, they would make a dot segment.)
+    assert tool.input_schema["properties"]["petId"] == {"type": "string", "minLength": 1, "not": {"enum": [".", ".."]}}
     assert tool.input_schema["required"] == ["owner", "petId"]
     (issue,) = result.issues
     assert issue.pointer == "/paths/~1owners~1{owner}~1pets~1{petId}~1{petId}/get" and "petId" in issue.message
@@ -889,15 +890,19 @@ def test_argument_schemas_say_what_reaches_the_wire(tmp_path: Path) -> None:
     assert props["q"]["minLength"] == 1 and "minLength" not in props["opt"]
     assert props["X-Id"]["pattern"] == HEADER_TEXT
     assert props["X-Note"] == {"allOf": [{"type": "string", "pattern": "^[a-z ]+$"}, {"pattern": HEADER_TEXT}]}
-    assert props["tags"]["minItems"] == 1 and props["filter"]["minProperties"] == 1
+    # An object sends nothing when empty or when its members are all null (RFC 6570 skips them;
+    # a deepObject also skips empty arrays and objects).
+    all_null = {"type": "object", "additionalProperties": {"type": "null"}}
+    assert props["tags"]["minItems"] == 1 and props["filter"]["not"]["type"] == "object"
     assert props["when"]["type"] == "string"
     assert props["kind"]["type"] == "string" and None not in props["kind"]["enum"]
-    assert props["ref"]["not"] == {"type": "null"} and props["ref"]["minProperties"] == 1
+    assert props["ref"]["not"] == {**all_null, "type": ["object", "null"]}
     good = {"q": "x", "X-Id": "abc", "tags": ["a"], "filter": {"a": "b"}, "when": "now", "kind": "a", "ref": {"k": 1}}
     assert tool.validate(good) == []
     assert tool.validate({**good, "X-Meta": {"a": 1, "b": "ok", "c": "fine"}, "X-List": ["x", "y"]}) == []
     for field, value in (("q", ""), ("X-Id", "caf\u00e9"), ("X-Id", "a\nb"), ("tags", []), ("filter", {}),
-                         ("when", None), ("kind", None), ("ref", None), ("X-Meta", {"b": "\u00e9"}),
+                         ("when", None), ("kind", None), ("ref", None), ("ref", {"k": None}),
+                         ("filter", {"a": None}), ("filter", {"b": []}), ("X-Meta", {"b": "\u00e9"}),
                          ("X-Meta", {"\u00e9": "x"}), ("X-Meta", {"c": "a\rb"}), ("X-List", ["\u00e9"])):  # fmt: skip
         errors = tool.validate({**good, field: value})
         assert errors and errors[0].startswith(field), (field, value, errors)
@@ -1594,3 +1599,23 @@ def test_huge_counted_repetitions_do_not_stall_the_first_call() -> None:
     validate = compile_validator({"type": "object", "properties": strings})
     assert time.process_time() - started < 0.5
     assert validate({"s0": "ok"}) == [] and validate({"s0": ""})
+
+
+def test_swagger2_warnings_name_the_files_own_places() -> None:
+    """A Swagger 2.0 file is converted to 3.0 inside the gateway; its warnings still point where the
+    fault is in the file as written (no /components, requestBody or content: the file has none)."""
+    spec = DATA / "swagger2-faults.yaml"
+    result = ingest_api(ApiConfig(name="s", spec=str(spec)))
+    pointers = {issue.pointer: issue.message for issue in result.issues}
+    pets = "/paths/~1pets~1{id}/post"
+    assert set(pointers) == {
+        "/definitions/Pet/properties/code/pattern",
+        f"{pets}/parameters/0/schema/properties/tag/pattern",  # the body parameter
+        f"{pets}/parameters/1/pattern",  # a plain parameter after it: its keys are inline in 2.0
+        f"{pets}/responses/200/schema/properties/z/pattern",
+        "/paths/~1forms/post/parameters/0/pattern",
+        "/paths/~1forms/post/parameters/1/pattern",  # a formData parameter
+        "/securityDefinitions",
+    }
+    # Every message is a whole sentence (the credentials warning was once cut short).
+    assert pointers["/securityDefinitions"].endswith("until one is, calls to them fail with a tool error")

@@ -401,6 +401,24 @@ async def test_redirects(gateway_url: str, upstream: str) -> None:
     assert {p.split("?")[0] for p in after[len(before) :]} == {"/api/redirect-to"}
 
 
+async def test_a_user_agent_parameter_replaces_the_gateways_own(tmp_path: Path, upstream: str) -> None:
+    """A spec may declare User-Agent as a header parameter (some APIs ask callers to name
+    themselves): then it is the one User-Agent line sent, not a second one."""
+    spec = tmp_path / "agent.yaml"
+    spec.write_text(
+        "openapi: 3.1.0\ninfo: {title: a, version: '1'}\npaths:\n  /agent:\n    get:\n      operationId: named\n"
+        "      parameters: [{name: User-Agent, in: header, schema: {type: string}}]\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    config = GatewayConfig(data_dir=tmp_path / "data", apis=[ApiConfig(name="a", spec=str(spec), base_url=upstream)])
+    with running_gateway(config) as (url, _):
+        async with Client(url) as client:
+            named = await echo_call(client, "named", {"User-Agent": "acme-bot/2.0"})
+            unnamed = await echo_call(client, "named", {})
+    assert header_lines(named, "User-Agent") == ["acme-bot/2.0"]
+    assert header_lines(unnamed, "User-Agent") == ["mcp-gateway/0.1"]
+
+
 # --------------------------------------------------------------------------- 4. security
 
 

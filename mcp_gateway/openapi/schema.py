@@ -64,6 +64,15 @@ _OUTLINE_DROPS = frozenset((
     "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems",
     "minContains", "maxContains", "minProperties", "maxProperties", "dependentRequired",
 ))  # fmt: skip
+# The range of each numeric format of the OpenAPI Format Registry that has one: a value outside
+# it does not fit the API's type (the format is the spec's promise), so argument schemas say it
+# (int64 reaches past JavaScript's safe integers, which JSON Schema does not mind).
+_FLOAT32_MAX = 3.4028234663852886e38
+_FORMAT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1), "int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1), "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1), "float": (-_FLOAT32_MAX, _FLOAT32_MAX),
+}  # fmt: skip
 # ECMA-262 has no inline flags, comments, atomic groups or named groups in Python's (?P<...>)
 # spelling, nor the \A \Z \z anchors: regexes using them break JavaScript clients (ajv).
 _NOT_ECMA = re.compile(r"(?<!\\)\(\?(?![:=!]|<[=!]|<[A-Za-z_$][\w$]*>)|\\[AZzG]")
@@ -146,6 +155,30 @@ def _plain_value(key: str, value: Any) -> Any:
         )
         return {k: list(dict.fromkeys(v)) for k, v in value.items()} if ok else _INVALID
     return value  # default, const: any JSON value
+
+
+def _argument_format(out: dict[str, Any]) -> None:
+    """What an argument schema's `format` asserts, in place (argument validation checks formats).
+
+    Beside an `enum` or `const`, which say exactly which values are meant, a format can only
+    contradict them (`format: date-time, enum: [now]`): it is left out. A number whose format
+    has a range (`int32`...) is bounded by it, intersected with the bounds the schema already
+    has: two keywords at most, and none the schema already implies.
+    """
+    if "enum" in out or "const" in out:
+        out.pop("format", None)
+        return
+    bounds = _FORMAT_RANGES.get(out.get("format"))
+    kinds = out.get("type", "number")
+    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+    if bounds is None or not kinds & {"integer", "number"}:
+        return
+    for value, bound, exclusive, sign in ((bounds[0], "minimum", "exclusiveMinimum", 1),
+                                          (bounds[1], "maximum", "exclusiveMaximum", -1)):  # fmt: skip
+        if any(_is_number(out.get(k)) and sign * out[k] >= sign * value for k in (bound, exclusive)):
+            continue  # the schema's own bound is as tight (an exclusive one at the format's limit: tighter)
+        out[bound] = value
+        out.pop(exclusive, None)  # looser than the format's bound, so implied by it
 
 
 def _wrap_or_null(out: dict[str, Any]) -> None:
@@ -416,6 +449,8 @@ class SchemaConverter:
             out.pop("additionalProperties", None)
             out.pop("unevaluatedProperties", None)
         self._fix_openapi_isms(schema, out)
+        if direction == "in":
+            _argument_format(out)
         self._drop_direction_props(schema, out, uri, pointer, direction)
         if direction == "outline":
             for key in _OUTLINE_DROPS.intersection(out):
@@ -433,7 +468,8 @@ class SchemaConverter:
                 out.pop("prefixItems")
             if additional is not None:
                 out["items"] = additional
-        if out.get("type") == "file":
+        if out.get("type") == "file" or (out.get("type") == "object" and out.get("format") == "file"):
+            # Swagger 2.0's file, and AutoRest's spelling of a stream (Azure specs): binary content.
             out["type"] = "string"
             out["format"] = "binary"
         # 3.0 boolean exclusive bounds -> 2020-12 numeric bounds.

@@ -106,11 +106,11 @@ def credential_issues(
             wanted = " or ".join(" + ".join(s for s, _ in r) for r in security)
             unmet[wanted] = unmet.get(wanted, 0) + 1
     outcome = ("they are sent without credentials (allow_unauthenticated)" if api.allow_unauthenticated
-               else "calls to them fail until they are")  # fmt: skip
+               else "until one is, calls to them fail with a tool error")  # fmt: skip
     for wanted, count in unmet.items():
         issues.append(
             Issue(source, "/components/securitySchemes",
-                  f"{count} operation(s) need credentials for {wanted}; none are configured under "
-                  f"`credentials`, so {outcome}")
+                  f"{count} operation(s) need credentials for {wanted} and none is configured under "
+                  f"`credentials`: {outcome}")
         )  # fmt: skip
     return issues

@@ -252,3 +252,93 @@ def _with_components(doc: dict[str, Any], out: dict[str, Any], produces: list[st
     if components:
         out["components"] = components
     return out
+
+
+def original_pointer(doc: dict[str, Any], pointer: str) -> str:
+    """Where in the Swagger 2.0 document `doc` a JSON pointer into its 3.0 conversion points:
+    warnings and errors name the file's own places (`/securityDefinitions/...`, a parameter's
+    index in the file, a response's `schema`), not 3.0 ones that do not exist in it."""
+    if not pointer.startswith("/"):
+        return pointer
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    head, rest = tokens[:2], tokens[2:]
+    homes = {"securitySchemes": "securityDefinitions", "schemas": "definitions", "parameters": "parameters"}
+    if head[0] == "components" and len(head) == 2:
+        if head[1] in homes:
+            if head[1] == "parameters" and rest[1:2] == ["schema"]:
+                rest = [rest[0], *rest[2:]]  # a non-body parameter keeps its schema keys inline
+            return _join(homes[head[1]], *rest)
+        if head[1] == "responses":
+            return _join("responses", *_response_tail(rest))
+        return pointer
+    if tokens[0] == "servers":
+        return "/host"
+    if tokens[0] != "paths" or len(tokens) < 3:
+        return pointer
+    path, where, rest = tokens[1], tokens[2], tokens[3:]
+    item = (doc.get("paths") or {}).get(path)
+    if not isinstance(item, dict):
+        return pointer
+    if where == "parameters":  # the path item's own parameters
+        return _join("paths", path, "parameters", *_parameter_tail(doc, item.get("parameters"), rest))
+    op = item.get(where)
+    if not isinstance(op, dict):
+        return pointer
+    if rest[:1] == ["parameters"]:
+        return _join("paths", path, where, "parameters", *_parameter_tail(doc, op.get("parameters"), rest[1:]))
+    if rest[:1] == ["requestBody"]:
+        return _join("paths", path, where, "parameters", *_body_tail(doc, item, op, rest[1:]))
+    if rest[:1] == ["responses"] and len(rest) >= 2:
+        return _join("paths", path, where, "responses", rest[1], *_response_tail(rest[2:], named=False))
+    return pointer
+
+
+def _join(*tokens: str) -> str:
+    return "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def _response_tail(rest: list[str], named: bool = True) -> list[str]:
+    """`[name,] content, <media type>, schema, ...` -> `[name,] schema, ...` (2.0 has one schema)."""
+    lead, tail = (rest[:1], rest[1:]) if named else ([], rest)
+    if tail[:1] == ["content"] and len(tail) >= 2:
+        tail = tail[2:]
+    return [*lead, *tail]
+
+
+def _is_body(doc: dict[str, Any], param: Any) -> bool:
+    target = _shared_param(param, doc.get("parameters") or {}) if isinstance(param, dict) else None
+    return isinstance(target, dict) and target.get("in") in ("body", "formData")
+
+
+def _parameter_tail(doc: dict[str, Any], params: Any, rest: list[str]) -> list[str]:
+    """`i, schema, ...` of the converted (non-body) parameters -> the file's index, schema keys inline."""
+    if not rest or not rest[0].isdigit() or not isinstance(params, list):
+        return rest
+    kept = [i for i, p in enumerate(params) if isinstance(p, dict) and not _is_body(doc, p)]
+    index = int(rest[0])
+    if index >= len(kept):
+        return rest
+    tail = rest[1:]
+    if tail[:1] == ["schema"]:
+        tail = tail[1:]
+    return [str(kept[index]), *tail]
+
+
+def _body_tail(doc: dict[str, Any], item: dict[str, Any], op: dict[str, Any], rest: list[str]) -> list[str]:
+    """`content, <media type>, schema[, properties, <field>], ...` -> the body or formData parameter."""
+    params = op.get("parameters") if isinstance(op.get("parameters"), list) else []
+    bodies = [(i, _shared_param(p, doc.get("parameters") or {})) for i, p in enumerate(params) if _is_body(doc, p)]
+    if not bodies:
+        return []  # the body comes from the path item's parameters: the list is the best place to name
+    tail = rest[2:] if rest[:1] == ["content"] and len(rest) >= 2 else []
+    if tail[:1] == ["schema"]:
+        tail = tail[1:]
+    body = next(((i, p) for i, p in bodies if p.get("in") == "body"), None)
+    if body is not None:
+        return [str(body[0]), "schema", *tail]
+    # formData: one parameter per property of the converted body schema.
+    if tail[:1] == ["properties"] and len(tail) >= 2:
+        named = next((i for i, p in bodies if p.get("name") == tail[1]), None)
+        if named is not None:
+            return [str(named), *tail[2:]]
+    return []

@@ -3,7 +3,8 @@
 Rules a reader of the generated tools should know (also in the README):
 - Arguments: path, query, header and cookie parameters by (sanitised) name. An
   object request body (JSON, form or multipart) is spread into top-level
-  arguments; any other body is one `body` argument.
+  arguments; any other body is one `body` argument, but for a multipart body
+  that is one string (a file), sent as one file part named and argument `file`.
 - Name clashes: parameters are placed first (path, query, header, cookie); a
   later parameter with the same name gets `_<location>` appended; a body
   property that clashes with a parameter gets a `body_` prefix.
@@ -18,11 +19,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcp_gateway.config import HTTP_METHODS, ApiConfig, ToolFilter
 from mcp_gateway.definitions import (
+    BINARY_VALUE,
     BodyPlan,
     EncodingPlan,
     Issue,
@@ -38,12 +40,14 @@ from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 from mcp_gateway.openapi.security import SpecSecurity, credential_issues
 from mcp_gateway.openapi.servers import one_server_url, server_url
 from mcp_gateway.openapi.validation import LazyValidator
-from mcp_gateway.openapi.wire import GATEWAY_HEADERS, wire_constraints
+from mcp_gateway.openapi.wire import GATEWAY_HEADERS, admits, not_null, path_segment, some_items, wire_constraints
 
 _LOCATIONS = ("path", "query", "header", "cookie")
 _DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
 _BODY_RANK = {"json": 0, "form": 1, "multipart": 2, "text": 3, "binary": 4}
 _PATH_VARS = re.compile(r"\{([^{}]+)\}")
+# Formats of binary content (`file`: AutoRest's spelling of a stream, `{type: object, format: file}`).
+_FILE_FORMATS = ("binary", "byte", "file")
 _BINARY_HINT = "Base64-encoded content, or a data: URL (data:<mime>;base64,<data>)."
 
 
@@ -89,11 +93,42 @@ def media_kind(media_type: str, schema: Any = None) -> str:
         return "form"
     if m.startswith("multipart/"):
         return "multipart"
+    fmt = schema.get("format") if isinstance(schema, dict) else None
     if m.startswith("text/") or m.endswith("/xml") or m.endswith("+xml"):
-        return "text"
-    if m in ("*/*", "application/*") and isinstance(schema, dict) and schema.get("format") not in ("binary", "byte"):
+        # `format: binary` text is any octets (a certificate file...): taken as base64 like other files.
+        return "binary" if fmt in ("binary", "file") else "text"
+    if m in ("*/*", "application/*") and fmt not in _FILE_FORMATS:
         return "json"
     return "binary"
+
+
+def _file_value(schema: Any, top: bool = True) -> Any:
+    """The argument schema of a value sent as a file (a multipart file part, or an array of them;
+    a binary body): what the request builder decodes, base64 or a `data:` URL, is its pattern."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if admits(out, "string", None):
+        out["contentEncoding"] = "base64"  # (an annotation: the pattern is what validators enforce)
+        if "pattern" in out:  # the spec's own, on the base64 text: both apply
+            out["allOf"] = [*out.get("allOf", ()), {"pattern": BINARY_VALUE}]
+        else:
+            out["pattern"] = BINARY_VALUE
+    if isinstance(out.get("items"), dict) and admits(out, "array", None):
+        out["items"] = _file_value(out["items"], top=False)
+    if top:
+        out["description"] = (out.get("description", "") + " " + _BINARY_HINT).strip()
+    return out
+
+
+def _objects_only(schema: Any) -> Any:
+    """`schema`, admitting objects only (a form or multipart body that is one argument)."""
+    if not isinstance(schema, dict):
+        return {"type": "object"}
+    kinds = schema.get("type")
+    if kinds == "object":
+        return schema
+    return {**schema, "type": "object"} if kinds is None or isinstance(kinds, list) else schema
 
 
 def _matches(value: str | None, globs: list[str]) -> bool:
@@ -282,20 +317,35 @@ class _ToolBuilder:
             if self._spreadable(resolved):
                 return self._spread_body(media_type, kind, resolved, target.uri, target.pointer, body_required,
                                          encoding, taken, props, required, refs)  # fmt: skip
+            one_value = isinstance(resolved, dict) and (
+                not admits(resolved, "object", None) or resolved.get("format") == "file"
+            )
+            if kind == "multipart" and one_value:
+                # One unnamed value (in the corpus always a file): sent as the one file part, named
+                # "file" as most APIs name it. (The request builder needs names for parts.)
+                part = resolved if resolved.get("format") in _FILE_FORMATS else {**resolved, "format": "binary"}
+                single = {"type": "object", "properties": {"file": part}, "required": ["file"] if body_required else []}
+                return self._spread_body(media_type, kind, single, target.uri, target.pointer, body_required,
+                                         encoding, taken, props, required, refs)  # fmt: skip
         arg = naming.unique("body" if "body" not in taken else "request_body", taken)
         if kind in ("binary",):
-            schema: Any = {"type": "string", "contentEncoding": "base64", "description": _BINARY_HINT}
+            schema: Any = _file_value({"type": "string", "contentEncoding": "base64"})
         else:
             schema, used = self.schemas.convert(raw_schema, uri, s_ptr, "in")
             refs |= used
             if kind == "text" and schema == {}:
                 schema = {"type": "string"}
+            if kind in ("form", "multipart") and admits(schema, "object", None):
+                # Name/value pairs: an object (or, for a form body the spec types as a string, its text).
+                schema = _objects_only(schema)
         text = self.schemas.description(body["description"]) if isinstance(body.get("description"), str) else None
         if isinstance(schema, dict) and text is not None and "description" not in schema:
             schema = {**schema, "description": text}
-        props[arg] = schema
         if body_required:
+            # A null body is no body: the call would be refused (a JSON `null` is never what is meant).
+            schema = not_null(schema, self._raw_types(raw_schema, uri, s_ptr))
             required.append(arg)
+        props[arg] = schema
         return BodyPlan(media_type=media_type, kind=kind, required=body_required, arg=arg, encoding=encoding)  # type: ignore[arg-type]
 
     @staticmethod
@@ -331,17 +381,16 @@ class _ToolBuilder:
             resolved = self.schemas.resolved(sub, uri, sub_ptr).value
             if kind == "multipart" and self._is_file(resolved, uri, sub_ptr):
                 binary.add(name)
-                if isinstance(converted, dict):
-                    converted = {
-                        **converted,
-                        "description": (converted.get("description", "") + " " + _BINARY_HINT).strip(),
-                    }
+                converted = _file_value(converted)
             if name in body_required_props:
                 required.append(arg)
-                is_array = isinstance(resolved, dict) and resolved.get("type") == "array"
-                if is_array and isinstance(converted, dict) and not converted.get("minItems"):
-                    # An empty array is no form field at all: the required property would be missing.
-                    converted = {**converted, "minItems": 1}
+                if kind != "json":
+                    # Null, an empty array (or one of nulls) is no form field at all: the required
+                    # property would be missing (in JSON they are values, when the schema admits them).
+                    types = self._raw_types(sub, uri, sub_ptr)
+                    if isinstance(converted, dict):
+                        converted = some_items(converted, types)
+                    converted = not_null(converted, types)
             props[arg] = converted
         return BodyPlan(media_type=media_type, kind=kind, required=body_required, fields=fields,  # type: ignore[arg-type]
                         encoding=encoding, binary_fields=frozenset(binary))  # fmt: skip
@@ -351,7 +400,7 @@ class _ToolBuilder:
         if not isinstance(resolved, dict):
             return False
         media = resolved.get("contentMediaType")
-        if resolved.get("format") in ("binary", "byte"):
+        if resolved.get("format") in _FILE_FORMATS:
             return True
         if isinstance(media, str) and not media.startswith("text/") and "json" not in media:
             return resolved.get("type") in (None, "string")  # OpenAPI 3.1's way of saying binary
@@ -454,6 +503,7 @@ class _ToolBuilder:
             if (p[0]["in"], str(p[0]["name"]).lower()) not in secret_params
         ]
         declared = {str(p["name"]) for p, _, _ in params if p["in"] == "path"}
+        segments = set(re.split(r"[/?#]", path))  # (a part after `?` or `#` counts too: a constraint too many)
         undeclared = [v for v in dict.fromkeys(_PATH_VARS.findall(path)) if v not in declared]
         if undeclared:
             # Without an argument for it, every call would fail: add a required string.
@@ -473,6 +523,11 @@ class _ToolBuilder:
             schema, content_type = self.param_schema(param, uri, p_ptr, refs)
             style = param.get("style")
             style = style if isinstance(style, str) else _DEFAULT_STYLE[location]
+            if location == "path" and content_type is None and isinstance(schema, dict):
+                # (Per operation: a shared parameter may fill a whole segment in one path and not another.)
+                whole = "{" + str(param["name"]) + "}" in segments
+                raw_types = self._raw_types(param.get("schema", {}), uri, pointer_join(p_ptr, "schema"))
+                schema = path_segment(schema, style, whole, raw_types)
             is_required = location == "path" or bool(param.get("required"))
             plans.append(
                 ParamPlan(
@@ -615,6 +670,12 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
         result.issues.append(
             Issue(spec.source, "/servers", "no absolute server URL in the spec: set base_url for this API")
         )
+    if version == "2.0":
+        # Name the places of the file as written, not of its 3.0 conversion.
+        result.issues = [
+            replace(i, pointer=swagger2.original_pointer(spec.data, i.pointer)) if i.source == spec.source else i
+            for i in result.issues
+        ]
     return result
 
 

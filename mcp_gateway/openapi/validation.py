@@ -1,31 +1,65 @@
-"""Argument validators: tool input schemas compiled (by jsonschema-rs) into one check per call."""
+"""Argument validators: tool input schemas compiled (by jsonschema-rs) into one check per call.
+
+String formats are checked (`date-time`, `uuid`, `email`, `uri`, `ipv4`...: a value that is not
+one is a value the spec says the API does not take); unknown formats are annotations.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonschema_rs
 
-from mcp_gateway.definitions import ArgumentValidator
+from mcp_gateway.definitions import BINARY_VALUE, ArgumentValidator
+
+# jsonschema-rs 0.61 reads the "xn--" prefix of an A-label case-sensitively, refusing host names
+# such as `a.XN--E1A4C` that RFC 5890 (2.3.1) allows in any case: check the lower-case spelling
+# (host names and the domains of addresses are case-insensitive).
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_HOSTNAME = jsonschema_rs.Draft202012Validator({"format": "hostname"}, validate_formats=True)
+_EMAIL = jsonschema_rs.Draft202012Validator({"format": "email"}, validate_formats=True)
+_FORMATS = {
+    "hostname": lambda text: _HOSTNAME.is_valid(text.translate(_LOWER)),
+    "email": lambda text: _EMAIL.is_valid(text.translate(_LOWER)),
+    # ECMA-262 with or without the `u` flag? Readings differ (`a{`), so a check could refuse a
+    # regex the API takes: an annotation only.
+    "regex": lambda _text: True,
+}
+
+
+def _compile(schema: dict[str, Any]) -> jsonschema_rs.Validator:
+    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, formats=_FORMATS)
 
 
 def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
-    """A fast validator for tool arguments that reports every bad field.
+    """A fast validator for tool arguments that reports every bad field, formats included.
 
     Patterns the Rust regex engine cannot compile (some specs use ECMA or Python-only
-    syntax) are left out of the validator, one by one; the published schema keeps them.
+    syntax) are left out of the validator, one by one; the published schema keeps them, as it
+    keeps the `\\b` that the validator's copy spells as ECMA reads it.
     Raises ValueError when the schema cannot be compiled even so.
     """
+    text = json.dumps(schema, default=str)
+    published: dict[str, str] = {}  # pattern in the validator -> pattern in the schema (for messages)
+    if "\\\\b" in text or "\\\\B" in text:
+
+        def ecma(pattern: str) -> str:
+            spelled = _ecma_boundaries(pattern)
+            published[spelled] = pattern
+            return spelled
+
+        schema = _map_patterns(schema, ecma)
     try:
-        if _HUGE_REPEAT.search(json.dumps(schema, default=str)):
+        if _HUGE_REPEAT.search(text):
             raise ValueError("a pattern the Rust engine would take long to refuse")  # (skip the slow attempt)
-        validator = jsonschema_rs.Draft202012Validator(schema)
+        validator = _compile(schema)
     except ValueError:  # jsonschema_rs.ValidationError is a ValueError
-        validator = jsonschema_rs.Draft202012Validator(_without_bad_patterns(schema))
+        validator = _compile(_without_bad_patterns(schema))
 
     def validate(arguments: Mapping[str, Any]) -> list[str]:
         if validator.is_valid(arguments):
@@ -33,10 +67,36 @@ def compile_validator(schema: dict[str, Any]) -> ArgumentValidator:
         errors = []
         for error in validator.iter_errors(arguments):
             where = "/".join(str(p) for p in error.instance_path)
-            errors.append(f"{where}: {error.message}" if where else error.message)
+            message = _message(error, published)
+            errors.append(f"{where}: {message}" if where else message)
         return errors
 
     return validate
+
+
+_QUOTE_MAX = 80
+_MESSAGE_MAX = 600
+
+
+def _quoted(value: str) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(value) <= _QUOTE_MAX else json.dumps(value[:_QUOTE_MAX], ensure_ascii=False)[:-1] + '…"'
+
+
+def _message(error: jsonschema_rs.ValidationError, published: Mapping[str, str]) -> str:
+    """The error's message, quoting at most the start of a long value (a file's base64 can be
+    megabytes), and a pattern as the schema spells it (`published`: the validator's -> the schema's)."""
+    value = error.instance
+    kind = error.kind
+    message = error.message
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):
+        if kind.pattern == BINARY_VALUE:
+            return f"{_quoted(value)} is neither base64 text nor a data: URL (data:<mime>;base64,<data>)"
+        if kind.pattern in published:
+            message = message.replace(kind.pattern, published[kind.pattern])
+    if isinstance(value, str) and len(value) > _QUOTE_MAX:
+        message = message.replace(json.dumps(value, ensure_ascii=False), _quoted(value), 1)
+    return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 1] + "…"
 
 
 class LazyValidator:
@@ -81,8 +141,29 @@ def _regex_ok(pattern: str) -> bool:
     return True
 
 
-def _without_bad_patterns(node: Any, key: str | None = None) -> Any:
-    """A copy of a schema without the `pattern`s / `patternProperties` entries the Rust engine rejects.
+def _without_bad_patterns(schema: Any) -> Any:
+    """A copy of a schema without the `pattern`s / `patternProperties` entries the Rust engine rejects."""
+    return _map_patterns(schema, lambda pattern: pattern if _regex_ok(pattern) else None)
+
+
+# ECMA-262's \b and \B (outside a class: there \b is a backspace) as lookarounds on ASCII word
+# characters: jsonschema-rs 0.61 reads ECMA's \d and \w as ASCII but leaves \b to the Rust engine,
+# which reads it over Unicode words, so that `\b[a-f0-9]{12}\b` refused "...5056é" that ECMA takes.
+_BOUNDARY = re.compile(r"(\\[bB])|(\\.|\[(?:\\.|[^\]\\])*\])", re.DOTALL)
+_WORD = "[A-Za-z0-9_]"
+_ECMA_BOUNDARIES = {
+    "\\b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
+    "\\B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
+}
+
+
+def _ecma_boundaries(pattern: str) -> str:
+    return _BOUNDARY.sub(lambda m: _ECMA_BOUNDARIES[m[1]] if m[1] else m[0], pattern)
+
+
+def _map_patterns(node: Any, change: Callable[[str], str | None], key: str | None = None) -> Any:
+    """A copy of a schema whose `pattern`s and `patternProperties` names are `change(pattern)`,
+    those for which it returns None left out.
 
     `key` is the keyword `node` is the value of: data under `enum`, `const`, `default`
     and `examples` is left alone, and only real `properties` may be named "pattern".
@@ -92,12 +173,14 @@ def _without_bad_patterns(node: Any, key: str | None = None) -> Any:
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
-            if key != "properties" and k == "pattern" and isinstance(v, str) and not _regex_ok(v):
-                continue
-            if key != "properties" and k == "patternProperties" and isinstance(v, dict):
-                v = {p: sub for p, sub in v.items() if _regex_ok(p)}
-            out[k] = _without_bad_patterns(v, None if key == "properties" else k)
+            if key != "properties" and k == "pattern" and isinstance(v, str):
+                v = change(v)
+                if v is None:
+                    continue
+            elif key != "properties" and k == "patternProperties" and isinstance(v, dict):
+                v = {new: sub for p, sub in v.items() if (new := change(p)) is not None}
+            out[k] = _map_patterns(v, change, None if key == "properties" else k)
         return out
     if isinstance(node, list):
-        return [_without_bad_patterns(v) for v in node]
+        return [_map_patterns(v, change) for v in node]
     return node

@@ -174,6 +174,12 @@ class HttpClient:
         self._base_prefix = base
         self._base_origin = _origin(base_url)
 
+    def _defaults(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The gateway's User-Agent, unless the operation sets one itself (a spec's header parameter)."""
+        if any(name.lower() == "user-agent" for name, _ in headers):
+            return []
+        return self._default_headers
+
     def within_base(self, url: str) -> bool:
         """True when `url` is under this API's base URL (same origin and path prefix)."""
         if any(_DOT_SEGMENT_RE.fullmatch(segment) for segment in urlsplit(url).path.split("/")):
@@ -225,7 +231,7 @@ class HttpClient:
         trace: dict[str, str] = {}
         inject(trace)
         request = httpx2.Request(
-            method, url, headers=[*self._default_headers, *trace.items(), *headers], content=content,
+            method, url, headers=[*self._defaults(headers), *trace.items(), *headers], content=content,
             extensions={"timeout": self._timeouts},
         )  # fmt: skip
         try:

@@ -7,8 +7,9 @@ or the base URL is parsed once and cached, and the rest is string joining and `u
 Decisions where the specification is silent, ambiguous or unsafe:
 
 * Path values are percent-encoded with nothing but the unreserved set left as is (`/`, `?`, `#`,
-  `;`, `%`... are all encoded, so a literal `%2F` is sent as `%252F`). Values that are or
-  serialise to "", "." or "..", and any resulting "." / ".." segment, are rejected.
+  `;`, `%`... are all encoded, so a literal `%2F` is sent as `%252F`). A value that serialises to
+  "" is rejected, and so is any "." or ".." segment of the resulting path (URL normalisation
+  removes them: the request would go elsewhere); "." inside a segment (`/{name}.json`) is fine.
 * Query `pipeDelimited` joins with `%7C` (the pipe is not a legal query character; the 3.1.1
   table writes it that way). `deepObject` keeps literal brackets, as the table shows:
   `color[R]=100`; keys inside the brackets are percent-encoded. Nested objects go deeper
@@ -18,6 +19,7 @@ Decisions where the specification is silent, ambiguous or unsafe:
 * A form body (application/x-www-form-urlencoded) is form-urlencoded as a whole: the `,` that joins
   a non-exploded `form` array or object is sent as `%2C` unless the field's encoding allows reserved
   characters (a decoder sees the same text; a literal `,` is a reserved character in the value).
+  A form body that is a string (as some specs type it) is sent as that text.
 * A path template may carry a `#fragment` (never sent: some specs tell operations apart by it) or
   its own `?query` (sent before the query parameters; a part naming a query parameter is left to it).
 * `allowReserved` keeps RFC 3986 reserved characters unencoded in query values EXCEPT `&`, `=`,
@@ -31,19 +33,20 @@ Decisions where the specification is silent, ambiguous or unsafe:
   RFC 6570: the parameter is omitted (in the path this is an error). `None` items are skipped.
 * Header values are not percent-encoded; they must be ASCII without control characters (CR/LF
   would inject headers; httpx cannot send non-ASCII anyway). Surrounding blanks are stripped.
+  Nested arrays and objects (and `content` parameters) go as JSON text escaped to ASCII.
 * Cookie parameters (style `form`) are percent-encoded like query values and all go into one
   `Cookie: a=1; b=2` header; exploded arrays/objects become separate pairs.
 * Multipart: file parts (`binary_fields`) carry `filename` = the property name; their type is the
   data URL's, else the encoding's, else application/octet-stream. A property whose encoding is
   JSON is sent as one JSON part even when it is an array.
-* Binary values are base64 (standard or URL-safe alphabet, whitespace and missing padding
-  tolerated) or `data:` URLs (base64 or percent-encoded).
+* Binary values are exactly what `definitions.BINARY_VALUE` matches (the pattern argument schemas
+  give them): base64 (standard or URL-safe alphabet, padding optional, spaces and line breaks
+  anywhere) or `data:` URLs (base64 or percent-encoded).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import secrets
@@ -53,7 +56,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-from mcp_gateway.definitions import BodyPlan, OperationPlan, ParamPlan
+from mcp_gateway.definitions import B64_ALPHABET, B64_BLANK, MEDIA_TYPE, BodyPlan, OperationPlan, ParamPlan
 
 __all__ = ["RequestBuildError", "UpstreamRequest", "build_request"]
 
@@ -86,18 +89,26 @@ _PATH_LITERAL_SAFE = "/%:@!$&'()*+,;="
 # Literal query part of a path template (`/alerts?lat={lat}`): as above plus "?".
 _QUERY_LITERAL_SAFE = _PATH_LITERAL_SAFE + "?"
 _DELIMITERS = {"spaceDelimited": "%20", "pipeDelimited": "%7C"}
-_DOT_SEGMENTS = frozenset(("", ".", ".."))
 _DOT_ONLY = frozenset((".", ".."))
 _EXACT = 2.0**53  # floats below this are exact integers when integral
 
 _TEMPLATE_RE = re.compile(r"\{([^{}]+)\}")
 _HEADER_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_MIME_RE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:;{_TOKEN}=(?:{_TOKEN}|\"[^\"\\\x00-\x1f\x7f]*\"))*")
+# The parts of BINARY_VALUE (see definitions.py) that the decoder checks.
+_DATA_URL_HEAD = re.compile(rf"data:({MEDIA_TYPE})?(;base64)?,", re.ASCII)
+_B64_TEXT = re.compile(rf"[{B64_ALPHABET}]*(={{0,2}})", re.ASCII)
+_B64_BLANKS = re.compile(f"{B64_BLANK}+")
+_URLSAFE = str.maketrans("-_", "+/")
+_NOT_BINARY = "expected base64 text or a data: URL (data:<mime>;base64,<data>)"
 _MULTIPART_NAME_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _header_json(value: Any) -> str:
+    """JSON text a header line can carry: ASCII (escapes), DEL escaped too (JSON leaves it raw)."""
+    return _dumps_ascii(value).replace("\x7f", "\\u007f")
 
 
 def build_request(plan: OperationPlan, base_url: str, arguments: Mapping[str, Any]) -> UpstreamRequest:
@@ -296,7 +307,7 @@ def _content_text(p: ParamPlan, value: Any) -> str:
     """A parameter declared with `content`: its JSON text (a plain string for non-JSON types)."""
     if isinstance(value, str) and not _is_json(p.content_type or ""):
         return value
-    return _dumps_ascii(value) if p.location == "header" else _dumps(value)
+    return _header_json(value) if p.location == "header" else _dumps(value)
 
 
 def _path_value(p: ParamPlan, value: Any) -> str:
@@ -334,16 +345,13 @@ def _path_value(p: ParamPlan, value: Any) -> str:
             else:
                 out = flat
     else:
-        text = _text(value)
-        if text in _DOT_SEGMENTS:
-            raise RequestBuildError(p.arg, f"{text!r} is not allowed as a path parameter value")
-        out = quote(text, _STRICT)
+        out = quote(_text(value), _STRICT)
         if style == "label":
             out = "." + out
         elif style == "matrix":
             out = f";{quote(p.name, _STRICT)}={out}"
-    if out in _DOT_SEGMENTS:
-        raise RequestBuildError(p.arg, f"serialises to {out!r}, not allowed in a path")
+    if not out:
+        raise RequestBuildError(p.arg, "an empty value cannot fill a path parameter")
     return out
 
 
@@ -397,13 +405,13 @@ def _add_deep(out: list[str], prefix: str, value: Mapping[str, Any], safe: str) 
 def _header_value(p: ParamPlan, value: Any) -> str | None:
     """simple style, not percent-encoded; None when there is nothing to send."""
     if isinstance(value, list | tuple):
-        items = [_text(v) for v in value if v is not None]
+        items = [_header_item(v) for v in value if v is not None]
         if not items:
             return None
         text = ",".join(items)
     elif isinstance(value, Mapping):
         sep = "=" if p.explode else ","
-        pairs = [f"{k}{sep}{_text(v)}" for k, v in value.items() if v is not None]
+        pairs = [f"{k}{sep}{_header_item(v)}" for k, v in value.items() if v is not None]
         if not pairs:
             return None
         text = ",".join(pairs)
@@ -413,6 +421,11 @@ def _header_value(p: ParamPlan, value: Any) -> str | None:
     if not text.isascii() or _HEADER_BAD_RE.search(text):
         raise RequestBuildError(p.arg, "header value must be ASCII without control characters (CR, LF...)")
     return text
+
+
+def _header_item(value: Any) -> str:
+    """An item or member value in a header line: nested arrays and objects as ASCII JSON text."""
+    return _header_json(value) if isinstance(value, Mapping | list | tuple) else _text(value)
 
 
 def _add_cookie(out: list[str], p: ParamPlan, value: Any) -> None:
@@ -489,6 +502,8 @@ def _require_object(body: BodyPlan, value: Any) -> Mapping[str, Any]:
 
 
 def _form_body(body: BodyPlan, value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()  # a form body its spec types as a string: that text, encoded already
     out: list[str] = []
     encoding = body.encoding
     for prop, v in _require_object(body, value).items():
@@ -555,31 +570,28 @@ def _multipart_body(body: BodyPlan, value: Any) -> tuple[bytes, str]:
 
 
 def _decode_binary(value: Any, arg: str) -> tuple[bytes, str | None]:
-    """Base64 text or a `data:` URL -> (bytes, media type of the data URL or None)."""
+    """Base64 text or a `data:` URL (exactly what `BINARY_VALUE` matches, which argument schemas
+    say) -> (bytes, media type of the data URL or None)."""
     if isinstance(value, bytes | bytearray):
         return bytes(value), None
     if not isinstance(value, str):
-        raise RequestBuildError(arg, "expected base64 text or a data: URL")
-    if value[:5].lower() != "data:":
+        raise RequestBuildError(arg, _NOT_BINARY)
+    head = _DATA_URL_HEAD.match(value) if value.startswith("data:") else None
+    if head is None:
         return _b64decode(value, arg), None
-    header, comma, data = value[5:].partition(",")
-    if not comma:
-        raise RequestBuildError(arg, "malformed data: URL (no comma)")
-    params = [x.strip() for x in header.split(";")]
-    is_base64 = params[-1].lower() == "base64"
-    if is_base64:
-        params.pop()
-    mime = ";".join(params) or None
-    if mime is not None and not _MIME_RE.fullmatch(mime):
-        raise RequestBuildError(arg, f"invalid media type {mime!r} in data: URL")
-    return (_b64decode(data, arg) if is_base64 else unquote_to_bytes(data)), mime
+    data = value[head.end() :]
+    return (_b64decode(data, arg) if head.group(2) else unquote_to_bytes(data)), head.group(1) or None
 
 
 def _b64decode(text: str, arg: str) -> bytes:
-    text = "".join(text.split())
-    text += "=" * (-len(text) % 4)
-    altchars = b"-_" if "-" in text or "_" in text else None
-    try:
-        return base64.b64decode(text, altchars=altchars, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RequestBuildError(arg, f"invalid base64 ({exc})") from None
+    # BINARY_VALUE's base64, checked without its blanks by one character class (a fraction of the
+    # time the pattern's groups of four take on a large file): padding only where it completes it.
+    text = _B64_BLANKS.sub("", text)
+    checked = _B64_TEXT.fullmatch(text)
+    if checked is None:
+        raise RequestBuildError(arg, _NOT_BINARY)
+    padding = len(checked.group(1))
+    size = len(text) - padding
+    if size % 4 == 1 or (padding and (size + padding) % 4):
+        raise RequestBuildError(arg, _NOT_BINARY)
+    return base64.b64decode(text.translate(_URLSAFE) + "=" * (-len(text) % 4), validate=True)

@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import httpx2
 import openai
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from mcp_gateway.config.models import ModelConfig
+from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 from mcp_gateway.llm import sse, translate
 from mcp_gateway.llm.errors import LlmError
 from mcp_gateway.llm.translate.responses_answer import response_object
@@ -692,7 +693,7 @@ def fakes() -> Iterator[tuple[FakeProvider, FakeProvider, FakeGemini]]:
 def running(
     tmp_path_factory: pytest.TempPathFactory, fakes: tuple[FakeProvider, FakeProvider, FakeGemini]
 ) -> Iterator[Running]:
-    _, claude, gemini = fakes
+    compatible, claude, gemini = fakes
     anthropic = {"provider": "anthropic", "base_url": claude.url, "api_key": "secret:anthropic-key"}
     ai_studio = {"provider": "gemini", "base_url": gemini.url, "api_key": "secret:gemini-key"}
     models = [
@@ -700,6 +701,18 @@ def running(
         {"name": "claude-lenient", "drop_params": True, "deployments": [{**anthropic, "model": "claude-sonnet-4-5"}]},
         {"name": "gemini-test", "deployments": [{**ai_studio, "model": "gemini-2.5-flash"}]},
         {"name": "gemini-3-test", "deployments": [{**ai_studio, "model": "gemini-3-pro-preview"}]},
+        {
+            "name": "vllm-test",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "model": "qwen3",
+                    "base_url": compatible.url + "/v1",
+                    "api_key": "secret:openai-key",
+                    "responses_api": False,
+                }
+            ],
+        },
     ]
     for running in _start(tmp_path_factory.mktemp("responses"), models):
         running.gateway.vault.put("gemini-key", GEMINI_KEY)  # read when a Gemini deployment is first used
@@ -913,6 +926,47 @@ def test_refusals_name_the_field_and_call_no_provider(
     assert answer.output_text == "echo: hi" and "tools" not in claude.seen[-1].body
 
 
+def test_an_openai_compatible_server_without_responses_is_served_through_chat(
+    running: Running, fakes: tuple[FakeProvider, FakeProvider, FakeGemini], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_gateway.models")
+    compatible, _, _ = fakes
+    client = _client(running)
+    answer = client.responses.create(
+        model="vllm-test", input="hello", instructions="be brief", reasoning={"effort": "low"}
+    )
+    assert compatible.seen[-1].path == "/v1/chat/completions"
+    assert compatible.seen[-1].body == {
+        "model": "qwen3",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}],
+        "reasoning_effort": "low",
+    }
+    assert answer.output_text == "echo: hello" and answer.output[0].type == "reasoning"
+    assert answer.usage is not None and answer.usage.output_tokens_details.reasoning_tokens == 2
+    assert "in=11 out=7 cache_read=3 cache_write=0 reasoning=2" in _line(caplog, "vllm-test")
+    with client.responses.stream(
+        model="vllm-test", input=[{"role": "user", "content": "What is the weather?"}], tools=[WEATHER]
+    ) as stream:  # type: ignore[list-item]
+        final = stream.get_final_response()
+    assert compatible.seen[-1].body["stream_options"] == {"include_usage": True}
+    assert compatible.seen[-1].body["tools"] == [CHAT_WEATHER]
+    call = final.output[-1]
+    assert call.type == "function_call" and (call.call_id, call.arguments) == ("call_1", '{"city": "Paris"}')
+    line = _line(caplog, "vllm-test")
+    assert "in=11 out=7" in line and "stream=True" in line and "estimated" not in line
+    # A Responses field chat has no form of is refused before any call.
+    seen = len(compatible.seen)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="vllm-test", input="hi", previous_response_id="resp_1")
+    assert caught.value.body["param"] == "previous_response_id" and len(compatible.seen) == seen  # type: ignore[index]
+
+
+def test_the_option_is_for_openai_format_deployments_only() -> None:
+    assert DeploymentConfig(provider="azure", base_url="https://x.openai.azure.com", model="d", responses_api=False)
+    with pytest.raises(ValueError, match="responses_api is for openai and azure"):
+        DeploymentConfig(provider="anthropic", responses_api=False)
+
+
 def test_a_stream_that_breaks_ends_with_an_error(
     running: Running, fakes: tuple[FakeProvider, FakeProvider, FakeGemini]
 ) -> None:
@@ -922,3 +976,16 @@ def test_a_stream_that_breaks_ends_with_an_error(
     with pytest.raises(openai.APIError) as caught, stream as events:
         list(events)
     assert "broke off" in str(caught.value)
+
+
+def test_a_provider_key_a_server_reflects_never_reaches_the_client(
+    running: Running, fakes: tuple[FakeProvider, FakeProvider, FakeGemini]
+) -> None:
+    compatible, _, _ = fakes
+    auth = {"Authorization": f"Bearer {running.key}"}
+    for stream in (False, True):
+        compatible.script.append(Misbehave(reflect_key=True))
+        body = {"model": "vllm-test", "input": "hi", "stream": stream}
+        answer = httpx2.post(running.v1 + "/responses", json=body, headers=auth)
+        assert answer.status_code == 200 and "your key is" in answer.text
+        assert OPENAI_KEY not in answer.text

@@ -93,6 +93,7 @@ def _tool_results(messages: list[dict[str, Any]]) -> list[str]:
 WEATHER_INPUT = {"city": "Paris"}
 WEATHER_FRAGMENTS = ('{"city": ', '"Paris"}')  # how the arguments arrive in a stream
 THOUGHT = "Let me think."
+SHORT = 4  # a max_tokens below this cuts Claude's answer short (its first word, stop_reason max_tokens)
 
 
 def _structured(body: dict[str, Any]) -> bool:
@@ -609,6 +610,10 @@ class FakeProvider:
         else:
             content.append({"type": "text", "text": json.dumps({"echo": text}) if _structured(body) else text})
         stop_reason = "tool_use" if call is not None else "end_turn"
+        if call is None and body["max_tokens"] < SHORT:
+            # Too few tokens for the whole answer: cut short, as Claude stops at max_tokens.
+            content[-1]["text"] = content[-1]["text"].split()[0]
+            stop_reason = "max_tokens"
         if not body.get("stream"):
             return JSONResponse(
                 {

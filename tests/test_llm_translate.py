@@ -837,7 +837,8 @@ def test_counting_tokens_is_not_translated() -> None:
     # An OpenAI-compatible provider has no token counting endpoint: not faked.
     assert TO_OPENAI is not None and TO_ANTHROPIC is not None
     assert TO_OPENAI.operation("count_tokens") is None and TO_OPENAI.operation("messages") == "chat"
-    assert TO_ANTHROPIC.operation("embeddings") is None and TO_ANTHROPIC.operation("responses") is None
+    # Responses go through chat (tests/test_llm_responses.py); embeddings have nowhere to go.
+    assert TO_ANTHROPIC.operation("embeddings") is None and TO_ANTHROPIC.operation("responses") == "messages"
 
 
 def _junk(rng: random.Random) -> Any:

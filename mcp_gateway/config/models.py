@@ -77,6 +77,11 @@ class DeploymentConfig(StrictModel):
     max_connections: int = Field(default=200, gt=0)
     price: Price | None = Field(default=None, description="USD per million tokens; default: genai-prices' data")
     headers: dict[str, str] = Field(default_factory=dict, description="extra headers sent to the provider")
+    responses_api: bool = Field(
+        default=True,
+        description="openai/azure: whether the server has the Responses API; false translates /v1/responses to chat "
+        "completions (vLLM, Ollama and other OpenAI-compatible servers without /responses)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -119,6 +124,12 @@ class DeploymentConfig(StrictModel):
         if value is not None and not _PROJECT.match(value):
             raise ValueError("project must be a Google Cloud project id (lower-case letters, digits, dashes)")
         return value
+
+    @model_validator(mode="after")
+    def _responses_api(self) -> DeploymentConfig:
+        if not self.responses_api and PROVIDER_WIRE.get(self.provider) != "openai":
+            raise ValueError("responses_api is for openai and azure deployments (the others are always translated)")
+        return self
 
     def model_for(self, asked: str) -> str:
         """The provider's model id for a request that asked for `asked`."""

@@ -267,9 +267,10 @@ class ModelCaller:
             logger.error("model %s: %s", asked, why)
             target.health.failed(why, model.cooldown_seconds)
             raise _Retry(LlmError("api_error", why)) from None
-        translator = None if provider.wire == request.wire else translate.find(request.wire, provider.wire)
+        native = provider.wire == request.wire and provider.supports(request.operation)
+        translator = None if native else translate.find(request.wire, provider.wire)
         operation: str | None = request.operation
-        if provider.wire != request.wire:
+        if not native:
             operation = translator.operation(request.operation) if translator is not None else None
         if operation is None or not provider.supports(operation):
             raise _Retry(

@@ -46,8 +46,9 @@ class Provider(ABC):
         return [self.api_key] if self.api_key else []
 
     def supports(self, operation: str) -> bool:
-        """Whether this provider serves `operation` natively."""
-        return operation in self.operations
+        """Whether this provider serves `operation` natively (a deployment may say its server
+        has no Responses API)."""
+        return operation in self.operations and (operation != "responses" or self.deployment.responses_api)
 
     @abstractmethod
     def request(

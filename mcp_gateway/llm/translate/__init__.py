@@ -47,8 +47,9 @@ _TRANSLATORS: dict[tuple[str, str], Translator] = {}
 
 
 def register(client: str, provider: str, translator: Translator) -> None:
-    """Make `translator` carry `client` format requests to `provider` format deployments."""
-    _TRANSLATORS[(client, provider)] = translator
+    """Make `translator` carry `client` format requests to `provider` format deployments. An
+    OpenAI chat translator carries the Responses API too, through chat (see `responses`)."""
+    _TRANSLATORS[(client, provider)] = ResponsesOverChat(translator, provider) if client == "openai" else translator
 
 
 def find(client: str, provider: str) -> Translator | None:
@@ -61,10 +62,13 @@ from mcp_gateway.llm.translate.anthropic_gemini import AnthropicToGemini  # noqa
 from mcp_gateway.llm.translate.anthropic_openai import AnthropicToOpenAI  # noqa: E402
 from mcp_gateway.llm.translate.openai_anthropic import OpenAIToAnthropic  # noqa: E402
 from mcp_gateway.llm.translate.openai_gemini import OpenAIToGemini  # noqa: E402
+from mcp_gateway.llm.translate.responses import ChatPassthrough, ResponsesOverChat  # noqa: E402
 
 register("openai", "anthropic", OpenAIToAnthropic())
 register("anthropic", "openai", AnthropicToOpenAI())
 register("openai", "gemini", OpenAIToGemini())
 register("anthropic", "gemini", AnthropicToGemini())
+# Responses for an OpenAI-format deployment without a Responses API (`responses_api: false`).
+register("openai", "openai", ChatPassthrough())
 
 __all__ = ["Translator", "find", "register"]

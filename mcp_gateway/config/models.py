@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mcp_gateway.config.base import StrictModel
 
-Provider = Literal["openai", "azure", "anthropic", "gemini", "vertex"]
+Provider = Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
 Strategy = Literal["priority", "weighted", "least-latency", "lowest-cost", "least-busy"]
 
 # The wire format each provider speaks natively: a client speaking the same one is passed through.
@@ -26,6 +26,7 @@ PROVIDER_WIRE: dict[str, str] = {
     "anthropic": "anthropic",
     "gemini": "gemini",  # Google AI Studio
     "vertex": "gemini",  # Gemini on Vertex AI
+    "bedrock": "bedrock",  # AWS Bedrock Converse
 }
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -35,6 +36,7 @@ DEFAULT_BASE_URLS: dict[str, str] = {
 # Vertex AI's regional endpoint; the `global` region has no prefix.
 VERTEX_BASE_URL = "https://{region}-aiplatform.googleapis.com"
 VERTEX_GLOBAL_BASE_URL = "https://aiplatform.googleapis.com"
+BEDROCK_BASE_URL = "https://bedrock-runtime.{region}.amazonaws.com"
 _REGION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,127}$")  # my-project-123, or a legacy example.com:project
 
@@ -51,7 +53,12 @@ class Price(StrictModel):
 class DeploymentConfig(StrictModel):
     """One provider endpoint that serves a model."""
 
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "service_account")
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = (
+        "api_key",
+        "service_account",
+        "aws_secret_access_key",
+        "aws_session_token",
+    )
     provider: Provider
     model: str | None = Field(
         default=None, description="the provider's model id (Azure: the deployment name); default: the name asked for"
@@ -63,10 +70,21 @@ class DeploymentConfig(StrictModel):
         default=None,
         description="Azure's api-version; Anthropic's anthropic-version; Gemini's API version (v1beta; Vertex: v1)",
     )
-    region: str | None = Field(default=None, description="Vertex AI: the location (us-central1, europe-west4, global)")
+    region: str | None = Field(
+        default=None, description="Vertex AI: the location (us-central1, europe-west4, global); Bedrock: the AWS region"
+    )
     project: str | None = Field(default=None, description="Vertex AI: the Google Cloud project id")
     service_account: str | None = Field(
         default=None, repr=False, description="Vertex AI: the service account's JSON key, secret:NAME or env:NAME"
+    )
+    aws_access_key_id: str | None = Field(
+        default=None, description="Bedrock: the access key id (AKIA..., or secret:NAME / env:NAME)"
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, repr=False, description="Bedrock: the secret access key, secret:NAME or env:NAME"
+    )
+    aws_session_token: str | None = Field(
+        default=None, repr=False, description="Bedrock: a temporary credential's session token, secret:NAME or env:NAME"
     )
     weight: float = Field(default=1.0, gt=0, description="share of traffic under the weighted strategy")
     timeout: float = Field(default=600.0, gt=0, description="seconds for one provider call (streams: to the end)")
@@ -100,16 +118,35 @@ class DeploymentConfig(StrictModel):
                 )
             if self.api_key:
                 raise ValueError("a vertex deployment authenticates with service_account, not api_key")
-        elif self.project or self.region or self.service_account:
-            raise ValueError("project, region and service_account are for vertex deployments only")
+        elif self.project or self.service_account:
+            raise ValueError("project and service_account are for vertex deployments only")
+        self._aws()
         return self
+
+    def _aws(self) -> None:
+        """Bedrock: a region and an access key (id and secret) from the vault."""
+        aws = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        if self.provider != "bedrock":
+            if self.region and self.provider != "vertex":
+                raise ValueError("region is for vertex and bedrock deployments only")
+            if given := [n for n in aws if getattr(self, n)]:
+                raise ValueError(f"{', '.join(given)}: for bedrock deployments only")
+            return
+        missing = [n for n in ("region", "aws_access_key_id", "aws_secret_access_key") if not getattr(self, n)]
+        if missing:
+            raise ValueError(
+                f"a bedrock deployment needs {', '.join(missing)} (the AWS region, and an access key: "
+                "aws_access_key_id, and aws_secret_access_key as secret:NAME; aws_session_token for a temporary one)"
+            )
+        if self.api_key:
+            raise ValueError("a bedrock deployment signs its requests with an AWS access key, not api_key")
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
         # It becomes part of a host name: letters, digits and dashes only.
         if value is not None and not _REGION.match(value):
-            raise ValueError("region must be a Vertex AI location such as us-central1 or global")
+            raise ValueError("region must be a Vertex AI location (us-central1, global) or an AWS region (us-east-1)")
         return value
 
     @field_validator("project")

@@ -378,6 +378,8 @@ class ModelCaller:
         code = code or response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None  # AWS's error code
         message = clean.text(message)
         status = response.status
+        if status == 401:
+            await provider.rejected()
         self._finish(record, target, started, status)
         retry_after = _retry_after(response.headers) or _retry_delay(body)
         error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)

@@ -71,6 +71,11 @@ class Provider(ABC):
         """The headers that authenticate a request (tokens may be fetched or refreshed here)."""
         return []
 
+    async def rejected(self) -> None:
+        """The provider answered 401: a token cached for it may have been revoked; forget it, so
+        the next call gets a new one. A static key has nothing to forget."""
+        return
+
     def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[sse.Event]:
         """The events of a streamed answer (of `stream_type`), as they arrive: SSE here."""
         return sse.events(chunks)

@@ -13,7 +13,7 @@ import json
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,12 +355,17 @@ class FakeProvider:
         self.script: deque[Misbehave] = deque()
         self.cancelled = 0  # streams whose client went away
         self.url = ""  # set by the fixture that serves it
+        # Bearer tokens it also takes (an Azure OpenAI resource's Entra ID tokens), when set.
+        self.token_check: Callable[[str], bool] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _authorised(self, request: Request, anthropic: bool) -> bool:
         if anthropic:
             return request.headers.get("x-api-key") == self.key
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.token_check is not None and self.token_check(bearer):
+            return True
         return request.headers.get("authorization") == f"Bearer {self.key}" or (
             request.headers.get("api-key") == self.key
         )
@@ -665,6 +670,8 @@ class FakeProvider:
         return Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                # Azure OpenAI's deployment paths (the api-version is a query parameter).
+                Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),

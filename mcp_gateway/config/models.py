@@ -14,9 +14,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mcp_gateway.config.base import StrictModel
+from mcp_gateway.config.base import StrictModel, check_authority_url
 
-Provider = Literal["openai", "azure", "anthropic", "gemini", "vertex"]
+Provider = Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
 Strategy = Literal["priority", "weighted", "least-latency", "lowest-cost", "least-busy"]
 
 # The wire format each provider speaks natively: a client speaking the same one is passed through.
@@ -26,6 +26,7 @@ PROVIDER_WIRE: dict[str, str] = {
     "anthropic": "anthropic",
     "gemini": "gemini",  # Google AI Studio
     "vertex": "gemini",  # Gemini on Vertex AI
+    "bedrock": "bedrock",  # AWS Bedrock Converse
 }
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -35,7 +36,12 @@ DEFAULT_BASE_URLS: dict[str, str] = {
 # Vertex AI's regional endpoint; the `global` region has no prefix.
 VERTEX_BASE_URL = "https://{region}-aiplatform.googleapis.com"
 VERTEX_GLOBAL_BASE_URL = "https://aiplatform.googleapis.com"
+BEDROCK_BASE_URL = "https://bedrock-runtime.{region}.amazonaws.com"
+# Microsoft Entra ID: Azure OpenAI's tokens, by client credentials, for this scope.
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _REGION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")  # a GUID, a domain (contoso.onmicrosoft.com), organizations
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,127}$")  # my-project-123, or a legacy example.com:project
 
 
@@ -51,7 +57,13 @@ class Price(StrictModel):
 class DeploymentConfig(StrictModel):
     """One provider endpoint that serves a model."""
 
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "service_account")
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = (
+        "api_key",
+        "service_account",
+        "client_secret",
+        "aws_secret_access_key",
+        "aws_session_token",
+    )
     provider: Provider
     model: str | None = Field(
         default=None, description="the provider's model id (Azure: the deployment name); default: the name asked for"
@@ -63,10 +75,29 @@ class DeploymentConfig(StrictModel):
         default=None,
         description="Azure's api-version; Anthropic's anthropic-version; Gemini's API version (v1beta; Vertex: v1)",
     )
-    region: str | None = Field(default=None, description="Vertex AI: the location (us-central1, europe-west4, global)")
+    region: str | None = Field(
+        default=None, description="Vertex AI: the location (us-central1, europe-west4, global); Bedrock: the AWS region"
+    )
     project: str | None = Field(default=None, description="Vertex AI: the Google Cloud project id")
     service_account: str | None = Field(
         default=None, repr=False, description="Vertex AI: the service account's JSON key, secret:NAME or env:NAME"
+    )
+    tenant_id: str | None = Field(default=None, description="Azure with Entra ID: the directory (tenant) id")
+    client_id: str | None = Field(default=None, description="Azure with Entra ID: the application (client) id")
+    client_secret: str | None = Field(
+        default=None, repr=False, description="Azure with Entra ID: the client secret, secret:NAME or env:NAME"
+    )
+    authority_url: str | None = Field(
+        default=None, description=f"Azure with Entra ID: the identity platform's URL; default: {ENTRA_AUTHORITY}"
+    )
+    aws_access_key_id: str | None = Field(
+        default=None, description="Bedrock: the access key id (AKIA..., or secret:NAME / env:NAME)"
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, repr=False, description="Bedrock: the secret access key, secret:NAME or env:NAME"
+    )
+    aws_session_token: str | None = Field(
+        default=None, repr=False, description="Bedrock: a temporary credential's session token, secret:NAME or env:NAME"
     )
     weight: float = Field(default=1.0, gt=0, description="share of traffic under the weighted strategy")
     timeout: float = Field(default=600.0, gt=0, description="seconds for one provider call (streams: to the end)")
@@ -96,6 +127,7 @@ class DeploymentConfig(StrictModel):
             raise ValueError("an azure deployment needs base_url (https://NAME.openai.azure.com) and model")
         if self.provider == "gemini" and not self.api_key:
             raise ValueError("a gemini deployment needs api_key (an AI Studio key: secret:NAME or env:NAME)")
+        self._entra()
         if self.provider == "vertex":
             missing = [n for n in ("project", "region", "service_account") if not getattr(self, n)]
             if missing:
@@ -105,17 +137,63 @@ class DeploymentConfig(StrictModel):
                 )
             if self.api_key:
                 raise ValueError("a vertex deployment authenticates with service_account, not api_key")
-        elif self.project or self.region or self.service_account:
-            raise ValueError("project, region and service_account are for vertex deployments only")
+        elif self.project or self.service_account:
+            raise ValueError("project and service_account are for vertex deployments only")
+        self._aws()
         return self
+
+    def _entra(self) -> None:
+        """Azure with an Entra ID token: tenant, client and secret together, and no api_key."""
+        entra = ("tenant_id", "client_id", "client_secret")
+        given = [n for n in (*entra, "authority_url") if getattr(self, n)]
+        if not given:
+            return
+        if self.provider != "azure":
+            raise ValueError(f"{', '.join(given)}: for azure deployments (an Entra ID token) only")
+        missing = [n for n in entra if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"an azure deployment with an Entra ID token needs {', '.join(missing)} too")
+        if self.api_key:
+            raise ValueError("an azure deployment authenticates with api_key or an Entra ID token, not both")
+
+    def _aws(self) -> None:
+        """Bedrock: a region and an access key (id and secret) from the vault."""
+        aws = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        if self.provider != "bedrock":
+            if self.region and self.provider != "vertex":
+                raise ValueError("region is for vertex and bedrock deployments only")
+            if given := [n for n in aws if getattr(self, n)]:
+                raise ValueError(f"{', '.join(given)}: for bedrock deployments only")
+            return
+        missing = [n for n in ("region", "aws_access_key_id", "aws_secret_access_key") if not getattr(self, n)]
+        if missing:
+            raise ValueError(
+                f"a bedrock deployment needs {', '.join(missing)} (the AWS region, and an access key: "
+                "aws_access_key_id, and aws_secret_access_key as secret:NAME; aws_session_token for a temporary one)"
+            )
+        if self.api_key:
+            raise ValueError("a bedrock deployment signs its requests with an AWS access key, not api_key")
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
         # It becomes part of a host name: letters, digits and dashes only.
         if value is not None and not _REGION.match(value):
-            raise ValueError("region must be a Vertex AI location such as us-central1 or global")
+            raise ValueError("region must be a Vertex AI location (us-central1, global) or an AWS region (us-east-1)")
         return value
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        # It becomes part of the token URL's path.
+        if value is not None and not _TENANT.match(value):
+            raise ValueError("tenant_id must be an Entra ID tenant id (a GUID) or domain")
+        return value
+
+    @field_validator("authority_url")
+    @classmethod
+    def _authority(cls, value: str | None) -> str | None:
+        return check_authority_url(value, "authority_url").rstrip("/") if value is not None else None
 
     @field_validator("project")
     @classmethod

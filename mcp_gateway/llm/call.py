@@ -40,6 +40,7 @@ from mcp_gateway.llm.usage import (
     UsageRecord,
     estimate_tokens,
     from_anthropic,
+    from_bedrock,
     from_gemini,
     from_openai,
 )
@@ -140,7 +141,7 @@ def _duration(text: str) -> float | None:
 
 
 def _provider_message(body: bytes) -> tuple[str, str | None]:
-    """The message and code of a provider's error body (OpenAI's or Anthropic's shape), else its text."""
+    """The message and code of a provider's error body (OpenAI's, Anthropic's or AWS's shape), else its text."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -154,6 +155,8 @@ def _provider_message(body: bytes) -> tuple[str, str | None]:
         return (str(message) if message else json.dumps(error)[:2000]), (str(code) if code else None)
     if isinstance(error, str):
         return error, None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):  # AWS: the code is in a header
+        return data["message"], None
     return json.dumps(data)[:2000], None
 
 
@@ -178,6 +181,7 @@ def _is_context_window(status: int, message: str, code: str | None) -> bool:
         or "context window" in lowered
         or "prompt is too long" in lowered
         or "too many tokens" in lowered
+        or "input is too long" in lowered  # Bedrock
     )
 
 
@@ -323,7 +327,7 @@ class ModelCaller:
                 await self._refused(response, target, model, provider, record, started, request)
             target.health.succeeded(response.first_byte_at - started)
             record.ttft_ms = (response.first_byte_at - started) * 1000
-            if request.stream and response.content_type == "text/event-stream":
+            if request.stream and response.content_type == provider.stream_type:
                 streaming = True  # in flight until the stream ends: _relay lets go
                 events = self._relay(response, target, record, started, added_usage, provider, request, translator)
                 return ModelAnswer(200, "text/event-stream", events=events, headers=[("Cache-Control", "no-cache")])
@@ -372,8 +376,11 @@ class ModelCaller:
             body = b""
         clean = scrubber(provider.secrets)
         message, code = _provider_message(body)
+        code = code or response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None  # AWS's error code
         message = clean.text(message)
         status = response.status
+        if status == 401:
+            await provider.rejected()
         self._finish(record, target, started, status)
         retry_after = _retry_after(response.headers) or _retry_delay(body)
         error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)
@@ -391,6 +398,8 @@ class ModelCaller:
         found = None
         if data is not None and wire == "gemini":
             found = from_gemini(data.get("usageMetadata"))
+        elif data is not None and wire == "bedrock":
+            found = from_bedrock(data.get("usage"))
         elif data is not None:
             found = from_anthropic(data.get("usage")) if wire == "anthropic" else from_openai(data.get("usage"))
         if found is None or found.empty:
@@ -443,7 +452,7 @@ class ModelCaller:
 
         tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
         try:
-            native = tap.events(sse.events(response.stream()))
+            native = tap.events(provider.events(response.stream()))
             if translator is None:
                 async for event in native:
                     yield event.raw
@@ -502,6 +511,12 @@ class _UsageTap:
             self.usage = from_gemini(data.get("usageMetadata")) or self.usage
             self.output_chars += _gemini_delta_chars(data)
             return False
+        if self.wire == "bedrock":
+            metadata = data.get("metadata")
+            if isinstance(metadata, dict):
+                self.usage = from_bedrock(metadata.get("usage")) or self.usage
+            self.output_chars += _bedrock_delta_chars(data)
+            return False
         response = data.get("response")
         found = from_openai(data.get("usage")) or (
             from_openai(response.get("usage")) if isinstance(response, dict) else None
@@ -521,6 +536,8 @@ def _is_last(wire: str, event: sse.Event, data: Any) -> bool:
     API end event); the usage it will report has arrived by then."""
     if wire == "openai":
         return event.data == "[DONE]" or (isinstance(data, dict) and data.get("type") in _LAST_EVENTS)
+    if wire == "bedrock":
+        return event.name == "metadata"  # ConverseStream's last event, after messageStop
     return isinstance(data, dict) and data.get("type") in _LAST_EVENTS
 
 
@@ -575,6 +592,21 @@ def _gemini_delta_chars(data: dict[str, Any]) -> int:
             elif isinstance(part.get("functionCall"), dict):
                 total += len(json.dumps(part["functionCall"].get("args") or {}))
     return total
+
+
+def _bedrock_delta_chars(data: dict[str, Any]) -> int:
+    event = data.get("contentBlockDelta")
+    delta = event.get("delta") if isinstance(event, dict) else None
+    if not isinstance(delta, dict):
+        return 0
+    tool = delta.get("toolUse")
+    reasoning = delta.get("reasoningContent")
+    pieces = (
+        delta.get("text"),
+        tool.get("input") if isinstance(tool, dict) else None,
+        reasoning.get("text") if isinstance(reasoning, dict) else None,
+    )
+    return sum(len(p) for p in pieces if isinstance(p, str))
 
 
 def _stream_error(wire: str, message: str) -> bytes:

@@ -1,6 +1,7 @@
 """`models test`: one minimal request to each deployment of a model, straight to its provider.
 
-A 1-token chat completion (OpenAI and compatible servers, Azure) or message (Anthropic), with
+A 1-token chat completion (OpenAI and compatible servers, Azure), message (Anthropic),
+generateContent (Gemini, Vertex AI) or Converse call (Bedrock, signed as a real call is), with
 the deployment's own provider class, URL and key from the vault: what a real call would send,
 minus routing, retries and fallbacks. It says whether the provider answers, with which HTTP
 status or failure, and how fast. Run by the CLI (from the machine it runs on) and by a gateway
@@ -27,7 +28,8 @@ PROBE_TIMEOUT = 30.0
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 300
 _PROMPT = [{"role": "user", "content": "ping"}]
-_OPERATIONS = {"openai": "chat", "anthropic": "messages", "gemini": "generate"}  # the probe's request, per format
+# The probe's request, per format.
+_OPERATIONS = {"openai": "chat", "anthropic": "messages", "gemini": "generate", "bedrock": "converse"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,30 +113,40 @@ async def probe_deployment(
     return ProbeResult(**result, ok=False, status=status, failure="http", latency_ms=latency, message=message)
 
 
+def _request(wire: str, model: str) -> tuple[str, dict[str, Any]]:
+    """The probe's operation and body in a provider's format: one output token at most."""
+    text = _PROMPT[0]["content"]
+    if wire == "bedrock":
+        return "converse", {
+            "messages": [{"role": "user", "content": [{"text": text}]}],
+            "inferenceConfig": {"maxTokens": 1},
+        }
+    if wire == "gemini":
+        return "generate", {"contents": [{"role": "user", "parts": [{"text": text}]}],
+                            "generationConfig": {"maxOutputTokens": 1}}  # fmt: skip
+    if wire == "anthropic":
+        return "messages", {"model": model, "max_tokens": 1, "messages": _PROMPT}
+    return "chat", {"model": model, "max_tokens": 1, "messages": _PROMPT}
+
+
 async def _send(provider: Provider, model: str) -> tuple[int, bytes]:
-    if provider.wire == "gemini":
-        body = {"contents": [{"role": "user", "parts": [{"text": _PROMPT[0]["content"]}]}],
-                "generationConfig": {"maxOutputTokens": 1}}  # fmt: skip
-        request = provider.request("generate", model, json.dumps(body).encode(), False, {})
-        response = await provider.send(request)
-        return response.status, await response.read(MAX_ANSWER_BYTES)
-    if provider.wire == "anthropic":
-        return await _post(provider, "messages", {"model": model, "max_tokens": 1, "messages": _PROMPT})
-    status, answer = await _post(provider, "chat", {"model": model, "max_tokens": 1, "messages": _PROMPT})
-    if status == 400 and b"max_completion_tokens" in answer:
+    operation, body = _request(provider.wire, model)
+    status, answer = await _post(provider, operation, model, body)
+    if provider.wire == "openai" and status == 400 and b"max_completion_tokens" in answer:
         # OpenAI's reasoning models refuse max_tokens and say what they take instead.
-        return await _post(provider, "chat", {"model": model, "max_completion_tokens": 1, "messages": _PROMPT})
+        body = {"model": model, "max_completion_tokens": 1, "messages": _PROMPT}
+        return await _post(provider, operation, model, body)
     return status, answer
 
 
-async def _post(provider: Provider, operation: str, body: dict[str, Any]) -> tuple[int, bytes]:
-    request = provider.request(operation, body["model"], json.dumps(body).encode(), False, {})
+async def _post(provider: Provider, operation: str, model: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    request = provider.request(operation, model, json.dumps(body).encode(), False, {})
     response = await provider.send(request)
     return response.status, await response.read(MAX_ANSWER_BYTES)
 
 
 def _message(answer: bytes) -> str:
-    """The error message in a provider's answer (OpenAI's or Anthropic's shape), else its start."""
+    """The error message in a provider's answer (OpenAI's, Anthropic's or AWS's shape), else its start."""
     try:
         data = json.loads(answer)
     except ValueError:
@@ -142,6 +154,8 @@ def _message(answer: bytes) -> str:
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         text = error["message"]
+    elif isinstance(data, dict) and isinstance(data.get("message"), str):  # AWS
+        text = data["message"]
     else:
         text = answer.decode("utf-8", errors="replace").strip() or "(no message)"
     return text

@@ -1,10 +1,11 @@
 """What a model call used and cost: read from each wire format, priced, handed to a meter.
 
 Every call produces one `UsageRecord`. Tokens come from the provider's own count (the last
-chunk of an OpenAI stream, Anthropic's message_start and message_delta, Gemini's last chunk);
-a call that produced output but reported no usage gets an estimate, marked `estimated`, never
-zero. Cost comes from the deployment's `price`, else the bundled genai-prices data (no network
-at run time). The meter is one small interface: the log line now, the ledger next.
+chunk of an OpenAI stream, Anthropic's message_start and message_delta, Gemini's last chunk,
+Bedrock's metadata event); a call that produced output but reported no usage gets an estimate,
+marked `estimated`, never zero. Cost comes from the deployment's `price`, else the bundled
+genai-prices data (no network at run time). The meter is one small interface: the log line
+now, the ledger next.
 """
 
 from __future__ import annotations
@@ -109,6 +110,22 @@ def from_gemini(data: Any) -> Usage | None:
         output=_int(data.get("candidatesTokenCount")) + thoughts,
         cache_read=_int(data.get("cachedContentTokenCount")),
         reasoning=thoughts,
+    )
+
+
+def from_bedrock(data: Any) -> Usage | None:
+    """Bedrock Converse `usage` (a whole answer's, or a stream's `metadata` event); None when
+    absent. Like Anthropic's, its `inputTokens` leaves out cache reads and writes
+    (`cacheReadInputTokens`, `cacheWriteInputTokens`): they are added, so `input` means every
+    prompt token. Bedrock counts no reasoning tokens apart from `outputTokens`."""
+    if not isinstance(data, dict):
+        return None
+    read, write = _int(data.get("cacheReadInputTokens")), _int(data.get("cacheWriteInputTokens"))
+    return Usage(
+        input=_int(data.get("inputTokens")) + read + write,
+        output=_int(data.get("outputTokens")),
+        cache_read=read,
+        cache_write=write,
     )
 
 

@@ -9,15 +9,21 @@ Operations are named by the wire format's own endpoints:
 - `anthropic`: `messages`, `count_tokens`
 - `gemini` (AI Studio and Vertex AI): `generate` (streamed or not), `stream`, `count_tokens`,
   `embed`, `batch_embed`
+- `bedrock`: `converse` (streamed or not: ConverseStream), `count_tokens` (CountTokens)
+
+A streamed answer comes as server-sent events from most providers; a provider whose streams are
+framed otherwise (Bedrock's binary event stream) says so in `stream_type` and decodes them in
+`events`, into the same `sse.Event`s the caller reads usage from and translators take.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import ClassVar
 
 from mcp_gateway.config.models import DeploymentConfig
+from mcp_gateway.llm import sse
 from mcp_gateway.llm.transport import ProviderRequest, ProviderResponse, ProviderTransport
 
 Resolve = Callable[[str], str]  # a secret reference (`secret:NAME`, `env:NAME`) -> its value; blocking
@@ -28,6 +34,7 @@ class Provider(ABC):
 
     wire: ClassVar[str]
     operations: ClassVar[frozenset[str]]
+    stream_type: ClassVar[str] = "text/event-stream"  # the media type of its streamed answers
 
     def __init__(self, deployment: DeploymentConfig, resolve: Resolve, user_agent: str) -> None:
         self.deployment = deployment
@@ -65,6 +72,15 @@ class Provider(ABC):
         """The headers that authenticate a request (tokens may be fetched or refreshed here)."""
         return []
 
+    async def rejected(self) -> None:
+        """The provider answered 401: a token cached for it may have been revoked; forget it, so
+        the next call gets a new one. A static key has nothing to forget."""
+        return
+
+    def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[sse.Event]:
+        """The events of a streamed answer (of `stream_type`), as they arrive: SSE here."""
+        return sse.events(chunks)
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.transport.aclose()
@@ -73,6 +89,7 @@ class Provider(ABC):
 def build_provider(deployment: DeploymentConfig, resolve: Resolve, user_agent: str) -> Provider:
     """The provider for a deployment (blocking: resolves its secrets)."""
     from mcp_gateway.llm.providers.anthropic import AnthropicProvider
+    from mcp_gateway.llm.providers.bedrock import BedrockProvider
     from mcp_gateway.llm.providers.gemini import GeminiProvider, VertexProvider
     from mcp_gateway.llm.providers.openai import AzureOpenAIProvider, OpenAIProvider
 
@@ -82,6 +99,7 @@ def build_provider(deployment: DeploymentConfig, resolve: Resolve, user_agent: s
         "anthropic": AnthropicProvider,
         "gemini": GeminiProvider,
         "vertex": VertexProvider,
+        "bedrock": BedrockProvider,
     }
     return kinds[deployment.provider](deployment, resolve, user_agent)
 

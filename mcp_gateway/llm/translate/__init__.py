@@ -58,9 +58,11 @@ def find(client: str, provider: str) -> Translator | None:
 
 
 # The translators there are, registered when the package is imported (last: they need the above).
+from mcp_gateway.llm.translate.anthropic_bedrock import AnthropicToBedrock  # noqa: E402
 from mcp_gateway.llm.translate.anthropic_gemini import AnthropicToGemini  # noqa: E402
 from mcp_gateway.llm.translate.anthropic_openai import AnthropicToOpenAI  # noqa: E402
 from mcp_gateway.llm.translate.openai_anthropic import OpenAIToAnthropic  # noqa: E402
+from mcp_gateway.llm.translate.openai_bedrock import OpenAIToBedrock  # noqa: E402
 from mcp_gateway.llm.translate.openai_gemini import OpenAIToGemini  # noqa: E402
 from mcp_gateway.llm.translate.responses import ChatPassthrough, ResponsesOverChat  # noqa: E402
 
@@ -68,6 +70,8 @@ register("openai", "anthropic", OpenAIToAnthropic())
 register("anthropic", "openai", AnthropicToOpenAI())
 register("openai", "gemini", OpenAIToGemini())
 register("anthropic", "gemini", AnthropicToGemini())
+register("openai", "bedrock", OpenAIToBedrock())
+register("anthropic", "bedrock", AnthropicToBedrock())
 # Responses for an OpenAI-format deployment without a Responses API (`responses_api: false`).
 register("openai", "openai", ChatPassthrough())
 

@@ -10,7 +10,7 @@ be) is the client's 400 whatever `drop_params` says.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from mcp_gateway.config.models import ModelConfig
@@ -96,6 +96,15 @@ class Fields:
             self.refuse(name, "the gateway does not know this field")
 
 
+def request_fields(body: Mapping[str, Any], model: ModelConfig, target: str) -> Fields:
+    """A request's fields, for a translation into `target`, with `model` and `stream` taken: the
+    translator writes those in the target's own way (the provider's model id, its URL)."""
+    fields = Fields(body, model, target)
+    fields.pop("model")
+    fields.pop("stream")
+    return fields
+
+
 def malformed(param: str, what: str) -> LlmError:
     """A request of the wrong shape: the client's 400, whatever `drop_params` says."""
     return LlmError("invalid_request", f"`{param}` must be {what}", param=param)
@@ -134,3 +143,25 @@ def items(value: Any, param: str) -> Iterator[tuple[str, dict[str, Any]]]:
     anything else."""
     for i, item in enumerate(as_list(value, param)):
         yield f"{param}[{i}]", as_dict(item, f"{param}[{i}]")
+
+
+# A reader of one kind of content part: (part, its path, fields) -> the target's block, or None
+# when the part was refused (and dropped under `drop_params`).
+PartReader = Callable[[dict[str, Any], str, Fields], Any]
+
+
+def content_parts(content: Any, path: str, fields: Fields, readers: Mapping[str, PartReader], what: str) -> list[Any]:
+    """A message's `content` (a string, null, or typed parts, in OpenAI's format and Anthropic's
+    alike) read by the reader of each part's `type`; a string is one `text` part. A kind with
+    no reader is refused: the target takes `what` there."""
+    if content is None:
+        return []
+    parts = [("", {"type": "text", "text": content})] if isinstance(content, str) else items(content, path)
+    out = []
+    for where, part in parts:
+        reader = readers.get(part.get("type"))  # type: ignore[arg-type]
+        if reader is None:
+            fields.refuse(where, f"{fields.target} takes {what} here, not {part.get('type')!r}")
+        elif (found := reader(part, where, fields)) is not None:
+            out.append(found)
+    return out

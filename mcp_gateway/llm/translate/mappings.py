@@ -10,10 +10,15 @@ reads and writes, so they are taken off on the way there.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mcp_gateway.llm.errors import LlmError
+from mcp_gateway.llm.translate.fields import Fields
+from mcp_gateway.llm.translate.relay import MALFORMED
 from mcp_gateway.llm.usage import Usage
+
+T = TypeVar("T")
 
 # Anthropic stop_reason -> OpenAI finish_reason
 FINISH_REASON: dict[str, str] = {
@@ -61,6 +66,25 @@ def stop_reason(finish: Any, called_tools: bool) -> str | None:
         return None
     reason = STOP_REASON.get(finish, "end_turn")
     return "tool_use" if called_tools and reason == "end_turn" else reason
+
+
+def thinking_budget(effort: str, client_limit: int | None, fields: Fields) -> int | None:
+    """The thinking budget for a `reasoning_effort` (one of `THINKING_BUDGET`). Anthropic's models
+    count thinking within the output limit, as OpenAI counts reasoning: a limit the client set
+    stays, and the budget is at most half of it; under the least budget there is, the effort is
+    refused (None)."""
+    budget = THINKING_BUDGET[effort]
+    if client_limit is None:
+        return budget
+    budget = min(budget, client_limit // 2)
+    if budget < MIN_THINKING_BUDGET:
+        fields.refuse(
+            "reasoning_effort",
+            f"a thinking budget is at least {MIN_THINKING_BUDGET} tokens and at most half of "
+            f"max_completion_tokens ({client_limit})",
+        )
+        return None
+    return budget
 
 
 def effort_for_budget(budget: int) -> str:
@@ -122,3 +146,12 @@ def data_url(media_type: str, data: str) -> str:
 def unreadable(exc: Exception) -> LlmError:
     """A provider's answer of a shape its own format does not have: a 502 saying so."""
     return LlmError("bad_gateway", f"the provider's answer could not be translated ({type(exc).__name__}: {exc})")
+
+
+def readable(translate: Callable[[], T]) -> T:
+    """`translate()`, run on a provider's answer: one of a shape its own format does not have
+    (a KeyError, a TypeError... on the way) is a 502 saying so."""
+    try:
+        return translate()
+    except MALFORMED as exc:
+        raise unreadable(exc) from None

@@ -27,7 +27,6 @@ from typing import Any
 from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.llm import sse
 from mcp_gateway.llm.translate.fields import (
-    OPENAI_ONLY,
     Fields,
     as_dict,
     as_int,
@@ -37,14 +36,22 @@ from mcp_gateway.llm.translate.fields import (
     malformed,
 )
 from mcp_gateway.llm.translate.mappings import (
-    MIN_THINKING_BUDGET,
     THINKING_BUDGET,
     finish_reason,
     openai_usage,
     split_data_url,
+    thinking_budget,
     unreadable,
 )
-from mcp_gateway.llm.translate.openai_request import openai_messages, tool_calls
+from mcp_gateway.llm.translate.openai_chunks import ChatChunks
+from mcp_gateway.llm.translate.openai_request import (
+    function_tools,
+    image_url,
+    include_usage,
+    neutral_sampling,
+    openai_messages,
+    tool_calls,
+)
 from mcp_gateway.llm.translate.relay import MALFORMED, relay, stream_error
 from mcp_gateway.llm.usage import Usage, from_anthropic
 
@@ -112,16 +119,7 @@ class OpenAIToAnthropic:
                 out["service_tier"] = _SERVICE_TIER[tier]
             else:
                 fields.refuse("service_tier", f"{TARGET} has no `{tier}` tier (only auto and default translate)")
-        fields.neutral("n", 1)
-        fields.neutral("logprobs", False)
-        fields.neutral("top_logprobs", 0)
-        fields.neutral("logit_bias", {})
-        fields.neutral("frequency_penalty", 0)
-        fields.neutral("presence_penalty", 0)
-        fields.neutral("store", False)
-        fields.neutral("metadata", {})
-        fields.neutral("modalities", ["text"])
-        fields.absent("seed", *OPENAI_ONLY)
+        neutral_sampling(fields)
         fields.finish()
         return out
 
@@ -138,7 +136,7 @@ class OpenAIToAnthropic:
         self, operation: str, events: AsyncIterator[sse.Event], asked: str, client_body: Mapping[str, Any]
     ) -> AsyncIterator[bytes]:
         """OpenAI chat completion chunks for Anthropic's stream events."""
-        state = _Chunks(asked, _json_mode(client_body), _include_usage(client_body))
+        state = _Chunks(asked, _json_mode(client_body), include_usage(client_body))
         return relay(events, state, "openai")
 
 
@@ -205,15 +203,7 @@ def _text(part: dict[str, Any], path: str, fields: Fields) -> dict[str, Any]:
 
 
 def _image(part: dict[str, Any], path: str, fields: Fields) -> dict[str, Any] | None:
-    fields.unknown_keys(part, ("type", "image_url", "cache_control"), path)
-    image = part.get("image_url")
-    if isinstance(image, str):
-        image = {"url": image}
-    image = as_dict(image, f"{path}.image_url")
-    fields.unknown_keys(image, ("url", "detail"), f"{path}.image_url")
-    if image.get("detail") not in (None, "auto"):
-        fields.refuse(f"{path}.image_url.detail", f"{TARGET} has no image detail setting")
-    url = as_str(image.get("url"), f"{path}.image_url.url")
+    url = image_url(part, path, fields, ("cache_control",))
     inline = split_data_url(url)
     if inline is not None:
         source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
@@ -268,14 +258,7 @@ def _tools(fields: Fields, out: dict[str, Any]) -> None:
     parallel = fields.pop("parallel_tool_calls")
     if tools is not None:
         translated = []
-        for path, tool in items(tools, "tools"):
-            if tool.get("type") != "function":
-                fields.refuse(path, f"{TARGET} has function tools only, not {tool.get('type')!r}")
-                continue
-            fields.unknown_keys(tool, ("type", "function", "cache_control"), path)
-            function = as_dict(tool.get("function"), f"{path}.function")
-            fields.unknown_keys(function, ("name", "description", "parameters", "strict"), f"{path}.function")
-            name = as_str(function.get("name"), f"{path}.function.name")
+        for _path, tool, function, name in function_tools(tools, fields, ("cache_control",)):
             spec: dict[str, Any] = {
                 "name": name,
                 "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -357,18 +340,11 @@ def _reasoning(fields: Fields, out: dict[str, Any], client_limit: int | None, de
         return
     if effort not in THINKING_BUDGET:
         raise malformed("reasoning_effort", "one of none, " + ", ".join(THINKING_BUDGET))
-    budget = THINKING_BUDGET[effort]
+    budget = thinking_budget(effort, client_limit, fields)
+    if budget is None:
+        return
     if client_limit is None:
         out["max_tokens"] = default_limit + budget
-    else:
-        budget = min(budget, client_limit // 2)
-        if budget < MIN_THINKING_BUDGET:
-            fields.refuse(
-                "reasoning_effort",
-                f"a thinking budget is at least {MIN_THINKING_BUDGET} tokens and at most half of "
-                f"max_completion_tokens ({client_limit})",
-            )
-            return
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
@@ -420,42 +396,19 @@ def _json_mode(client_body: Mapping[str, Any]) -> bool:
     return isinstance(form, dict) and form.get("type") == "json_object"
 
 
-def _include_usage(client_body: Mapping[str, Any]) -> bool:
-    options = client_body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
 # -- the stream --------------------------------------------------------------------------------------
 
 
-class _Chunks:
+class _Chunks(ChatChunks):
     """Anthropic stream events in, OpenAI chunks out, for one stream."""
 
     def __init__(self, asked: str, json_mode: bool, include_usage: bool) -> None:
-        self.asked = asked
+        super().__init__(asked, include_usage)
         self.json_mode = json_mode
-        self.include_usage = include_usage
-        self.id = "chatcmpl-gateway"
-        self.created = int(time.time())
-        self.usage = Usage()
         self.blocks: dict[int, str] = {}  # Anthropic block index -> its type ("json": the JSON mode tool)
         self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
         self.thinking: dict[int, str] = {}  # Anthropic block index -> its thinking so far
         self.finish: str | None = None
-        self.done = False
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.asked,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        if self.include_usage:
-            data["usage"] = None
-        return sse.encode(data)
 
     def feed(self, data: dict[str, Any]) -> list[bytes]:
         """The chunks for one Anthropic event."""
@@ -477,23 +430,7 @@ class _Chunks:
             self.finish = reason
             return [self.chunk({}, reason)] if reason is not None else []
         if kind == "message_stop":
-            self.done = True
-            out = []
-            if self.include_usage:
-                out.append(
-                    sse.encode(
-                        {
-                            "id": self.id,
-                            "object": "chat.completion.chunk",
-                            "created": self.created,
-                            "model": self.asked,
-                            "system_fingerprint": None,
-                            "choices": [],
-                            "usage": openai_usage(self.usage),
-                        }
-                    )
-                )
-            return [*out, sse.encode("[DONE]")]
+            return self.ending()
         if kind == "error":
             self.done = True
             error = data.get("error") or {}

@@ -46,7 +46,14 @@ from mcp_gateway.llm.translate.fields import (
     malformed,
 )
 from mcp_gateway.llm.translate.mappings import openai_usage, unreadable
-from mcp_gateway.llm.translate.openai_request import openai_messages, tool_calls
+from mcp_gateway.llm.translate.openai_chunks import ChatChunks
+from mcp_gateway.llm.translate.openai_request import (
+    function_tools,
+    image_url,
+    include_usage,
+    openai_messages,
+    tool_calls,
+)
 from mcp_gateway.llm.translate.relay import MALFORMED, relay, stream_error
 from mcp_gateway.llm.usage import Usage, estimate_tokens, from_gemini
 
@@ -113,9 +120,7 @@ class OpenAIToGemini:
         self, operation: str, events: AsyncIterator[sse.Event], asked: str, client_body: Mapping[str, Any]
     ) -> AsyncIterator[bytes]:
         """OpenAI chat completion chunks for Gemini's SSE chunks."""
-        options = client_body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return relay(events, _Chunks(asked, include_usage), "openai")
+        return relay(events, _Chunks(asked, include_usage(client_body)), "openai")
 
 
 # -- the request ------------------------------------------------------------------------------------
@@ -167,15 +172,7 @@ def _parts(content: Any, path: str, fields: Fields, *, media: bool) -> list[dict
 
 
 def _image(part: dict[str, Any], path: str, fields: Fields) -> dict[str, Any] | None:
-    fields.unknown_keys(part, ("type", "image_url"), path)
-    image = part.get("image_url")
-    if isinstance(image, str):
-        image = {"url": image}
-    image = as_dict(image, f"{path}.image_url")
-    fields.unknown_keys(image, ("url", "detail"), f"{path}.image_url")
-    if image.get("detail") not in (None, "auto"):
-        fields.refuse(f"{path}.image_url.detail", f"{TARGET} has no image detail setting")
-    return gw.media_part(as_str(image.get("url"), f"{path}.image_url.url"), f"{path}.image_url.url", fields)
+    return gw.media_part(image_url(part, path, fields), f"{path}.image_url.url", fields)
 
 
 def _audio(part: dict[str, Any], path: str, fields: Fields) -> dict[str, Any] | None:
@@ -237,14 +234,7 @@ def _tools(fields: Fields, out: dict[str, Any]) -> None:
     parallel = fields.pop("parallel_tool_calls")
     declarations = []
     strict = False
-    for path, tool in items(tools or [], "tools"):
-        if tool.get("type") != "function":
-            fields.refuse(path, f"{TARGET} takes function tools only, not {tool.get('type')!r}")
-            continue
-        fields.unknown_keys(tool, ("type", "function"), path)
-        function = as_dict(tool.get("function"), f"{path}.function")
-        fields.unknown_keys(function, ("name", "description", "parameters", "strict"), f"{path}.function")
-        name = as_str(function.get("name"), f"{path}.function.name")
+    for path, _tool, function, name in function_tools(tools, fields):
         declarations.append(gw.declaration(name, function.get("description"), function.get("parameters"), path))
         strict = strict or function.get("strict") is True
     if declarations:
@@ -411,32 +401,14 @@ def _embeddings(body: dict[str, Any], asked: str, client_body: Mapping[str, Any]
 # -- the stream --------------------------------------------------------------------------------------
 
 
-class _Chunks:
+class _Chunks(ChatChunks):
     """Gemini SSE chunks in, OpenAI chat completion chunks out, for one stream."""
 
     def __init__(self, asked: str, include_usage: bool) -> None:
-        self.asked = asked
-        self.include_usage = include_usage
-        self.id = "chatcmpl-gateway"
-        self.created = int(time.time())
-        self.usage = Usage()
+        super().__init__(asked, include_usage)
         self.started: set[int] = set()  # candidates whose first chunk went out
         self.calls: dict[int, int] = {}  # candidate -> tool calls so far
         self.finished = False
-        self.done = False
-
-    def chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.asked,
-            "system_fingerprint": None,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        if self.include_usage:
-            data["usage"] = None
-        return sse.encode(data)
 
     def feed(self, data: dict[str, Any]) -> list[bytes]:
         """The chunks for one Gemini chunk (its usage is a running total: the last one counts)."""
@@ -449,24 +421,24 @@ class _Chunks:
         out: list[bytes] = []
         if gw.blocked(data):
             self.finished = True
-            return [self.chunk(0, {"role": "assistant", "content": None}, "content_filter")]
+            return [self.chunk({"role": "assistant", "content": None}, "content_filter")]
         for number, candidate in enumerate(data.get("candidates") or ()):
             index = candidate.get("index", number)
             if index not in self.started:
                 self.started.add(index)
-                out.append(self.chunk(index, {"role": "assistant", "content": ""}))
+                out.append(self.chunk({"role": "assistant", "content": ""}, index=index))
             for piece in gw.pieces(candidate):
                 if piece.kind == "call":
                     number_of_call = self.calls.get(index, 0)
                     self.calls[index] = number_of_call + 1
-                    out.append(self.chunk(index, {"tool_calls": [_call(piece, number_of_call)]}))
+                    out.append(self.chunk({"tool_calls": [_call(piece, number_of_call)]}, index=index))
                 elif piece.kind == "thought" and piece.text:
-                    out.append(self.chunk(index, {"reasoning_content": piece.text}))
+                    out.append(self.chunk({"reasoning_content": piece.text}, index=index))
                 elif piece.text:
-                    out.append(self.chunk(index, {"content": piece.text}))
+                    out.append(self.chunk({"content": piece.text}, index=index))
             if (reason := candidate.get("finishReason")) is not None:
                 self.finished = True
-                out.append(self.chunk(index, {}, gw.finish_reason(reason, bool(self.calls.get(index)))))
+                out.append(self.chunk({}, gw.finish_reason(reason, bool(self.calls.get(index))), index))
         return out
 
     def close(self, marked: bool) -> list[bytes] | None:
@@ -474,17 +446,4 @@ class _Chunks:
         asked for) and `[DONE]`. A stream that ends before any finish is incomplete."""
         if not self.finished:
             return None
-        self.done = True
-        out = []
-        if self.include_usage:
-            final = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.asked,
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": openai_usage(self.usage),
-            }
-            out.append(sse.encode(final))
-        return [*out, sse.encode("[DONE]")]
+        return self.ending()

@@ -1231,3 +1231,15 @@ def test_the_first_event_reaches_the_client_before_the_stream_ends(running: Runn
     first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant" and time.monotonic() - started < 1.5
     stream.close()
+
+
+def test_the_responses_api_reaches_bedrock_models_through_chat(running: Running) -> None:
+    """/v1/responses is carried by the chat translation: Bedrock models get it too, streamed and not."""
+    client = _openai(running)
+    answer = client.responses.create(model="claude-bedrock", input="hello there")
+    assert answer.output_text == "echo: hello there" and answer.status == "completed"
+    assert answer.usage is not None and answer.usage.input_tokens > 0
+    with client.responses.stream(model="claude-bedrock", input="one two") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert text.strip() == "echo: one two" and final.usage is not None

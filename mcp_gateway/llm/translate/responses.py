@@ -29,7 +29,12 @@ from mcp_gateway.llm.translate.responses_request import to_chat
 from mcp_gateway.llm.translate.responses_stream import ResponseEvents
 
 # How messages name what a request is translated to, by provider wire format.
-TARGETS = {"anthropic": "Anthropic Messages", "gemini": "Gemini", "openai": "chat completions"}
+TARGETS = {
+    "anthropic": "Anthropic Messages",
+    "gemini": "Gemini",
+    "bedrock": "Bedrock Converse",
+    "openai": "chat completions",
+}
 
 
 class ResponsesOverChat:

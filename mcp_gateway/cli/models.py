@@ -311,7 +311,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "describe)",
     )
     p.add_argument(
-        "--provider", choices=["openai", "azure", "anthropic"], help="one deployment's provider (default: none)"
+        "--provider",
+        choices=["openai", "azure", "anthropic", "gemini"],
+        help="one deployment's provider; vertex and bedrock take --deployment JSON (default: none)",
     )
     p.add_argument("--model", help="the provider's model id (Azure: the deployment name) (default: the model's name)")
     p.add_argument("--base-url", metavar="URL", help="the provider's endpoint (default: its public one)")

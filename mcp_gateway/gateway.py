@@ -9,6 +9,7 @@ import logging
 
 import anyio
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from mcp_gateway.auth.connections import Connections, OAuthApp
 from mcp_gateway.auth.introspection import Introspector
@@ -17,13 +18,21 @@ from mcp_gateway.auth.outbound import user_oauth_app, warn_plain_secrets
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
+from mcp_gateway.config.models import models_from_environment
 from mcp_gateway.drift.monitor import DriftMonitor
+from mcp_gateway.llm.call import ModelCaller
+from mcp_gateway.llm.registrations import ModelRegistry
+from mcp_gateway.llm.router import ModelRouter
+from mcp_gateway.llm.usage import LogMeter
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import log_calls, validate_arguments
 from mcp_gateway.registry import Registry
+from mcp_gateway.server.admin import admin_guard
+from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
+from mcp_gateway.server.llm import llm_routes
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.views import CatalogView
 from mcp_gateway.store import connections as connection_tables
@@ -31,6 +40,7 @@ from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
+from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.vault import Vault
 
@@ -79,6 +89,12 @@ class Gateway:
         )
         self.catalog.subscribe(self.pool.on_change)
         self.catalog.subscribe(self.drift.on_change)
+        # Models (/v1): the config file's and the registered ones; with neither, those the
+        # environment's provider keys serve. Loaded at start, then at each store poll.
+        self.models = ModelRouter([], self.vault.resolve, config.user_agent, revision=self.vault.revision)
+        environment = models_from_environment() if config.models_from_env and not config.models else []
+        self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
+        self.model_caller = ModelCaller(self.models, LogMeter())
         self.handler = compose([log_calls, validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
@@ -113,6 +129,7 @@ class Gateway:
         """Ingest and serve every configured and registered API; load identities and policies."""
         await self.access.reload()
         await self.registry.load_all()
+        await self.model_registry.load()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
@@ -145,6 +162,8 @@ class Gateway:
             try:
                 await self.registry.retry_failed()
                 await self.registry.refresh()
+                await self.model_registry.refresh()
+                await self.models.sweep()
                 await self.access.refresh()
                 await self.refresh_credentials()
             except Exception:  # a bad poll must not end the watcher
@@ -155,6 +174,7 @@ class Gateway:
         the introspection client secrets; drop cached user tokens that changed."""
         revision = await anyio.to_thread.run_sync(self.vault.revision)
         await self.pool.secrets_changed(revision)
+        await self.models.secrets_changed(revision)
         if revision != self._secrets_revision:
             self._secrets_revision = revision
             if self.access.introspector is not None:
@@ -177,12 +197,25 @@ class Gateway:
             vault=self.vault,
             connections=self.connections,
             drift=self.drift_store,
-            extra_routes=connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
+            extra_routes=[
+                *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
+                *llm_routes(self.model_caller, self.access, max_body=self.config.server.max_model_request_bytes),
+                *self._model_admin_routes(),
+            ],
         )
+
+    def _model_admin_routes(self) -> list[Route]:
+        """`/admin/models` (with the rest of `/admin`, only when an admin token is set)."""
+        token = self.config.admin_token
+        if not token:
+            return []
+        guard = admin_guard(token, self.access)
+        return model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard)
 
     async def aclose(self) -> None:
         """Close upstream pools, the drift worker, the JWKS client and the store."""
         await self.pool.aclose()
+        await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
         self.db.close()

@@ -7,7 +7,9 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 
@@ -91,3 +93,31 @@ TEST_SERVER_LOGGERS = (
     "authlib.oauth2.rfc8693",
     "tests.",
 )
+
+
+class LogCapture(logging.Handler):
+    """Every record of every logger but the test servers', formatted (with its traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith(TEST_SERVER_LOGGERS):
+            self.lines.append(self.format(record))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def assert_not_leaked(haystack: str, secrets: Iterable[str]) -> None:
+    """Fails naming the lines where any of `secrets` shows, in any form or spelling."""
+    decoded = Decoded(haystack)  # any other spelling: JSON escapes at any depth, base64 at any alignment...
+    for secret in secrets:
+        for form in forms(secret):
+            where = [line[:200] for line in haystack.splitlines() if form in line][:3]
+            assert not where, f"a secret leaked (form {form[:4]}…) in: {where}"
+        if decoded.holds(secret):
+            where = [line[:200] for line in haystack.splitlines() if leaked(secret, line)][:3]
+            raise AssertionError(f"a secret leaked (spelled otherwise) in: {where}")

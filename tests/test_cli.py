@@ -245,6 +245,11 @@ def test_policies_for_unknown_consumers_warn_and_removals_say_what(tmp_path: Pat
     assert cli("policies", "remove", "2", data_dir=tmp_path).stdout.strip() == (
         "removed policy #2: deny consumer carol: methods DELETE"
     )
+    models = cli("policies", "add", "--consumer", "carol", "--allow", "--model", "gpt-4o*", data_dir=tmp_path)
+    assert models.returncode == 0 and "added policy #3: allow consumer carol: models gpt-4o*" in models.stdout
+    mixed = cli("policies", "add", "--everyone", "--allow", "--model", "x", "--tool", "y", data_dir=tmp_path)
+    assert mixed.returncode == 2 and "models or about tools" in mixed.stderr
+    assert cli("policies", "remove", "3", data_dir=tmp_path).returncode == 0
     removed = cli("consumers", "remove", "carol", data_dir=tmp_path)
     assert removed.stdout.strip() == "removed consumer carol, its 1 key and 1 policy"
 

@@ -49,7 +49,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
 from mcp_gateway.vault import Vault, VaultError
 from tests.conftest import ADMIN_TOKEN, DATA, ECHO_SPEC, running_gateway
-from tests.leaks import TEST_SERVER_LOGGERS, Decoded, forms, leaked
+from tests.leaks import LogCapture, assert_not_leaked, leaked
 from tests.oauth_server import OAuthServer
 from tests.results import text_of
 from tests.servers import serve_in_thread
@@ -502,31 +502,10 @@ async def leak_scan(env: Env) -> None:
     assert "[REDACTED]" in emitted[-1] and "[REDACTED]" in emitted[-2]
     emitted.append(LOGS.text())
     haystack = "\n".join(emitted)
-    decoded = Decoded(haystack)  # any other spelling: JSON escapes at any depth, base64 at any alignment...
-    for secret in env.all_secrets():
-        for form in forms(secret):
-            where = [line[:160] for line in haystack.splitlines() if form in line][:3]
-            assert not where, f"a secret leaked (form {form[:4]}…) in: {where}"
-        if decoded.holds(secret):
-            where = [line[:160] for line in haystack.splitlines() if leaked(secret, line)][:3]
-            raise AssertionError(f"a secret leaked (spelled otherwise) in: {where}")
+    assert_not_leaked(haystack, env.all_secrets())
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith(TEST_SERVER_LOGGERS):
-            self.lines.append(self.format(record))
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-LOGS = _Capture()
+LOGS = LogCapture()
 
 
 @pytest.fixture(autouse=True)

@@ -58,11 +58,13 @@ def issue(
 
 
 def rotate(store: IdentityStore, key_id: str, *, grace: float) -> tuple[ApiKey, str]:
-    """A new key for the same consumer; the old one keeps working for `grace` seconds."""
+    """A new key for the same consumer, with the old one's policies; the old one keeps working for
+    `grace` seconds."""
     old = store.key(key_id)
     if old is None or old.revoked_at is not None:
         raise IdentityError(f"no active key {key_id!r}")
     remaining = old.expires_at - time.time() if old.expires_at is not None else None
     key, full = issue(store, old.consumer, expires_in=remaining, description=old.description)
+    store.copy_key_policies(key_id, key.key_id)  # a limited key stays limited
     store.expire_key(key_id, time.time() + grace)
     return key, full

@@ -92,7 +92,9 @@ def _consumer_show(args: argparse.Namespace, store: IdentityStore, config: Gatew
     if consumer is None:
         raise CommandError(f"no consumer named {args.name!r}")
     found = store.keys(consumer.name)
-    policies = [p for p in store.policies() if p.subject_kind == "consumer" and p.subject == consumer.name]
+    key_ids = {k.key_id for k in found}
+    policies = [p for p in store.policies() if (p.subject_kind, p.subject) == ("consumer", consumer.name)
+                or (p.subject_kind == "key" and p.subject in key_ids)]  # fmt: skip
     if args.json:
         print_json({"name": consumer.name, "team": consumer.team, "org": consumer.org, "disabled": consumer.disabled,
                     "created_at": consumer.created_at, "keys": [k.public() for k in found],
@@ -189,23 +191,25 @@ def _key_revoke(args: argparse.Namespace, store: IdentityStore, config: GatewayC
 
 def _policy_summary(policy: Policy) -> str:
     sel = policy.selector
-    named = (("apis", sel.apis), ("tools", sel.tools), ("tags", sel.tags), ("methods", sel.methods))
+    named = (("apis", sel.apis), ("tools", sel.tools), ("tags", sel.tags), ("methods", sel.methods),
+             ("models", sel.models))  # fmt: skip
     parts = [f"{name} {','.join(values)}" for name, values in named if values]
     if sel.read_only is not None:
         parts.append("read-only tools" if sel.read_only else "writing tools")
     subject = "everyone" if policy.subject_kind == "everyone" else f"{policy.subject_kind} {policy.subject}"
-    return f"{policy.effect} {subject}: {'; '.join(parts) or 'every tool'}"
+    return f"{policy.effect} {subject}: {'; '.join(parts) or 'every tool and model'}"
 
 
 def _policy_add(args: argparse.Namespace, store: IdentityStore, config: GatewayConfig) -> int:
-    """Allow or deny a subject some tools."""
-    kind, subject = next(
-        (k, v) for k, v in (("consumer", args.consumer), ("team", args.team), ("org", args.org)) if v
-    ) if not args.everyone else ("everyone", "*")  # fmt: skip
+    """Allow or deny a subject some tools or models."""
+    named = (("key", args.key), ("consumer", args.consumer), ("team", args.team), ("org", args.org))
+    kind, subject = next((k, v) for k, v in named if v) if not args.everyone else ("everyone", "*")
     selector = Selector(
         apis=tuple(args.api), tools=tuple(args.tool), tags=tuple(args.tag),
-        methods=tuple(m.upper() for m in args.method), read_only=args.read_only,
+        methods=tuple(m.upper() for m in args.method), read_only=args.read_only, models=tuple(args.model),
     )  # fmt: skip
+    if selector.models and selector.names_tools:
+        raise CommandError("a policy is about models or about tools: give --model, or tool criteria, not both", 2)
     if kind == "consumer" and store.consumer(subject) is None:
         print(f"warning: {unknown_consumer_warning(subject)}", file=sys.stderr)
     policy = store.add_policy(kind, subject, "allow" if args.allow else "deny", selector, args.description)
@@ -290,19 +294,30 @@ def add_parsers(sub: Any) -> None:
 
     policies = sub.add_parser("policies", help="manage access policies", description="Manage access policies.")
     group = policies.add_subparsers(dest="access_command", required=True, metavar="COMMAND")
-    padd = leaf(group, "add", _command(_policy_add), "allow or deny a subject some tools")
+    padd = leaf(group, "add", _command(_policy_add), "allow or deny a subject some tools or models")
     who = padd.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--key",
+        metavar="KEY_ID",
+        help="the policy confines this one API key (see `mcp-gateway keys list`): it may use only what its "
+        "policies allow, and only what its consumer may",
+    )
     who.add_argument("--consumer", help="the policy is for this consumer")
     who.add_argument("--team", help="the policy is for this team")
     who.add_argument("--org", help="the policy is for this organisation")
     who.add_argument("--everyone", action="store_true", help="the policy is for every caller")
     effect = padd.add_mutually_exclusive_group(required=True)
-    effect.add_argument("--allow", action="store_true", help="allow the tools it selects")
-    effect.add_argument("--deny", action="store_true", help="deny the tools it selects (deny wins over allow)")
+    effect.add_argument("--allow", action="store_true", help="allow the tools or models it selects")
+    effect.add_argument(
+        "--deny", action="store_true", help="deny the tools or models it selects (deny wins over allow)"
+    )
     padd.add_argument("--api", action="append", default=[], help="API name glob (repeatable; default: every API)")
     padd.add_argument("--tool", action="append", default=[], help="tool name glob (repeatable; default: every tool)")
     padd.add_argument("--tag", action="append", default=[], help="operation tag (repeatable; default: any tag)")
     padd.add_argument("--method", action="append", default=[], help="HTTP method (repeatable; default: any)")
+    padd.add_argument(
+        "--model", action="append", default=[], help="model name glob, e.g. 'gpt-4o*' (repeatable; default: none)"
+    )
     ro = padd.add_mutually_exclusive_group()
     ro.add_argument(
         "--read-only", dest="read_only", action="store_true", default=None, help="only tools that change nothing"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -23,6 +24,7 @@ from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.catalog import ApiEntry, Snapshot
 from mcp_gateway.config import ApiConfig, describe_errors, public_api_config
 from mcp_gateway.definitions import SpecError
+from mcp_gateway.llm.registrations import ModelRegistrationError
 from mcp_gateway.openapi.load import UPLOAD_SCHEME
 from mcp_gateway.openapi.tools import IngestResult
 from mcp_gateway.registry import RegistrationError, Registry, ingest_in_thread
@@ -32,6 +34,7 @@ from mcp_gateway.store.drift import DriftStore, ToolDrift
 from mcp_gateway.vault import Vault
 
 MAX_ADMIN_BODY = 50 * 1024 * 1024
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -119,19 +122,9 @@ def _parse_registration(payload: Any, name: str | None) -> tuple[ApiConfig, str 
         raise RegistrationError(f"invalid API registration: {describe_errors(exc)}", 422) from None
 
 
-def admin_routes(
-    registry: Registry,
-    token: str,
-    access: AccessControl | None = None,
-    key_grace: float = 86400.0,
-    vault: Vault | None = None,
-    connections: Connections | None = None,
-    drift: DriftStore | None = None,
-) -> list[Route]:
-    """The `/admin` routes, each checking the admin bearer token (never a consumer credential).
-    Without a `vault`, the `/admin/secrets` routes answer 501; `connections` adds
-    `/admin/connections` (consumers' connected upstream accounts); `drift` adds
-    `/admin/apis/{name}/drift` (where sampled responses did not match the spec)."""
+def admin_guard(token: str, access: AccessControl | None) -> Callable[[Endpoint], Endpoint]:
+    """Wraps an admin endpoint: the admin bearer token or 401 (a consumer's credential: 403), and
+    refused registrations and bad input as JSON errors."""
     expected = token.encode()
 
     def bearer(request: Request) -> str | None:
@@ -147,7 +140,7 @@ def admin_routes(
             return False
         return True
 
-    def guarded(handler: Any) -> Any:
+    def guarded(handler: Endpoint) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             credential = bearer(request)
             if credential is None or not hmac.compare_digest(credential.encode(), expected):
@@ -160,12 +153,30 @@ def admin_routes(
                 )
             try:
                 return await handler(request)
-            except RegistrationError as exc:
+            except (RegistrationError, ModelRegistrationError) as exc:
                 return _error(exc.status, str(exc))
             except AdminInputError as exc:
                 return _error(400, str(exc))
 
         return endpoint
+
+    return guarded
+
+
+def admin_routes(
+    registry: Registry,
+    token: str,
+    access: AccessControl | None = None,
+    key_grace: float = 86400.0,
+    vault: Vault | None = None,
+    connections: Connections | None = None,
+    drift: DriftStore | None = None,
+) -> list[Route]:
+    """The `/admin` routes, each checking the admin bearer token (never a consumer credential).
+    Without a `vault`, the `/admin/secrets` routes answer 501; `connections` adds
+    `/admin/connections` (consumers' connected upstream accounts); `drift` adds
+    `/admin/apis/{name}/drift` (where sampled responses did not match the spec)."""
+    guarded = admin_guard(token, access)
 
     async def list_apis(request: Request) -> Response:
         snapshot = registry.catalog.snapshot

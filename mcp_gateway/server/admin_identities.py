@@ -157,7 +157,7 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
         kind = data.get("subject_kind")
         subject = "*" if kind == "everyone" else data.get("subject")
         if not isinstance(subject, str) or not subject:
-            raise AdminInputError("subject is required (a consumer, team or org name)")
+            raise AdminInputError("subject is required (an API key id, a consumer, team or org name)")
         read_only = data.get("read_only")
         if read_only is not None and not isinstance(read_only, bool):
             raise AdminInputError("read_only must be true, false or absent")
@@ -167,7 +167,10 @@ def identity_endpoints(access: AccessControl, grace_default: float) -> list[tupl
             tags=_str_list(data, "tags"),
             methods=tuple(m.upper() for m in _str_list(data, "methods")),
             read_only=read_only,
+            models=_str_list(data, "models"),
         )
+        if selector.models and selector.names_tools:
+            raise AdminInputError("a policy is about models or about tools: give models, or tool criteria, not both")
         description = data.get("description") if isinstance(data.get("description"), str) else None
         policy = await run(store.add_policy, kind, subject, data.get("effect"), selector, description)
         body = policy.public()

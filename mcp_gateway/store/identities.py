@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS policies (
 );
 """
 
-SubjectKind = Literal["consumer", "team", "org", "everyone"]
+SubjectKind = Literal["key", "consumer", "team", "org", "everyone"]
+SUBJECT_KINDS: tuple[str, ...] = ("key", "consumer", "team", "org", "everyone")
 Effect = Literal["allow", "deny"]
 
 
@@ -94,25 +95,44 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    """Which tools a policy speaks of. Empty lists match everything."""
+    """Which tools and models a policy speaks of. Empty lists match everything.
+
+    A selector with tool criteria (apis, tools, tags, methods, read_only) selects only tools; one
+    with `models` selects only models; an empty one selects every tool and every model."""
 
     apis: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     read_only: bool | None = None
+    models: tuple[str, ...] = ()  # model name globs; a selector naming models selects no tool
+
+    @property
+    def names_tools(self) -> bool:
+        """Whether a tool criterion is given (then it selects no model)."""
+        return bool(self.apis or self.tools or self.tags or self.methods or self.read_only is not None)
+
+    @property
+    def speaks_of_tools(self) -> bool:
+        """Whether it can select tools (it names no model)."""
+        return not self.models
+
+    @property
+    def speaks_of_models(self) -> bool:
+        """Whether it can select models (it names no tool criterion)."""
+        return not self.names_tools
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "apis": list(self.apis),
-                "tools": list(self.tools),
-                "tags": list(self.tags),
-                "methods": list(self.methods),
-                "read_only": self.read_only,
-            },
-            sort_keys=True,
-        )
+        data: dict[str, object] = {
+            "apis": list(self.apis),
+            "tools": list(self.tools),
+            "tags": list(self.tags),
+            "methods": list(self.methods),
+            "read_only": self.read_only,
+        }
+        if self.models:
+            data["models"] = list(self.models)
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Selector:
@@ -123,12 +143,14 @@ class Selector:
             tags=tuple(data.get("tags") or ()),
             methods=tuple(m.upper() for m in data.get("methods") or ()),
             read_only=data.get("read_only"),
+            models=tuple(data.get("models") or ()),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Allow or deny a subject (a consumer, team, org, or everyone) the tools a selector matches."""
+    """Allow or deny a subject (one API key, a consumer, team, org, or everyone) the tools and
+    models a selector matches."""
 
     id: int
     subject_kind: SubjectKind
@@ -207,13 +229,15 @@ class IdentityStore:
         return frozenset(row[0] for row in self.db.query("SELECT name FROM consumers WHERE disabled = 1"))
 
     def remove_consumer(self, name: str) -> tuple[int, int] | None:
-        """Delete a consumer with its keys and consumer-level policies; returns how many keys and
-        policies went with it, or None when there is no such consumer."""
+        """Delete a consumer with its keys, its consumer-level policies and its keys' policies;
+        returns how many keys and policies went with it, or None when there is no such consumer."""
         with self.db.transaction(COUNTER) as tx:
-            keys = tx.execute("DELETE FROM api_keys WHERE consumer = ?", (name,)).rowcount
             policies = tx.execute(
-                "DELETE FROM policies WHERE subject_kind = 'consumer' AND subject = ?", (name,)
+                "DELETE FROM policies WHERE (subject_kind = 'consumer' AND subject = ?) OR (subject_kind = 'key' "
+                "AND subject IN (SELECT key_id FROM api_keys WHERE consumer = ?))",
+                (name, name),
             ).rowcount
+            keys = tx.execute("DELETE FROM api_keys WHERE consumer = ?", (name,)).rowcount
             if tx.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount == 0:
                 return None
             return keys, policies
@@ -278,12 +302,17 @@ class IdentityStore:
     def add_policy(
         self, subject_kind: SubjectKind, subject: str, effect: Effect, selector: Selector, description: str | None
     ) -> Policy:
-        """Store a policy; returns it with its id."""
-        if subject_kind not in ("consumer", "team", "org", "everyone"):
-            raise IdentityError(f"unknown subject kind {subject_kind!r}")
+        """Store a policy; returns it with its id. A key policy needs the key to exist."""
+        if subject_kind not in SUBJECT_KINDS:
+            raise IdentityError(f"unknown subject kind {subject_kind!r} (one of: {', '.join(SUBJECT_KINDS)})")
         if effect not in ("allow", "deny"):
             raise IdentityError(f"effect must be allow or deny, not {effect!r}")
         with self.db.transaction(COUNTER) as tx:
+            if (
+                subject_kind == "key"
+                and not tx.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (subject,)).fetchone()
+            ):
+                raise IdentityError(f"no API key with id {subject!r} (see `mcp-gateway keys list`)")
             cursor = tx.execute(
                 "INSERT INTO policies (subject_kind, subject, effect, selector, description, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -291,6 +320,16 @@ class IdentityStore:
             )
             policy_id = int(cursor.lastrowid or 0)
         return Policy(policy_id, subject_kind, subject, effect, selector, description)
+
+    def copy_key_policies(self, from_key: str, to_key: str) -> int:
+        """Give `to_key` the policies of `from_key` (a rotated key keeps its limits); returns how many."""
+        with self.db.transaction(COUNTER) as tx:
+            return tx.execute(
+                "INSERT INTO policies (subject_kind, subject, effect, selector, description, created_at) "
+                "SELECT subject_kind, ?, effect, selector, description, ? FROM policies "
+                "WHERE subject_kind = 'key' AND subject = ? ORDER BY id",
+                (to_key, time.time(), from_key),
+            ).rowcount
 
     def policies(self) -> list[Policy]:
         """All policies, oldest first."""

@@ -1,0 +1,281 @@
+"""What a model call used and cost: read from each wire format, priced, handed to a meter.
+
+Every call produces one `UsageRecord`. Tokens come from the provider's own count (the last
+chunk of an OpenAI stream, Anthropic's message_start and message_delta, Gemini's last chunk,
+Bedrock's metadata event); a call that produced output but reported no usage gets an estimate,
+marked `estimated`, never zero. Cost comes from the deployment's `price`, else the bundled
+genai-prices data (no network at run time). The meter is one small interface: the log line
+now, the ledger next.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from mcp_gateway.config.models import Price
+
+logger = logging.getLogger("mcp_gateway.models")
+
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call; cache reads and writes and reasoning are kept apart from plain input/output.
+
+    `input` counts every prompt token, cached ones included (as OpenAI counts); `cache_read`
+    and `cache_write` say how many of those were read from or written to a cache.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """No token was reported."""
+        return not (self.input or self.output or self.cache_read or self.cache_write)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def from_openai(data: Any) -> Usage | None:
+    """OpenAI chat/embeddings (`prompt_tokens`...) or Responses (`input_tokens`...) usage; None when absent."""
+    if not isinstance(data, dict):
+        return None
+    if "prompt_tokens" in data:
+        prompt = data.get("prompt_tokens_details") or {}
+        completion = data.get("completion_tokens_details") or {}
+        return Usage(
+            input=_int(data.get("prompt_tokens")),
+            output=_int(data.get("completion_tokens")),
+            cache_read=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+            reasoning=_int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0,
+        )
+    if "input_tokens" in data:
+        details = data.get("input_tokens_details") or {}
+        out = data.get("output_tokens_details") or {}
+        return Usage(
+            input=_int(data.get("input_tokens")),
+            output=_int(data.get("output_tokens")),
+            cache_read=_int(details.get("cached_tokens")) if isinstance(details, dict) else 0,
+            reasoning=_int(out.get("reasoning_tokens")) if isinstance(out, dict) else 0,
+        )
+    return None
+
+
+def from_anthropic(data: Any, into: Usage | None = None) -> Usage | None:
+    """Anthropic usage. Its `input_tokens` leaves out cache reads and writes: they are added here,
+    so `input` means every prompt token, as for OpenAI. With `into`, the counts given replace
+    those in it (stream events carry running totals) and absent ones stay."""
+    if not isinstance(data, dict):
+        return into
+    usage = into if into is not None else Usage()
+    if "cache_read_input_tokens" in data:
+        usage.cache_read = _int(data.get("cache_read_input_tokens"))
+    if "cache_creation_input_tokens" in data:
+        usage.cache_write = _int(data.get("cache_creation_input_tokens"))
+    if "input_tokens" in data:
+        usage.input = _int(data.get("input_tokens")) + usage.cache_read + usage.cache_write
+    if "output_tokens" in data:
+        usage.output = _int(data.get("output_tokens"))
+    details = data.get("output_tokens_details")
+    if isinstance(details, dict) and "thinking_tokens" in details:
+        usage.reasoning = _int(details.get("thinking_tokens"))  # part of output_tokens, counted apart
+    return usage
+
+
+def from_gemini(data: Any) -> Usage | None:
+    """Gemini's `usageMetadata`; None when absent. `promptTokenCount` counts cached tokens too
+    (`cachedContentTokenCount` says how many), as `input` does; tool-use prompt tokens are input
+    as well. Thinking (`thoughtsTokenCount`) is billed as output but left out of
+    `candidatesTokenCount`: it is added to `output` and counted apart as reasoning, as OpenAI
+    counts reasoning within completion tokens. A stream's chunks carry running totals: each one
+    replaces the last."""
+    if not isinstance(data, dict):
+        return None
+    thoughts = _int(data.get("thoughtsTokenCount"))
+    return Usage(
+        input=_int(data.get("promptTokenCount")) + _int(data.get("toolUsePromptTokenCount")),
+        output=_int(data.get("candidatesTokenCount")) + thoughts,
+        cache_read=_int(data.get("cachedContentTokenCount")),
+        reasoning=thoughts,
+    )
+
+
+def from_bedrock(data: Any) -> Usage | None:
+    """Bedrock Converse `usage` (a whole answer's, or a stream's `metadata` event); None when
+    absent. Like Anthropic's, its `inputTokens` leaves out cache reads and writes
+    (`cacheReadInputTokens`, `cacheWriteInputTokens`): they are added, so `input` means every
+    prompt token. Bedrock counts no reasoning tokens apart from `outputTokens`."""
+    if not isinstance(data, dict):
+        return None
+    read, write = _int(data.get("cacheReadInputTokens")), _int(data.get("cacheWriteInputTokens"))
+    return Usage(
+        input=_int(data.get("inputTokens")) + read + write,
+        output=_int(data.get("outputTokens")),
+        cache_read=read,
+        cache_write=write,
+    )
+
+
+def estimate_tokens(text_chars: int) -> int:
+    """A token count for text of this many characters, when the provider reported none (about 4 a token)."""
+    return (text_chars + 3) // 4
+
+
+# -- cost ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+    def cost(self, usage: Usage) -> Decimal:
+        """The exact cost of `usage` in USD."""
+        plain_input = max(0, usage.input - usage.cache_read - usage.cache_write)
+        total = (
+            plain_input * self.input
+            + usage.cache_read * self.cache_read
+            + usage.cache_write * self.cache_write
+            + usage.output * self.output
+        )
+        return total / _MILLION
+
+
+def rates_from_price(price: Price) -> Rates:
+    """A deployment's configured price."""
+    unit = Decimal(str(price.input))
+    return Rates(
+        input=unit,
+        output=Decimal(str(price.output)),
+        cache_read=Decimal(str(price.cache_read)) if price.cache_read is not None else unit,
+        cache_write=Decimal(str(price.cache_write)) if price.cache_write is not None else unit,
+    )
+
+
+_GENAI_PROVIDER = {"openai": "openai", "azure": "azure", "anthropic": "anthropic", "gemini": "google",
+                   "vertex": "google", "bedrock": "aws"}  # fmt: skip
+
+
+class BundledPrice:
+    """A model's price from genai-prices (tiers by prompt size included)."""
+
+    def __init__(self, model_price: Any) -> None:
+        self._price = model_price
+
+    def cost(self, usage: Usage) -> Decimal:
+        """The cost of `usage` in USD."""
+        from genai_prices import Usage as PriceUsage
+
+        calc = self._price.calc_price(
+            PriceUsage(
+                input_tokens=usage.input,
+                output_tokens=usage.output,
+                cache_read_tokens=usage.cache_read or None,
+                cache_write_tokens=usage.cache_write or None,
+            )
+        )
+        return Decimal(calc["total_price"])
+
+
+class Pricer(Protocol):
+    """Turns usage into USD."""
+
+    def cost(self, usage: Usage) -> Decimal:
+        """The cost of `usage` in USD."""
+        ...
+
+
+@functools.lru_cache(maxsize=1024)
+def bundled_price(provider: str, model: str) -> BundledPrice | None:
+    """genai-prices' price of a provider's model, looked up once (names are matched fuzzily); None if unknown."""
+    try:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+
+        found = calc_price(
+            PriceUsage(input_tokens=1, output_tokens=1), model, provider_id=_GENAI_PROVIDER.get(provider)
+        )
+    except Exception:  # an unknown model or provider: no bundled price
+        return None
+    return BundledPrice(found.model_price)
+
+
+def pricer(provider: str, model: str, price: Price | None) -> Pricer | None:
+    """The configured price, else the bundled one, else None."""
+    return rates_from_price(price) if price is not None else bundled_price(provider, model)
+
+
+# -- records and the meter ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One model call, for the ledger: who, what, how much, how long, how it went."""
+
+    consumer: str | None
+    team: str | None
+    org: str | None
+    key_id: str | None
+    model: str  # as the client asked
+    provider: str | None = None
+    provider_model: str | None = None
+    deployment: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal | None = None  # USD; None when no price is known
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: int = 200
+    retries: int = 0
+    fallbacks: int = 0
+    streamed: bool = False
+    endpoint: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready (cost as a decimal string)."""
+        data = asdict(self)
+        data["cost"] = None if self.cost is None else str(self.cost)
+        return data
+
+
+class Meter(Protocol):
+    """Where usage records go (the ledger implements it)."""
+
+    def record(self, record: UsageRecord) -> None:
+        """Take one record; must return at once (no I/O on the caller's path)."""
+        ...
+
+
+class LogMeter:
+    """One log line per model call, until the ledger takes the records."""
+
+    def record(self, record: UsageRecord) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        u = record.usage
+        logger.info(
+            "model=%s deployment=%s consumer=%s status=%d in=%d out=%d cache_read=%d cache_write=%d reasoning=%d%s "
+            "cost=%s ms=%.1f ttft_ms=%s retries=%d fallbacks=%d stream=%s",
+            record.model, record.deployment, record.consumer, record.status, u.input, u.output, u.cache_read,
+            u.cache_write, u.reasoning, " estimated" if u.estimated else "",
+            "-" if record.cost is None else f"{record.cost:.6f}", record.latency_ms,
+            "-" if record.ttft_ms is None else f"{record.ttft_ms:.1f}", record.retries, record.fallbacks,
+            record.streamed,
+        )  # fmt: skip

@@ -1,0 +1,184 @@
+"""The model front door: OpenAI- and Anthropic-compatible endpoints under `/v1`.
+
+- OpenAI: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/responses`,
+  `GET /v1/models`, `GET /v1/models/{id}`
+- Anthropic: `POST /v1/messages`, `POST /v1/messages/count_tokens` (and `GET /v1/models` in
+  Anthropic's shape when the request carries `anthropic-version`)
+
+The official SDKs work with only `base_url` and `api_key` pointed here: the gateway key (or a
+JWT) is accepted as `Authorization: Bearer`, `x-api-key` (Anthropic's SDK) or `api-key`
+(Azure-style clients), and is never forwarded to a provider. Errors come in each door's own
+shape. This is a plain ASGI app over Starlette's request/response types: it does not pay for
+the MCP SDK's machinery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mcp_gateway.auth.apikeys import AuthFailure
+from mcp_gateway.auth.principal import Principal
+from mcp_gateway.auth.service import AccessControl
+from mcp_gateway.llm.call import ModelCaller, ModelRequest
+from mcp_gateway.llm.errors import LlmError, anthropic_error, model_not_found, openai_error
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+# (client wire, operation, fields the body must have)
+_DOORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "/v1/chat/completions": ("openai", "chat", ("model", "messages")),
+    "/v1/embeddings": ("openai", "embeddings", ("model", "input")),
+    "/v1/responses": ("openai", "responses", ("model",)),
+    "/v1/messages": ("anthropic", "messages", ("model", "messages", "max_tokens")),
+    "/v1/messages/count_tokens": ("anthropic", "count_tokens", ("model", "messages")),
+}
+_CREATED = int(time.time())
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _anthropic_model(name: str) -> dict[str, str]:
+    return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
+
+
+def _openai_model(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": _CREATED, "owned_by": "mcp-gateway"}
+
+
+def credential(request: Request) -> str | None:
+    """The caller's gateway credential: `Authorization: Bearer`, `x-api-key` or `api-key`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    for name in ("x-api-key", "api-key"):
+        if value := request.headers.get(name, "").strip():
+            return value
+    return None
+
+
+def _render(wire: str, error: LlmError) -> JSONResponse:
+    body = anthropic_error(error) if wire == "anthropic" else openai_error(error)
+    headers = {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def llm_routes(caller: ModelCaller, access: AccessControl | None, *, max_body: int = 32 * 1024 * 1024) -> list[Route]:
+    """The `/v1` routes of a gateway whose models are served by `caller`."""
+    enabled = access is not None and access.enabled
+
+    async def principal_of(request: Request, wire: str) -> Principal | None:
+        if not enabled:
+            return None
+        assert access is not None
+        token = credential(request)
+        if token is None:
+            raise LlmError(
+                "authentication",
+                "no credential: send your gateway key as Authorization: Bearer (or x-api-key / api-key)",
+            )
+        try:
+            return await access.authenticate(token)
+        except AuthFailure as failure:
+            raise LlmError(
+                "permission" if failure.status == 403 else "authentication",
+                failure.description or "the credential was not accepted",
+            ) from None
+
+    def may_use(principal: Principal | None, model: str) -> bool:
+        return principal is None or (access is not None and access.policy.allows_model(principal, model))
+
+    async def read_body(request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            raise LlmError("too_large", f"the request body is over {max_body} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > max_body:
+                raise LlmError("too_large", f"the request body is over {max_body} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise LlmError("invalid_request", "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise LlmError("invalid_request", "the request body must be a JSON object")
+        return body
+
+    def door(path: str) -> Endpoint:
+        wire, operation, required = _DOORS[path]
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                principal = await principal_of(request, wire)
+                body = await read_body(request)
+                for name in required:
+                    if body.get(name) is None:
+                        raise LlmError("invalid_request", f"missing required field: {name}", param=name)
+                model = body["model"]
+                if not isinstance(model, str) or not model:
+                    raise LlmError("invalid_request", "model must be a non-empty string", param="model")
+                if not may_use(principal, model):
+                    raise model_not_found(model)  # a denied model looks exactly like an unknown one
+                stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
+                answer = await caller(
+                    ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
+                )
+            except LlmError as error:
+                return _render(wire, error)
+            if answer.events is not None:
+                headers = {"X-Accel-Buffering": "no", **dict(answer.headers)}
+                return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
+            return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+        return endpoint
+
+    def listed(principal: Principal | None) -> list[str]:
+        return [name for name in caller.router.names() if may_use(principal, name)]
+
+    async def models(request: Request) -> Response:
+        anthropic = "anthropic-version" in request.headers
+        try:
+            principal = await principal_of(request, "anthropic" if anthropic else "openai")
+        except LlmError as error:
+            return _render("anthropic" if anthropic else "openai", error)
+        names = listed(principal)
+        if anthropic:
+            data = [_anthropic_model(n) for n in names]
+            return JSONResponse(
+                {"data": data, "has_more": False, "first_id": names[0] if names else None,
+                 "last_id": names[-1] if names else None}
+            )  # fmt: skip
+        return JSONResponse(
+            {"object": "list",
+             "data": [_openai_model(n) for n in names]}
+        )  # fmt: skip
+
+    async def one_model(request: Request) -> Response:
+        anthropic = "anthropic-version" in request.headers
+        wire = "anthropic" if anthropic else "openai"
+        name = request.path_params["model"]
+        try:
+            principal = await principal_of(request, wire)
+            if name not in listed(principal):
+                raise model_not_found(name)
+        except LlmError as error:
+            return _render(wire, error)
+        if anthropic:
+            return JSONResponse(
+                {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+            )
+        return JSONResponse({"id": name, "object": "model", "created": _CREATED, "owned_by": "mcp-gateway"})
+
+    routes = [Route(path, door(path), methods=["POST"]) for path in _DOORS]
+    routes += [
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", one_model, methods=["GET"]),
+    ]
+    return routes

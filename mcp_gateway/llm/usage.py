@@ -173,14 +173,35 @@ _GENAI_PROVIDER = {"openai": "openai", "azure": "azure", "anthropic": "anthropic
                    "vertex": "google", "bedrock": "aws"}  # fmt: skip
 
 
+_TOKEN_PRICES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+# Priced per unit the gateway never reports (searches, audio, 1-hour cache writes): zero for
+# every call it prices (the probes below confirm it, model by model).
+_UNUSED_PRICES = frozenset(("web_searches_kcount", "storage_searches_kcount", "cache_write_1h_mtok",
+                            "input_audio_mtok", "cache_audio_read_mtok", "output_audio_mtok"))  # fmt: skip
+# Usages the fast path must price exactly as genai-prices does before it is trusted with a model.
+_PROBES = (Usage(1000, 500), Usage(1000, 500, cache_read=300), Usage(1000, 500, cache_write=200),
+           Usage(1000, 500, cache_read=300, cache_write=200), Usage(7, 0), Usage(0, 3))  # fmt: skip
+
+
 class BundledPrice:
-    """A model's price from genai-prices (tiers by prompt size included)."""
+    """A model's price from genai-prices (tiers by prompt size included).
+
+    genai-prices takes ~80 µs a call; most models have flat per-token prices, which are read
+    out once into `Rates` (~2 µs) when they price a set of probe usages exactly as genai-prices
+    does. Tiered and unusual prices go through genai-prices every time.
+    """
 
     def __init__(self, model_price: Any) -> None:
         self._price = model_price
+        self._rates = self._flat_rates()
 
     def cost(self, usage: Usage) -> Decimal:
         """The cost of `usage` in USD."""
+        if self._rates is not None:
+            return self._rates.cost(usage)
+        return self._exact(usage)
+
+    def _exact(self, usage: Usage) -> Decimal:
         from genai_prices import Usage as PriceUsage
 
         calc = self._price.calc_price(
@@ -192,6 +213,22 @@ class BundledPrice:
             )
         )
         return Decimal(calc["total_price"])
+
+    def _flat_rates(self) -> Rates | None:
+        fields = {k: v for k, v in vars(self._price).items() if v is not None and k not in _UNUSED_PRICES}
+        values = [fields.get(name) for name in _TOKEN_PRICES]
+        if set(fields) - set(_TOKEN_PRICES) or not all(isinstance(v, Decimal | None) for v in values):
+            return None
+        unit, output, read, write = values
+        if unit is None:
+            return None
+        output = output if output is not None else Decimal(0)  # embeddings
+        rates = Rates(unit, output, read if read is not None else unit, write if write is not None else unit)
+        try:
+            exact = all(rates.cost(u) == self._exact(u) for u in _PROBES)
+        except Exception:  # a price genai-prices itself cannot apply to a probe: keep asking it
+            return None
+        return rates if exact else None
 
 
 class Pricer(Protocol):

@@ -9,6 +9,7 @@ import logging
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from mcp_gateway.auth.connections import Connections, OAuthApp
@@ -32,7 +33,7 @@ from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
-from mcp_gateway.server.llm import llm_routes
+from mcp_gateway.server.llm import ModelDoors
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.views import CatalogView
 from mcp_gateway.store import connections as connection_tables
@@ -199,8 +200,15 @@ class Gateway:
             drift=self.drift_store,
             extra_routes=[
                 *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
-                *llm_routes(self.model_caller, self.access, max_body=self.config.server.max_model_request_bytes),
                 *self._model_admin_routes(),
+            ],
+            front_doors=[
+                Middleware(
+                    ModelDoors,
+                    caller=self.model_caller,
+                    access=self.access,
+                    max_body=self.config.server.max_model_request_bytes,
+                )
             ],
         )
 

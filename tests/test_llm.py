@@ -184,6 +184,20 @@ def test_models_lists_what_the_caller_may_use(running: Running, openai_fake: Fak
     assert len(openai_fake.seen) == before  # no provider call for either
 
 
+def test_the_doors_answer_their_paths_only_and_only_their_methods(running: Running) -> None:
+    auth = {"Authorization": f"Bearer {running.key}"}
+    wrong = httpx2.get(running.v1 + "/chat/completions", headers=auth)
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+    assert httpx2.post(running.v1 + "/models", headers=auth).status_code == 405
+    assert httpx2.post(running.v1 + "/models/gpt-test", headers=auth).status_code == 405
+    assert httpx2.head(running.v1 + "/models", headers=auth).status_code == 200
+    assert httpx2.post(running.v1 + "/nothing-here", headers=auth).status_code == 404
+    assert httpx2.get(running.v1 + "/models/secret-model", headers=auth).status_code == 404
+    # The Host guard stands in front of the doors as of every other route.
+    foreign = httpx2.post(running.v1 + "/chat/completions", headers={**auth, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+
+
 @pytest.mark.parametrize("header", ["authorization", "x-api-key", "api-key"])
 def test_every_usual_credential_header_is_accepted(running: Running, header: str) -> None:
     value = f"Bearer {running.key}" if header == "authorization" else running.key

@@ -98,6 +98,7 @@ def create_app(
     key_grace: float = 86400.0,
     virtual: dict[str, GatewayMCP] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    front_doors: Sequence[Middleware] = (),
     vault: Vault | None = None,
     connections: Connections | None = None,
     drift: DriftStore | None = None,
@@ -105,7 +106,8 @@ def create_app(
     """The Starlette app. Its lifespan runs `on_start` (load APIs), keeps `background`
     running (the store watcher) and runs `on_stop` (close pools) at shutdown.
     `virtual` adds one endpoint per virtual server, at `/mcp/<name>`; `extra_routes` are
-    other front-door routes (the per-user OAuth connect flow)."""
+    other front-door routes (the per-user OAuth connect flow); `front_doors` are middleware
+    that answer their own paths right after the Host/Origin guard (the `/v1` model doors)."""
     endpoints = {"/mcp": mcp, **{f"/mcp/{name}": server for name, server in (virtual or {}).items()}}
     managers = {
         path: StreamableHTTPSessionManager(
@@ -196,6 +198,7 @@ def create_app(
             bind_host=settings.host,
             allowed_hosts=settings.allowed_hosts,
             allowed_origins=settings.allowed_origins,
-        )
+        ),
+        *front_doors,
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -8,8 +8,9 @@
 The official SDKs work with only `base_url` and `api_key` pointed here: the gateway key (or a
 JWT) is accepted as `Authorization: Bearer`, `x-api-key` (Anthropic's SDK) or `api-key`
 (Azure-style clients), and is never forwarded to a provider. Errors come in each door's own
-shape. This is a plain ASGI app over Starlette's request/response types: it does not pay for
-the MCP SDK's machinery.
+shape. This is a plain ASGI middleware over Starlette's request/response types, placed right
+after the Host/Origin guard: a model call pays for neither the MCP SDK's machinery nor
+Starlette's router and exception layers.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.principal import Principal
@@ -69,8 +70,40 @@ def _render(wire: str, error: LlmError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def llm_routes(caller: ModelCaller, access: AccessControl | None, *, max_body: int = 32 * 1024 * 1024) -> list[Route]:
-    """The `/v1` routes of a gateway whose models are served by `caller`."""
+class ModelDoors:
+    """ASGI middleware serving the `/v1` endpoints of `caller`'s models; every other request
+    (and an unknown `/v1` path) goes on to `app`."""
+
+    def __init__(
+        self, app: ASGIApp, *, caller: ModelCaller, access: AccessControl | None, max_body: int = 32 * 1024 * 1024
+    ) -> None:
+        self.app = app
+        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if path in self.posts:
+            endpoint, allow = self.posts[path], ("POST",)
+        elif path in self.gets or path.startswith("/v1/models/"):
+            endpoint, allow = (self.gets.get(path) or self.model_path), ("GET", "HEAD")
+        else:
+            await self.app(scope, receive, send)
+            return
+        if method not in allow:
+            headers = {"Allow": ", ".join(allow)}
+            response: Response = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
+        else:
+            response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def _endpoints(
+    caller: ModelCaller, access: AccessControl | None, max_body: int
+) -> tuple[dict[str, Endpoint], dict[str, Endpoint], Endpoint]:
+    """(POST endpoints by path, GET endpoints by path, the endpoint of `/v1/models/{id}`)."""
     enabled = access is not None and access.enabled
 
     async def principal_of(request: Request, wire: str) -> Principal | None:
@@ -163,7 +196,7 @@ def llm_routes(caller: ModelCaller, access: AccessControl | None, *, max_body: i
     async def one_model(request: Request) -> Response:
         anthropic = "anthropic-version" in request.headers
         wire = "anthropic" if anthropic else "openai"
-        name = request.path_params["model"]
+        name = request.url.path.removeprefix("/v1/models/")
         try:
             principal = await principal_of(request, wire)
             if name not in listed(principal):
@@ -176,9 +209,4 @@ def llm_routes(caller: ModelCaller, access: AccessControl | None, *, max_body: i
             )
         return JSONResponse({"id": name, "object": "model", "created": _CREATED, "owned_by": "mcp-gateway"})
 
-    routes = [Route(path, door(path), methods=["POST"]) for path in _DOORS]
-    routes += [
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/models/{model:path}", one_model, methods=["GET"]),
-    ]
-    return routes
+    return {path: door(path) for path in _DOORS}, {"/v1/models": models}, one_model

@@ -778,7 +778,7 @@ def test_the_event_stream_is_decoded_by_botocore_however_its_bytes_arrive() -> N
             for chunk in chunks:
                 yield chunk
 
-        return [(event.name, event.json()) async for event in provider.events(source())]
+        return [(event.name, event.json()) async for event in sse.flatten(provider.batches(source()))]
 
     expected = anyio.run(decode, [whole])
     assert expected[0] == (

@@ -1830,3 +1830,18 @@ def test_a_provider_key_echoed_on_the_translated_path_is_scrubbed(
                 assert "Incorrect API key provided" in text and not any(key in text for key in wrong)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert not any(key in logged for key in (*wrong, OPENAI_KEY, ANTHROPIC_KEY))
+
+
+def test_sse_events_are_grouped_by_the_read_that_completed_them() -> None:
+    """What arrives together is written on together (one write, not one per event); an event cut
+    between reads waits for its end."""
+
+    async def grouped(chunks: list[bytes]) -> list[list[str]]:
+        async def source() -> Any:
+            for chunk in chunks:
+                yield chunk
+
+        return [[event.data for event in batch] async for batch in sse.batches(source())]
+
+    reads = [b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n", b"event: x\r\ndata: 4\r\n\r\ndata: 5\n\ndata: [DONE]"]
+    assert anyio.run(grouped, reads) == [["1", "2"], ["3"], ["4", "5"], ["[DONE]"]]

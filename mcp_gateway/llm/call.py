@@ -452,12 +452,13 @@ class ModelCaller:
 
         tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
         try:
-            native = tap.events(provider.events(response.stream()))
+            batches = tap.batches(provider.batches(response.stream()))
             if translator is None:
-                async for event in native:
-                    yield event.raw
+                async for batch in batches:
+                    yield batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch)
             else:
-                async for framed in translator.stream(request.operation, native, request.model, request.body):
+                events = sse.flatten(batches)
+                async for framed in translator.stream(request.operation, events, request.model, request.body):
                     yield framed
             account(200)
         except UpstreamError as exc:
@@ -481,19 +482,23 @@ class _UsageTap:
         self.usage: Usage | None = None
         self.output_chars = 0
 
-    async def events(self, events: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
-        """`events`, minus the usage chunk the client did not ask for; an error event the provider
+    async def batches(self, batches: AsyncIterator[list[sse.Event]]) -> AsyncIterator[list[sse.Event]]:
+        """`batches`, minus the usage chunk the client did not ask for; an error event the provider
         sends (or any that quotes the request) is scrubbed of the provider's keys."""
         clean = scrubber(self.secrets)
-        async for event in events:
-            data = event.json()
-            if isinstance(data, dict) and self._read(data):
-                continue
-            if clean and clean.present(event.data):
-                event = _scrubbed(event, data, clean)
-            if _is_last(self.wire, event, data):
-                self.at_end()
-            yield event
+        async for batch in batches:
+            kept: list[sse.Event] = []
+            for event in batch:
+                data = event.json()
+                if isinstance(data, dict) and self._read(data):
+                    continue
+                if clean and clean.present(event.data):
+                    event = _scrubbed(event, data, clean)
+                if _is_last(self.wire, event, data):
+                    self.at_end()
+                kept.append(event)
+            if kept:
+                yield kept
 
     def _read(self, data: dict[str, Any]) -> bool:
         """Take what `data` says; True when the event is to be dropped."""

@@ -47,11 +47,13 @@ def _parse(block: bytes) -> tuple[str, str]:
     return name, "\n".join(data)
 
 
-async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
-    """The events of an SSE byte stream; a last event without its blank line is yielded too."""
+async def batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Event]]:
+    """The events of an SSE byte stream, grouped by the read that completed them (so that what
+    arrived together is written on together); a last event without its blank line is yielded too."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
+        batch: list[Event] = []
         while True:
             cut, size = _boundary(buffer)
             if cut < 0:
@@ -59,10 +61,24 @@ async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
             raw, buffer = buffer[: cut + size], buffer[cut + size :]
             name, data = _parse(raw[:cut])
             if name or data:
-                yield Event(raw, name, data)
+                batch.append(Event(raw, name, data))
+        if batch:
+            yield batch
     if buffer.strip():
         name, data = _parse(buffer)
-        yield Event(buffer + b"\n\n", name, data)
+        yield [Event(buffer + b"\n\n", name, data)]
+
+
+async def flatten(groups: AsyncIterator[list[Event]]) -> AsyncIterator[Event]:
+    """The events of `groups`, one by one."""
+    async for batch in groups:
+        for event in batch:
+            yield event
+
+
+def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+    """The events of an SSE byte stream, one by one."""
+    return flatten(batches(chunks))
 
 
 def _boundary(buffer: bytes) -> tuple[int, int]:

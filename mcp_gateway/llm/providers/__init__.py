@@ -77,9 +77,10 @@ class Provider(ABC):
         the next call gets a new one. A static key has nothing to forget."""
         return
 
-    def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[sse.Event]:
-        """The events of a streamed answer (of `stream_type`), as they arrive: SSE here."""
-        return sse.events(chunks)
+    def batches(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[sse.Event]]:
+        """The events of a streamed answer (of `stream_type`) as they arrive, grouped by the read
+        that completed them: SSE here."""
+        return sse.batches(chunks)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -102,8 +102,9 @@ class BedrockProvider(Provider):
         request.headers = list(aws.headers.items())
         return await self.transport.send(request)
 
-    async def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[sse.Event]:
-        """ConverseStream's frames as events, decoded by botocore as they arrive."""
+    async def batches(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[sse.Event]]:
+        """ConverseStream's frames as events, decoded by botocore as they arrive (those one read
+        completed together)."""
         buffer = self._boto.eventstream.EventStreamBuffer()
         async for chunk in chunks:
             buffer.add_data(chunk)
@@ -113,8 +114,8 @@ class BedrockProvider(Provider):
                 raise UpstreamError(
                     f"the provider's event stream is corrupt ({type(exc).__name__})", host_of(self._base), "protocol"
                 ) from None
-            for message in messages:
-                yield _event(message.headers, message.payload)
+            if messages:
+                yield [_event(message.headers, message.payload) for message in messages]
 
 
 def _event(headers: Mapping[str, Any], payload: bytes) -> sse.Event:

@@ -52,19 +52,33 @@ class ProviderResponse:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
     async def read(self, cap: int = 64 * 1024 * 1024) -> bytes:
-        """The whole body (at most `cap` bytes), within the call's time limit."""
+        """The whole body (at most `cap` bytes), within the call's time limit (one timer for all
+        its reads: a per-chunk one costs more than a small answer's whole relay)."""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self.stream():
-            size += len(chunk)
-            if size > cap:
-                raise UpstreamError(f"the provider's answer is over {cap} bytes", self._host, "too-large")
-            chunks.append(chunk)
+        try:
+            with anyio.fail_after(max(0.0, self._deadline - time.monotonic())):
+                async for chunk in self._chunks:
+                    size += len(chunk)
+                    if size > cap:
+                        raise UpstreamError(f"the provider's answer is over {cap} bytes", self._host, "too-large")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise self._late() from None
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise _failure(exc, self._url) from None
+        finally:
+            await self.aclose()
         return b"".join(chunks)
+
+    def _late(self) -> UpstreamError:
+        return UpstreamError(f"the provider did not finish within {self._limit:g}s", self._host, "read-timeout")
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive; the response is closed at the end (or when cancelled)."""
-        late = UpstreamError(f"the provider did not finish within {self._limit:g}s", self._host, "read-timeout")
+        late = self._late()
         try:
             while True:
                 left = self._deadline - time.monotonic()

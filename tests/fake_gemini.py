@@ -3,14 +3,15 @@ real HTTP servers speaking their wire formats.
 
 `FakeGemini` answers generateContent, streamGenerateContent?alt=sse (usage as a running total on
 every chunk, as Gemini sends it), countTokens, embedContent and batchEmbedContents; it checks
-the AI Studio key (`x-goog-api-key`) or a Vertex access token issued by `FakeTokenEndpoint`,
-refuses what Gemini refuses (unknown fields, function responses that answer no call, and, for
+the AI Studio key (`x-goog-api-key`) or a Vertex access token issued by `FakeTokenEndpoint`
+(a token that endpoint no longer honours, or any when `refuse_tokens` is set, is Vertex's 401
+UNAUTHENTICATED), refuses what Gemini refuses (unknown fields, function responses that answer no call, and, for
 `gemini-3*` models, a function call sent back without its thought signature), and follows the
 same script of misbehaviours as the other fakes.
 
 `FakeTokenEndpoint` is a service account's `token_uri`: it verifies the JWT grant's RS256
 signature with the account's public key, its issuer, audience and scope, and issues tokens that
-expire after `expires_in` seconds.
+expire after `expires_in` seconds, or sooner when a test revokes them.
 """
 
 from __future__ import annotations
@@ -144,11 +145,13 @@ class FakeGemini(FakeProvider):
     def __init__(self, key: str, tokens: FakeTokenEndpoint | None = None) -> None:
         super().__init__(key)
         self.tokens = tokens
+        self.refuse_tokens = False  # Vertex: every access token refused, however new
 
     def _authorised(self, request: Request, anthropic: bool) -> bool:
         if "/projects/" in request.url.path:
             header = request.headers.get("authorization", "")
-            return self.tokens is not None and self.tokens.valid(header.removeprefix("Bearer "))
+            token = header.removeprefix("Bearer ")
+            return self.tokens is not None and not self.refuse_tokens and self.tokens.valid(token)
         return request.headers.get("x-goog-api-key") == self.key
 
     async def handle(self, request: Request) -> Response:
@@ -163,6 +166,9 @@ class FakeGemini(FakeProvider):
         if not self._authorised(request, False):
             # Echo what was presented, as some servers do: the gateway must scrub it.
             presented = request.headers.get("x-goog-api-key") or request.headers.get("authorization", "")
+            if "/projects/" in path:  # Vertex AI: an OAuth token it does not honour
+                message = f"Request had invalid authentication credentials: {presented}. Expected OAuth 2 access token."
+                return _error(401, message, "UNAUTHENTICATED")
             return _error(400, f"API key not valid: {presented}. Please pass a valid API key.", "INVALID_ARGUMENT")
         if plan is not None and plan.status is not None:
             payload = plan.body or {"error": {"code": plan.status, "message": f"scripted {plan.status}",
@@ -307,6 +313,10 @@ class FakeTokenEndpoint:
 
     def valid(self, token: str) -> bool:
         return self.issued.get(token, 0.0) > time.time()
+
+    def revoke(self) -> None:
+        """Revoke every token issued so far (before it expires, as an admin or a key rotation does)."""
+        self.issued.clear()
 
     def _claims(self, assertion: str) -> dict[str, Any] | str:
         """The grant's claims once its signature and contents check out, else why not."""

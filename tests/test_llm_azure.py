@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,10 +23,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_gateway.config.models import COGNITIVE_SERVICES_SCOPE, DeploymentConfig
-from tests.fake_llm import FakeProvider
+from tests.fake_llm import FakeProvider, Misbehave
 from tests.oauth_server import OAuthServer
 from tests.servers import serve_in_thread
-from tests.test_llm import Running
+from tests.test_llm import Running, usage_lines
 from tests.test_llm import _start as start_gateway
 from tests.test_llm_translate import _anthropic, _openai
 
@@ -109,9 +110,7 @@ def test_an_entra_token_replaces_the_api_key(running: Running, entra: OAuthServe
     assert azure.seen[-1].headers["authorization"] == f"Bearer {token}"
 
 
-def test_one_token_for_many_calls_and_a_new_one_after_a_401(
-    running: Running, entra: OAuthServer, azure: FakeProvider
-) -> None:
+def test_one_token_for_many_calls(running: Running, entra: OAuthServer, azure: FakeProvider) -> None:
     before = len(_grants(entra))
 
     def ask(number: int) -> str | None:
@@ -123,17 +122,71 @@ def test_one_token_for_many_calls_and_a_new_one_after_a_401(
     with ThreadPoolExecutor(10) as pool:
         assert list(pool.map(ask, range(10))) == [f"echo: call {n}" for n in range(10)]
     assert len(_grants(entra)) - before == 1  # single flight: one token request for ten calls
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_revoked_token_is_replaced_and_the_call_retried_once(
+    running: Running, entra: OAuthServer, azure: FakeProvider, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_gateway.models")
+    client = _openai(running)
+    client.chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
     first = azure.seen[-1].headers["authorization"]
+    grants, seen = len(_grants(entra)), len(azure.seen)
     entra.expire_access_tokens()  # revoked early, say: still fresh by the gateway's clock
-    with pytest.raises(openai.AuthenticationError) as caught:
-        _openai(running).chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
-    assert azure.seen[-1].headers["authorization"] == first
+    if stream:
+        chunks = list(client.chat.completions.create(model="gpt-azure", messages=HI, stream=True))  # type: ignore[arg-type]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        text = client.chat.completions.create(model="gpt-azure", messages=HI).choices[0].message.content or ""  # type: ignore[arg-type]
+    assert text.strip() == "echo: hi"
+    # The refused token was dropped: one new token, and the same deployment asked again with it.
+    assert len(_grants(entra)) - grants == 1
+    tried = [s.headers["authorization"] for s in azure.seen[seen:]]
+    assert len(tried) == 2 and tried[0] == first and tried[1] != first
+    refused, served = usage_lines(caplog, 3)[-2:]
+    assert "status=401" in refused and "retries=0" in refused
+    assert "status=200" in served and "retries=1" in served
+
+
+def test_a_late_401_for_an_old_token_keeps_the_new_one(
+    running: Running, entra: OAuthServer, azure: FakeProvider
+) -> None:
+    client = _openai(running)
+    client.chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
+    entra.expire_access_tokens()
+    grants, seen = len(_grants(entra)), len(azure.seen)
+    azure.script.append(Misbehave(delay=1.0))  # the slow call's 401 comes after the other's retry
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.chat.completions.create, model="gpt-azure", messages=HI)
+        deadline = time.monotonic() + 5
+        while len(azure.seen) == seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # its request, with the old token, is in
+        client.chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
+        slow.result()
+    # The late 401 named the old token: the new one stays, and serves the slow call's retry.
+    assert len(_grants(entra)) - grants == 1
+    assert len({s.headers["authorization"] for s in azure.seen[seen:]}) == 2 and len(azure.seen) - seen == 4
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_resource_refusing_every_token_gives_the_client_one_401(
+    running: Running, entra: OAuthServer, azure: FakeProvider, stream: bool
+) -> None:
+    _openai(running).chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
+    grants, seen = len(_grants(entra)), len(azure.seen)
+    check, azure.token_check = azure.token_check, lambda token: False  # no role on the resource, say
+    try:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            _openai(running).chat.completions.create(model="gpt-azure", messages=HI, stream=stream)  # type: ignore[call-overload]
+    finally:
+        azure.token_check = check
+    # Once more with a new token, then the 401 is the client's: no loop.
+    assert len(azure.seen) - seen == 2 and len(_grants(entra)) - grants == 1
+    second = azure.seen[-1].headers["authorization"].removeprefix("Bearer ")
     # The resource quotes the token it refused: scrubbed before the client sees it.
-    assert "[REDACTED]" in caught.value.message and first.removeprefix("Bearer ") not in caught.value.message
-    # The 401 made the gateway forget that token: the next call gets a new one.
-    reply = _openai(running).chat.completions.create(model="gpt-azure", messages=HI)  # type: ignore[arg-type]
-    assert reply.choices[0].message.content == "echo: hi"
-    assert azure.seen[-1].headers["authorization"] != first and len(_grants(entra)) - before == 2
+    assert "Incorrect API key provided: Bearer [REDACTED]" in caught.value.message
+    assert second not in caught.value.message
 
 
 def test_a_refused_token_request_is_a_clear_error_without_the_secret(

@@ -1339,6 +1339,69 @@ def test_vertex_refreshes_a_token_near_its_expiry_without_blocking_the_gateway(f
     assert google.gemini.seen[-1].headers["authorization"] not in (first, "")
 
 
+def _vertex_text(client: openai.OpenAI, stream: bool) -> str:
+    if stream:
+        chunks = client.chat.completions.create(model="vertex-test", messages=HI, stream=True)  # type: ignore[arg-type]
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    return client.chat.completions.create(model="vertex-test", messages=HI).choices[0].message.content or ""  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_replaces_a_revoked_token_and_retries_the_call_once(
+    fresh: Running, google: Google, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_gateway.models")
+    client = _openai(fresh)
+    assert _vertex_text(client, False) == "echo: hi"
+    first = google.gemini.seen[-1].headers["authorization"]
+    fetches, seen = google.tokens.fetches, len(google.gemini.seen)
+    google.tokens.revoke()  # still fresh by the gateway's clock; Vertex answers 401 for it
+    assert _vertex_text(client, stream) == "echo: hi"
+    # The refused token was dropped: one new token, and the same deployment asked again with it.
+    assert google.tokens.fetches - fetches == 1
+    tried = [s.headers["authorization"] for s in google.gemini.seen[seen:]]
+    assert len(tried) == 2 and tried[0] == first and tried[1] != first
+    lines = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.models"]
+    assert "status=401" in lines[-2] and "retries=0" in lines[-2]
+    assert "status=200" in lines[-1] and "retries=1" in lines[-1]
+
+
+def test_vertex_a_late_401_for_an_old_token_keeps_the_new_one(fresh: Running, google: Google) -> None:
+    _vertex_text(_openai(fresh), False)
+    google.tokens.revoke()
+    fetches, seen = google.tokens.fetches, len(google.gemini.seen)
+    google.gemini.script.append(Misbehave(delay=1.0))  # the slow call's 401 comes after the other's retry
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_vertex_text, _openai(fresh), False)
+        deadline = time.monotonic() + 5
+        while len(google.gemini.seen) == seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # its request, with the old token, is in
+        assert _vertex_text(_openai(fresh), False) == "echo: hi"  # refused, a new token, served
+        assert slow.result() == "echo: hi"
+    # The late 401 named the old token: the new one stays, and serves the slow call's retry.
+    assert google.tokens.fetches - fetches == 1
+    tried = [s.headers["authorization"] for s in google.gemini.seen[seen:]]
+    assert len(tried) == 4 and len(set(tried)) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_refusing_every_token_gives_the_client_one_401(fresh: Running, google: Google, stream: bool) -> None:
+    _vertex_text(_openai(fresh), False)
+    fetches, seen = google.tokens.fetches, len(google.gemini.seen)
+    google.gemini.refuse_tokens = True
+    try:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            _vertex_text(_openai(fresh), stream)
+    finally:
+        google.gemini.refuse_tokens = False
+    # Once more with a new token, then the 401 is the client's: no loop.
+    assert len(google.gemini.seen) - seen == 2 and google.tokens.fetches - fetches == 1
+    second = google.gemini.seen[-1].headers["authorization"].removeprefix("Bearer ")
+    # Vertex's message, with the token it quotes scrubbed.
+    assert "Request had invalid authentication credentials: Bearer [REDACTED]" in caught.value.message
+    assert second not in caught.value.message
+
+
 def test_vertex_token_failure_is_a_clear_error(fresh: Running, google: Google) -> None:
     fresh.gateway.vault.put("vertex-sa", json.dumps({**google.tokens.service_account(), "client_email": "x@y"}))
     anyio.run(fresh.gateway.refresh_credentials)

@@ -116,6 +116,24 @@ def test_a_prompt_too_long_goes_to_the_context_window_fallback(
         assert len(first.seen) == 1  # a 400 is not retried on the same model
 
 
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_a_static_key_refused_with_401_is_not_retried(
+    tmp_path: Path, two: tuple[FakeProvider, FakeProvider], provider: str
+) -> None:
+    first, second = two
+    wrong = _deployment(first.url, api_key="secret:wrong-key")
+    if provider == "azure":
+        wrong = {**wrong, "provider": "azure", "base_url": first.url}
+    model = {"name": "m", "deployments": [wrong, _deployment(second.url)], "retries": 2}
+    for running in _gateway(tmp_path, [model]):
+        running.gateway.vault.put("wrong-key", "sk-a-wrong-key-stays-wrong-42")
+        with pytest.raises(openai.AuthenticationError) as caught:
+            _client(running).chat.completions.create(model="m", messages=MESSAGES)
+        # One request: a wrong key stays wrong, whatever the retries and the other deployment.
+        assert len(first.seen) == 1 and len(second.seen) == 0
+        assert "Incorrect API key provided" in caught.value.message and "stays-wrong" not in caught.value.message
+
+
 def test_a_slow_first_byte_moves_on_to_the_next_deployment(
     tmp_path: Path, two: tuple[FakeProvider, FakeProvider]
 ) -> None:

@@ -8,10 +8,13 @@ option in streams), so provider features the gateway does not know work on day o
 Retried, on the next deployment where there is one: connection failures, timeouts, and
 408/429/5xx answers, with exponential backoff and full jitter, honouring `Retry-After`, all
 within the model's `total_timeout`. Other 4xx answers are the client's to see, with the
-provider's message. When every attempt failed, the model's `fallbacks` are tried; a prompt too
-long for the model goes to its `context_window_fallbacks`, a content refusal to its
-`content_policy_fallbacks`. A stream is only retried before its first byte reaches the client;
-a provider that breaks later ends the stream with an error event in the client's format.
+provider's message; but a 401 from a deployment whose credential is a token the gateway obtains
+(Azure with Entra ID, Vertex AI) first drops that token and tries the same deployment once more
+with a new one (a static key is not retried: a wrong key stays wrong). When every attempt
+failed, the model's `fallbacks` are tried; a prompt too long for the model goes to its
+`context_window_fallbacks`, a content refusal to its `content_policy_fallbacks`. A stream is
+only retried before its first byte reaches the client; a provider that breaks later ends the
+stream with an error event in the client's format.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from mcp_gateway.auth.principal import Principal
 from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.llm import sse, translate
 from mcp_gateway.llm.errors import LlmError, kind_for_status, model_not_found
-from mcp_gateway.llm.providers import Provider
+from mcp_gateway.llm.providers import Provider, bearer_of
 from mcp_gateway.llm.router import ModelRouter, Target
-from mcp_gateway.llm.transport import ProviderResponse
+from mcp_gateway.llm.transport import ProviderRequest, ProviderResponse
 from mcp_gateway.llm.usage import (
     Meter,
     Usage,
@@ -263,6 +266,19 @@ class ModelCaller:
         )
 
     async def _send(self, target: Target, model: ModelConfig, asked: str, attempt: _Attempt) -> ModelAnswer:
+        """One attempt on `target`: when the provider refused the token the gateway obtained for
+        it (401) and the token was dropped, the same deployment at once with a new one, before any
+        other retry, so the call that met a revoked token need not fail. Once: a second 401 is
+        the client's."""
+        try:
+            return await self._send_once(target, model, asked, attempt, renew=True)
+        except _Renew:
+            attempt.retries += 1
+            return await self._send_once(target, model, asked, attempt, renew=False)
+
+    async def _send_once(
+        self, target: Target, model: ModelConfig, asked: str, attempt: _Attempt, renew: bool
+    ) -> ModelAnswer:
         request = attempt.request
         try:
             provider = await self.router.provider(target)
@@ -324,7 +340,7 @@ class ModelCaller:
                 self._finish(record, target, started, 504 if "timeout" in exc.kind else 502)
                 raise _Retry(LlmError("timeout" if "timeout" in exc.kind else "bad_gateway", message)) from None
             if response.status >= 400:
-                await self._refused(response, target, model, provider, record, started, request)
+                await self._refused(response, target, model, provider, record, started, native, renew)
             target.health.succeeded(response.first_byte_at - started)
             record.ttft_ms = (response.first_byte_at - started) * 1000
             if request.stream and response.content_type == provider.stream_type:
@@ -367,21 +383,25 @@ class ModelCaller:
         provider: Provider,
         record: UsageRecord,
         started: float,
-        request: ModelRequest,
+        sent: ProviderRequest,
+        renew: bool,
     ) -> None:
-        """A provider's 4xx/5xx: retried, passed on, or a fallback."""
+        """A provider's 4xx/5xx: retried, passed on, or a fallback (`_Renew`: a refused token was
+        dropped, and `renew` allows one more try with a new one)."""
         try:
             body = await response.read(MAX_ERROR_BYTES)
         except UpstreamError:
             body = b""
-        clean = scrubber(provider.secrets)
+        # The token sent too: another call may have replaced it in the provider's secrets meanwhile.
+        clean = scrubber([*provider.secrets, bearer_of(sent)])
         message, code = _provider_message(body)
         code = code or response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None  # AWS's error code
         message = clean.text(message)
         status = response.status
-        if status == 401:
-            await provider.rejected()
+        renewed = status == 401 and renew and await provider.rejected(sent)
         self._finish(record, target, started, status)
+        if renewed:
+            raise _Renew
         retry_after = _retry_after(response.headers) or _retry_delay(body)
         error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)
         if status in RETRY_STATUSES:
@@ -624,6 +644,10 @@ class _Retry(Exception):
     def __init__(self, error: LlmError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class _Renew(Exception):
+    """The provider refused a token the gateway obtained; it was dropped: try once more."""
 
 
 class _Fallback(Exception):

@@ -72,10 +72,12 @@ class Provider(ABC):
         """The headers that authenticate a request (tokens may be fetched or refreshed here)."""
         return []
 
-    async def rejected(self) -> None:
-        """The provider answered 401: a token cached for it may have been revoked; forget it, so
-        the next call gets a new one. A static key has nothing to forget."""
-        return
+    async def rejected(self, request: ProviderRequest) -> bool:
+        """The provider answered 401 to `request`. A token the gateway obtained for it may have
+        been revoked or have expired early: forget it (unless a newer one replaced it already), so
+        the next request gets a fresh one, and return True (a retry may succeed). A static key has
+        nothing to forget, and a wrong key stays wrong: False."""
+        return False
 
     def batches(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[sse.Event]]:
         """The events of a streamed answer (of `stream_type`) as they arrive, grouped by the read
@@ -85,6 +87,15 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.transport.aclose()
+
+
+def bearer_of(request: ProviderRequest) -> str | None:
+    """The bearer token `request` was sent with (the last `Authorization` header: credentials
+    are added after the deployment's own headers), if any."""
+    for name, value in reversed(request.headers):
+        if name.lower() == "authorization":
+            return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
+    return None
 
 
 def build_provider(deployment: DeploymentConfig, resolve: Resolve, user_agent: str) -> Provider:
@@ -105,4 +116,4 @@ def build_provider(deployment: DeploymentConfig, resolve: Resolve, user_agent: s
     return kinds[deployment.provider](deployment, resolve, user_agent)
 
 
-__all__ = ["Provider", "Resolve", "build_provider"]
+__all__ = ["Provider", "Resolve", "bearer_of", "build_provider"]

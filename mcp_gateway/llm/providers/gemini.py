@@ -11,7 +11,8 @@ AI Studio's key travels in the `x-goog-api-key` header, never in the URL (`?key=
 in every log line that prints a URL). Vertex AI takes OAuth access tokens of a service account
 (its JSON key from the vault), obtained with `google-auth` and cached until shortly before they
 expire; google-auth's refresh is blocking, so it runs in a worker thread, one at a time however
-many calls need a token at once.
+many calls need a token at once. A token Vertex refuses (401) is dropped, and the next request
+waits for a new one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import anyio.to_thread
 import httpx2
 
 from mcp_gateway.config.models import DEFAULT_BASE_URLS, VERTEX_BASE_URL, VERTEX_GLOBAL_BASE_URL, DeploymentConfig
-from mcp_gateway.llm.providers import Provider, Resolve
+from mcp_gateway.llm.providers import Provider, Resolve, bearer_of
 from mcp_gateway.llm.transport import ProviderRequest, host_of
 from mcp_gateway.upstream.client import UpstreamError
 
@@ -143,6 +144,14 @@ class VertexProvider(GeminiProvider):
                 if self._token is None or time.time() >= self._fresh_until:
                     await anyio.to_thread.run_sync(self._refresh)
         return [("Authorization", f"Bearer {self._token}")]
+
+    async def rejected(self, request: ProviderRequest) -> bool:
+        """The token `request` carried was refused (revoked, say, or expired early): dropped if it
+        is still the one in use, so the next request waits for a fresh one, fetched once (as in
+        `credentials`) however many calls were refused with it."""
+        if self._token is not None and self._token == bearer_of(request):
+            self._token = None
+        return True
 
     def _refresh(self) -> None:
         """Fetch a new access token (blocking: google-auth signs a JWT and posts it to the token URI)."""

@@ -15,7 +15,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from mcp_gateway.config.models import COGNITIVE_SERVICES_SCOPE, DEFAULT_BASE_URLS, ENTRA_AUTHORITY, DeploymentConfig
-from mcp_gateway.llm.providers import Provider, Resolve
+from mcp_gateway.llm.providers import Provider, Resolve, bearer_of
 from mcp_gateway.llm.transport import ProviderRequest, host_of
 from mcp_gateway.upstream.client import UpstreamError
 from mcp_gateway.upstream.credentials import Caller, ClientCredentials, CredentialError
@@ -91,9 +91,13 @@ class AzureOpenAIProvider(OpenAIProvider):
             headers.append(("Accept", "text/event-stream"))
         return ProviderRequest("POST", url, headers, body)
 
-    async def rejected(self) -> None:
-        if self._entra is not None:
-            await self._entra.rejected(Caller(), [held for held in self._entra.held if held])
+    async def rejected(self, request: ProviderRequest) -> bool:
+        """An Entra ID token refused: dropped if it is still the one in use (the next request gets
+        a new one, once however many were refused); an api-key: nothing to renew."""
+        if self._entra is None:
+            return False
+        used = bearer_of(request)
+        return await self._entra.rejected(Caller(), [used] if used else [])
 
     async def credentials(self) -> list[tuple[str, str]]:
         """`api-key`, or `Authorization: Bearer` with an Entra ID token (fetched or refreshed here)."""

@@ -24,10 +24,10 @@ from mcp_gateway.drift.monitor import DriftMonitor
 from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
-from mcp_gateway.llm.usage import LogMeter
+from mcp_gateway.metering import LogMeter, Meters
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
-from mcp_gateway.pipeline.stages import log_calls, validate_arguments
+from mcp_gateway.pipeline.stages import meter_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_models import model_routes
@@ -95,8 +95,9 @@ class Gateway:
         self.models = ModelRouter([], self.vault.resolve, config.user_agent, revision=self.vault.revision)
         environment = models_from_environment() if config.models_from_env and not config.models else []
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
-        self.model_caller = ModelCaller(self.models, LogMeter())
-        self.handler = compose([log_calls, validate_arguments], self.pool)
+        self.meter = Meters(LogMeter())  # the ledger joins it (issue 11)
+        self.model_caller = ModelCaller(self.models, self.meter)
+        self.handler = compose([meter_calls(self.meter), validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
         self.virtual = {

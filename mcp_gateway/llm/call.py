@@ -38,15 +38,14 @@ from mcp_gateway.llm.providers import Provider, bearer_of
 from mcp_gateway.llm.router import ModelRouter, Target
 from mcp_gateway.llm.transport import ProviderRequest, ProviderResponse
 from mcp_gateway.llm.usage import (
-    Meter,
     Usage,
-    UsageRecord,
     estimate_tokens,
     from_anthropic,
     from_bedrock,
     from_gemini,
     from_openai,
 )
+from mcp_gateway.metering import CallRecord, Meter
 from mcp_gateway.upstream.client import UpstreamError
 from mcp_gateway.upstream.scrub import Scrubber, scrubber
 
@@ -314,7 +313,8 @@ class ModelCaller:
                     body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                     added_usage = True
         native = provider.request(operation, provider_model, json.dumps(body).encode(), request.stream, request.headers)
-        record = UsageRecord(
+        record = CallRecord(
+            kind="model",
             consumer=request.principal.consumer if request.principal else None,
             team=request.principal.team if request.principal else None,
             org=request.principal.org if request.principal else None,
@@ -327,6 +327,7 @@ class ModelCaller:
             endpoint=request.endpoint,
             retries=attempt.retries,
             fallbacks=attempt.fallbacks,
+            request_bytes=len(native.content),
         )
         started = time.perf_counter()
         streaming = False
@@ -362,6 +363,7 @@ class ModelCaller:
                     if data is not None
                     else clean.text(payload.decode("utf-8", errors="replace")).encode()
                 )
+            record.response_bytes = len(payload)
             record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
             self._finish(record, target, started, response.status)
@@ -381,7 +383,7 @@ class ModelCaller:
         target: Target,
         model: ModelConfig,
         provider: Provider,
-        record: UsageRecord,
+        record: CallRecord,
         started: float,
         sent: ProviderRequest,
         renew: bool,
@@ -432,16 +434,17 @@ class ModelCaller:
         found = target.pricer(asked)
         return found.cost(usage) if found is not None else None
 
-    def _finish(self, record: UsageRecord, target: Target, started: float, status: int) -> None:
+    def _finish(self, record: CallRecord, target: Target, started: float, status: int) -> None:
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.status = status
+        record.error = status >= 400
         self.meter.record(record)
 
     async def _relay(
         self,
         response: ProviderResponse,
         target: Target,
-        record: UsageRecord,
+        record: CallRecord,
         started: float,
         added_usage: bool,
         provider: Provider,
@@ -467,7 +470,8 @@ class ModelCaller:
                 usage = Usage(input=estimate_tokens(len(json.dumps(request.body))),
                               output=estimate_tokens(tap.output_chars), estimated=True)  # fmt: skip
             record.usage = usage
-            record.cost = self._cost(target, record.model, usage)
+            record.response_bytes = tap.bytes
+            record.cost = self._cost(target, record.model or "", usage)
             self._finish(record, target, started, status)
 
         tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
@@ -501,6 +505,7 @@ class _UsageTap:
         self.secrets = secrets
         self.usage: Usage | None = None
         self.output_chars = 0
+        self.bytes = 0  # of the provider's events
 
     async def batches(self, batches: AsyncIterator[list[sse.Event]]) -> AsyncIterator[list[sse.Event]]:
         """`batches`, minus the usage chunk the client did not ask for; an error event the provider
@@ -509,6 +514,7 @@ class _UsageTap:
         async for batch in batches:
             kept: list[sse.Event] = []
             for event in batch:
+                self.bytes += len(event.raw)
                 data = event.json()
                 if isinstance(data, dict) and self._read(data):
                     continue

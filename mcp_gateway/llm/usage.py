@@ -4,45 +4,26 @@ Every call produces one `UsageRecord`. Tokens come from the provider's own count
 chunk of an OpenAI stream, Anthropic's message_start and message_delta, Gemini's last chunk,
 Bedrock's metadata event); a call that produced output but reported no usage gets an estimate,
 marked `estimated`, never zero. Cost comes from the deployment's `price`, else the bundled
-genai-prices data (no network at run time). The meter is one small interface: the log line
-now, the ledger next.
+genai-prices data (no network at run time). The record it goes into, and the meter that
+takes it, are metering's (mcp_gateway.metering).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
 from mcp_gateway.config.models import Price
+from mcp_gateway.metering.records import Usage
+
+__all__ = ["Usage"]  # re-exported: the token counts every wire format is read into
 
 logger = logging.getLogger("mcp_gateway.models")
 
 _MILLION = Decimal(1_000_000)
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts of one call; cache reads and writes and reasoning are kept apart from plain input/output.
-
-    `input` counts every prompt token, cached ones included (as OpenAI counts); `cache_read`
-    and `cache_write` say how many of those were read from or written to a cache.
-    """
-
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
-    estimated: bool = False
-
-    @property
-    def empty(self) -> bool:
-        """No token was reported."""
-        return not (self.input or self.output or self.cache_read or self.cache_write)
 
 
 def _int(value: Any) -> int:
@@ -257,62 +238,3 @@ def bundled_price(provider: str, model: str) -> BundledPrice | None:
 def pricer(provider: str, model: str, price: Price | None) -> Pricer | None:
     """The configured price, else the bundled one, else None."""
     return rates_from_price(price) if price is not None else bundled_price(provider, model)
-
-
-# -- records and the meter ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class UsageRecord:
-    """One model call, for the ledger: who, what, how much, how long, how it went."""
-
-    consumer: str | None
-    team: str | None
-    org: str | None
-    key_id: str | None
-    model: str  # as the client asked
-    provider: str | None = None
-    provider_model: str | None = None
-    deployment: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    cost: Decimal | None = None  # USD; None when no price is known
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    status: int = 200
-    retries: int = 0
-    fallbacks: int = 0
-    streamed: bool = False
-    endpoint: str = ""
-    started_at: float = field(default_factory=time.time)
-
-    def public(self) -> dict[str, Any]:
-        """JSON-ready (cost as a decimal string)."""
-        data = asdict(self)
-        data["cost"] = None if self.cost is None else str(self.cost)
-        return data
-
-
-class Meter(Protocol):
-    """Where usage records go (the ledger implements it)."""
-
-    def record(self, record: UsageRecord) -> None:
-        """Take one record; must return at once (no I/O on the caller's path)."""
-        ...
-
-
-class LogMeter:
-    """One log line per model call, until the ledger takes the records."""
-
-    def record(self, record: UsageRecord) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        u = record.usage
-        logger.info(
-            "model=%s deployment=%s consumer=%s status=%d in=%d out=%d cache_read=%d cache_write=%d reasoning=%d%s "
-            "cost=%s ms=%.1f ttft_ms=%s retries=%d fallbacks=%d stream=%s",
-            record.model, record.deployment, record.consumer, record.status, u.input, u.output, u.cache_read,
-            u.cache_write, u.reasoning, " estimated" if u.estimated else "",
-            "-" if record.cost is None else f"{record.cost:.6f}", record.latency_ms,
-            "-" if record.ttft_ms is None else f"{record.ttft_ms:.1f}", record.retries, record.fallbacks,
-            record.streamed,
-        )  # fmt: skip

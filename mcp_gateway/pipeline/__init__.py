@@ -2,7 +2,7 @@
 
 A stage is a plain callable that takes the next handler and returns a handler,
 so stages compose the way Starlette middleware does and add no per-call
-machinery: `compose([validate_arguments, log_calls], endpoint)`.
+machinery: `compose([meter_calls(meter), validate_arguments], endpoint)`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import mcp_types as types
 
+from mcp_gateway.auth.principal import Principal
 from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.upstream.credentials import Caller
@@ -29,7 +30,9 @@ class Call:
     arguments: dict[str, Any]
     # Who the call runs for: picks per-user upstream tokens and feeds token exchange.
     caller: Caller = ANONYMOUS
-    # Filled by later stages (identity, limits, metering); plain data, no behaviour.
+    # The consumer, team, org and key behind the call (None: access control is off).
+    principal: Principal | None = None
+    # Filled on the way (limits, what the upstream exchange came to: status, sizes); plain data.
     context: dict[str, Any] = field(default_factory=dict)
 
 

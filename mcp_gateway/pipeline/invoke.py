@@ -140,7 +140,7 @@ class UpstreamPool:
                 return error_result(f"API {call.api.name!r} is misconfigured: its upstream client cannot be set up")
         slot.in_flight += 1
         try:
-            return await slot.upstream.invoke(call.tool, call.arguments, call.caller)
+            return await slot.upstream.invoke(call.tool, call.arguments, call.caller, call.context)
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 import mcp_types as types
 
-from mcp_gateway.pipeline import Call, Handler
+from mcp_gateway.metering import CallRecord, Meter
+from mcp_gateway.pipeline import Call, Handler, Stage
 from mcp_gateway.upstream.response import error_result
-
-logger = logging.getLogger("mcp_gateway.calls")
 
 
 def validate_arguments(next_handler: Handler) -> Handler:
@@ -26,17 +24,33 @@ def validate_arguments(next_handler: Handler) -> Handler:
     return handle
 
 
-def log_calls(next_handler: Handler) -> Handler:
-    """One log line per call: tool, API, outcome, duration. Never the arguments or results."""
+def meter_calls(meter: Meter) -> Stage:
+    """One record per call, handed to `meter` (the log line, the ledger): who, which tool, the
+    upstream's status, sizes and duration. Never the arguments or results."""
 
-    async def handle(call: Call) -> types.CallToolResult:
-        started = time.perf_counter()
-        result = await next_handler(call)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "tool=%s api=%s error=%s ms=%.1f",
-                call.tool.name, call.api.name, bool(result.is_error), (time.perf_counter() - started) * 1000,
-            )  # fmt: skip
-        return result
+    def stage(next_handler: Handler) -> Handler:
+        async def handle(call: Call) -> types.CallToolResult:
+            started = time.perf_counter()
+            result = await next_handler(call)
+            principal, facts = call.principal, call.context
+            meter.record(
+                CallRecord(
+                    kind="tool",
+                    consumer=principal.consumer if principal else None,
+                    team=principal.team if principal else None,
+                    org=principal.org if principal else None,
+                    key_id=principal.credential_id if principal else None,
+                    api=call.api.name,
+                    tool=call.tool.name,
+                    status=facts.get("status", 0),
+                    error=bool(result.is_error),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    request_bytes=facts.get("request_bytes", 0),
+                    response_bytes=facts.get("response_bytes", 0),
+                )
+            )
+            return result
 
-    return handle
+        return handle
+
+    return stage

@@ -198,12 +198,14 @@ class GatewayMCP:
         self._models(snapshot)
         visible = self._visible(ctx, snapshot)
         if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):
-            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible, self._caller(ctx))
+            principal, caller = self._caller(ctx)
+            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible, caller, principal)
         tool = snapshot.tools.get(params.name)
         # A tool the caller may not use is answered exactly like one that does not exist.
         if tool is None or (visible is not None and tool.name not in visible):
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
-        call = Call(tool, snapshot.apis[tool.api], dict(params.arguments or {}), self._caller(ctx))
+        principal, caller = self._caller(ctx)
+        call = Call(tool, snapshot.apis[tool.api], dict(params.arguments or {}), caller, principal)
         result = await self.handler(call)
         connect_url = (result.meta or {}).get(CONNECT_META) if result.is_error else None
         if connect_url and _takes_url_elicitation(ctx):
@@ -215,13 +217,14 @@ class GatewayMCP:
             )
         return result
 
-    def _caller(self, ctx: ServerRequestContext[Any]) -> Caller:
-        """The consumer a call runs for and, for token exchange, the inbound OAuth token."""
+    def _caller(self, ctx: ServerRequestContext[Any]) -> tuple[Principal | None, Caller]:
+        """Who a call runs for (for policies, limits and the ledger) and what the upstream side
+        knows of them: the consumer and, for token exchange, the inbound OAuth token."""
         principal, token = self.local_principal, None
         if ctx.request is not None:
             state = getattr(ctx.request, "scope", {}).get("state", {})
             principal, token = state.get("principal"), state.get("subject_token")
-        return Caller(principal.consumer, token) if principal is not None else ANONYMOUS
+        return principal, (Caller(principal.consumer, token) if principal is not None else ANONYMOUS)
 
     async def _initialized(self, ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
         # The SDK has no public per-connection handle on the low-level context; the

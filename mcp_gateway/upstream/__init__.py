@@ -19,9 +19,14 @@ class Upstream(Protocol):
     """Something a tool call can be sent to."""
 
     async def invoke(
-        self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = ...
+        self,
+        tool: ToolDefinition,
+        arguments: Mapping[str, Any],
+        caller: Caller = ...,
+        facts: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
-        """Perform the call for `caller`; failures come back as tool error results, never as exceptions."""
+        """Perform the call for `caller`; failures come back as tool error results, never as
+        exceptions. `facts` gets what the exchange came to (status, sizes) for the ledger."""
         ...
 
     async def aclose(self) -> None:

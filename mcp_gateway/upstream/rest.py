@@ -54,9 +54,15 @@ class RestUpstream:
         return self._own.get(own), own
 
     async def invoke(
-        self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller = _ANONYMOUS
+        self,
+        tool: ToolDefinition,
+        arguments: Mapping[str, Any],
+        caller: Caller = _ANONYMOUS,
+        facts: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """Build, authenticate, send and convert; every failure is a tool error naming its cause.
+        `facts` (when given) gets what the exchange came to, for the ledger: `request_bytes`,
+        and once the upstream answered, `status` and `response_bytes`.
 
         Whatever leaves, a result or an error, is scrubbed of every secret in play for the call:
         those its credentials hold or put in the request, and the caller's own inbound token.
@@ -64,7 +70,7 @@ class RestUpstream:
         secrets: list[str | None] = [caller.subject_token]
         connect_url = None
         try:
-            response = await self._exchange(tool, arguments, caller, secrets)
+            response = await self._exchange(tool, arguments, caller, secrets, facts)
         except CredentialError as exc:
             message, connect_url = str(exc), exc.connect_url
         except RequestBuildError as exc:
@@ -92,7 +98,12 @@ class RestUpstream:
         return result
 
     async def _exchange(
-        self, tool: ToolDefinition, arguments: Mapping[str, Any], caller: Caller, secrets: list[str | None]
+        self,
+        tool: ToolDefinition,
+        arguments: Mapping[str, Any],
+        caller: Caller,
+        secrets: list[str | None],
+        facts: dict[str, Any] | None,
     ) -> UpstreamResponse:
         """The upstream's answer; adds to `secrets` every secret the call comes to hold."""
         client, base_url = self._client_for(tool)
@@ -104,6 +115,8 @@ class RestUpstream:
         for applier in appliers:
             secrets += applier.held
         built = build_request(tool.operation, base_url, arguments)
+        if facts is not None:
+            facts["request_bytes"] = len(built.content or b"")
         for attempt in range(2):
             request = replace(built, headers=list(built.headers)) if appliers else built
             used: list[str] = []
@@ -118,6 +131,8 @@ class RestUpstream:
             retry = [await applier.rejected(caller, used) for applier in appliers]
             if not any(retry):
                 break
+        if facts is not None:
+            facts["status"], facts["response_bytes"] = response.status, len(response.body)
         return response
 
     async def aclose(self) -> None:

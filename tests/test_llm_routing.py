@@ -176,6 +176,27 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event(
         assert " out=0 " not in line
 
 
+def test_a_stream_that_goes_quiet_past_the_call_timeout_ends_with_an_error_event(
+    tmp_path: Path, two: tuple[FakeProvider, FakeProvider], caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_gateway.models")
+    first, _ = two
+    cancelled = first.cancelled
+    for running in _gateway(tmp_path, [{"name": "m", "deployments": [_deployment(first.url, timeout=1)]}]):
+        first.script.append(Misbehave(hang=True))  # one event, then silence
+        stream = _client(running).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        got = []
+        with pytest.raises(openai.APIError) as caught:
+            for chunk in stream:
+                got.append(chunk)
+        assert len(got) == 1 and "did not finish within 1s" in str(caught.value)
+        assert "status=502" in usage_lines(caplog)[-1]
+        deadline = time.monotonic() + 10
+        while first.cancelled == cancelled:  # the provider's request was given up, not left hanging
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 def test_a_client_that_goes_away_cancels_the_provider_stream(
     tmp_path: Path, two: tuple[FakeProvider, FakeProvider]
 ) -> None:

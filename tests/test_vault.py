@@ -19,13 +19,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
+from mcp_gateway.store.connections import ConnectionStore, StoredToken
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import oauth_connections
+from mcp_gateway.store.schema import secrets as secrets_table
 from mcp_gateway.vault import (
     MasterKeyError,
     SecretNotFound,
@@ -56,12 +60,12 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def raw_blob(db: Database, name: str) -> bytes:
-    return db.query("SELECT value FROM secrets WHERE name = ?", (name,))[0][0]
+    return db.query(select(secrets_table.c.value).where(secrets_table.c.name == name))[0][0]
 
 
 def write_blob(db: Database, name: str, blob: bytes) -> None:
     with db.transaction() as tx:
-        tx.execute("UPDATE secrets SET value = ? WHERE name = ?", (blob, name))
+        tx.execute(update(secrets_table).where(secrets_table.c.name == name).values(value=blob))
 
 
 def key_lines(path: Path) -> list[str]:
@@ -278,22 +282,16 @@ def test_resolve_references(db: Database, tmp_path: Path) -> None:
 # -- rotation ----------------------------------------------------------------------------------
 
 
-def make_token_table(db: Database, vault: Vault) -> None:
-    """A table like the per-user OAuth tokens another component will keep."""
-    db.migrate("CREATE TABLE IF NOT EXISTS tokens (consumer TEXT, api TEXT, access BLOB, refresh BLOB)")
-    vault.register_sealed("tokens", "consumer || char(0) || api", ["access", "refresh"])
-    with db.transaction() as tx:
-        for consumer, api in (("alice", "github"), ("bob", "github")):
-            row_id = f"{consumer}\0{api}"
-            tx.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-                (consumer, api, vault.seal("tokens", row_id, "access", f"at-{consumer}"),
-                 vault.seal("tokens", row_id, "refresh", f"rt-{consumer}") if consumer == "alice" else None),
-            )  # fmt: skip
+def make_tokens(db: Database, vault: Vault) -> None:
+    """Consumers' OAuth tokens: sealed values in another table than `secrets`."""
+    store = ConnectionStore(db, vault)
+    store.save("alice", "github", StoredToken("at-alice", "rt-alice"))
+    store.save("bob", "github", StoredToken("at-bob"))
 
 
 def token_blobs(db: Database) -> dict[str, tuple[bytes, bytes | None]]:
-    return {c: (a, r) for c, a, r in db.query("SELECT consumer, access, refresh FROM tokens")}
+    c = oauth_connections.c
+    return {c: (a, r) for c, a, r in db.query(select(c.consumer, c.access_token, c.refresh_token))}
 
 
 def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
@@ -301,7 +299,7 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     values = {f"s{n}": new_value() for n in range(4)}
     for name, value in values.items():
         vault.set(name, value)
-    make_token_table(db, vault)
+    make_tokens(db, vault)
     old_id = vault.keyring().key_id
     blobs = {name: raw_blob(db, name) for name in values}
     tokens = token_blobs(db)
@@ -321,7 +319,7 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     rotated = token_blobs(db)
     assert rotated["alice"][0] != tokens["alice"][0] and rotated["alice"][1] != tokens["alice"][1]
     assert rotated["bob"][1] is None
-    assert vault.unseal("tokens", "alice\0github", "refresh", rotated["alice"][1]) == "rt-alice"
+    assert vault.unseal("oauth_connections", "alice\0github", "refresh_token", rotated["alice"][1]) == "rt-alice"
 
     assert vault.drop_old_keys() == 1
     assert len(key_lines(tmp_path / "master.key")) == 1
@@ -329,7 +327,9 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     assert fresh.keyring().key_ids == [new_id]
     for name, value in values.items():
         assert fresh.get(name) == value
-    assert fresh.unseal("tokens", "bob\0github", "access", token_blobs(db)["bob"][0]) == "at-bob"
+    assert fresh.unseal("oauth_connections", "bob\0github", "access_token", token_blobs(db)["bob"][0]) == "at-bob"
+    loaded = ConnectionStore(db, fresh).load("alice", "github")
+    assert loaded is not None and (loaded.access_token, loaded.refresh_token) == ("at-alice", "rt-alice")
 
 
 def test_drop_old_keys_keeps_keys_still_in_use(db: Database, tmp_path: Path) -> None:

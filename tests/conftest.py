@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
 from mcp_gateway.gateway import Gateway
@@ -56,6 +60,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[str]]]:
+    """An upstream that records the Authorization header of every request (the echo API's paths):
+    its base URL and the headers seen (what the gateway sent, before any response scrubbing)."""
+    seen: list[str] = []
+
+    async def record(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization", ""))
+        return JSONResponse({"ok": True})
+
+    with serve_in_thread(Starlette(routes=[Route("/{path:path}", record)])) as url:
+        yield url + "/api", seen
 
 
 @pytest.fixture(scope="session")

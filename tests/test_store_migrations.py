@@ -24,13 +24,9 @@ from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.store.schema import metadata
 from mcp_gateway.store.upgrade import head
 from mcp_gateway.vault import Vault
+from tests.db_servers import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'db' / 'gateway.db'}"
 
 
 def gateway_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -74,13 +70,17 @@ def test_a_schema_newer_than_this_version_is_refused_clearly(database_url: str) 
         Database(database_url)
 
 
-def test_errors_never_show_the_password() -> None:
+def test_errors_never_show_the_password(postgres: PostgresServer) -> None:
     password = "hunter2-not-to-be-shown"
     closed = f"postgresql://gw:{password}@127.0.0.1:1/gateway"
     with pytest.raises(StoreError) as caught:
         Database(closed)
     assert password not in str(caught.value) and "gw:***@127.0.0.1:1/gateway" in str(caught.value)
-    for url in (closed, f"mysql://gw:{password}@127.0.0.1/x"):
+    missing = postgres.url("no_such_database").replace("postgres@", f"postgres:{password}@")
+    with pytest.raises(StoreError, match="no_such_database") as caught:
+        Database(missing)
+    assert password not in str(caught.value)
+    for url in (closed, missing, f"mysql://gw:{password}@127.0.0.1/x"):
         out = gateway_cli("db", "upgrade", env={"MCP_GATEWAY_DATABASE_URL": url})
         assert out.returncode == 2 and out.stderr.startswith("error: ") and password not in out.stderr + out.stdout
 

@@ -53,8 +53,9 @@ def new_value() -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "gateway.db")
+def db(database_url: str) -> Iterator[Database]:
+    """The store's database, SQLite then PostgreSQL."""
+    database = Database(database_url)
     yield database
     database.close()
 
@@ -110,15 +111,25 @@ def test_names_and_values_are_checked(db: Database, tmp_path: Path) -> None:
     assert vault.get("A1_b.c-d") == "v"
 
 
-def test_values_are_not_stored_in_plaintext(tmp_path: Path) -> None:
-    db = Database(tmp_path / "gateway.db")
-    vault = Vault.open(db, tmp_path, {})
+def files_under(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_values_are_not_stored_in_plaintext(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = Database(database_url)
+    vault = Vault.open(db, tmp_path / "keys", {})
     values = [new_value() for _ in range(5)]
     for n, value in enumerate(values):
         vault.set(f"s{n}", value, "a description")
-    uncheckpointed = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
-    db.close()
-    on_disk = uncheckpointed + b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    if db.path is not None:  # SQLite: the file and its WAL, before and after the checkpoint at close
+        uncheckpointed = files_under(db.path.parent)
+        db.close()
+        on_disk = uncheckpointed + files_under(db.path.parent)
+    else:  # PostgreSQL: every file of the server, its WAL included, once the pages are written too
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+        db.close()
+        on_disk = files_under(request.getfixturevalue("postgres").data)
     assert b"a description" in on_disk  # the search does find what is stored in clear
     for value in values:
         assert value.encode() not in on_disk
@@ -343,10 +354,10 @@ def test_drop_old_keys_keeps_keys_still_in_use(db: Database, tmp_path: Path) -> 
     assert old_id in vault.keyring().key_ids
 
 
-def test_a_running_gateway_reads_after_another_process_rotated(db: Database, tmp_path: Path) -> None:
+def test_a_running_gateway_reads_after_another_process_rotated(db: Database, database_url: str, tmp_path: Path) -> None:
     cli_vault = Vault.open(db, tmp_path, {})
     cli_vault.set("api", "value-1")
-    other_db = Database(tmp_path / "gateway.db")
+    other_db = Database(database_url)
     gateway = Vault.open(other_db, tmp_path, {})
     assert gateway.get("api") == "value-1"  # its keyring now holds the old key only
     old_ring = gateway.keyring()

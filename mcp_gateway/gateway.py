@@ -36,7 +36,6 @@ from mcp_gateway.server.http import create_app
 from mcp_gateway.server.llm import ModelDoors
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.views import CatalogView
-from mcp_gateway.store import connections as connection_tables
 from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
@@ -56,7 +55,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.catalog = Catalog()
-        self.db = Database(config.database_path)
+        self.db = Database(config.database)
         self.store = RegistrationStore(self.db)
         self.identities = IdentityStore(self.db)
         # Upstream credentials (and the introspection client's secret) are sealed in the vault.
@@ -71,10 +70,6 @@ class Gateway:
         self.access = AccessControl(self.identities, enabled=config.auth.enabled, jwt=jwt, introspector=introspector)
         self.registry = Registry(self.catalog, self.store, config.apis)
         # Upstream credentials: operator secrets and consumers' own tokens, both sealed by the vault.
-        self.vault.register_sealed(
-            connection_tables.TABLE, connection_tables.ROW_ID_SQL, ["access_token", "refresh_token"]
-        )
-        self.vault.register_sealed("oauth_pending", "key_hash", ["verifier"])
         self.connections = Connections(ConnectionStore(self.db, self.vault), config.public_url, self._oauth_app)
         for api in config.apis:
             warn_plain_secrets(api)

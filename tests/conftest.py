@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
 from mcp_gateway.gateway import Gateway
+from tests.db_servers import PostgresServer, RedisServer
 from tests.jwt_issuer import Issuer
 from tests.servers import serve_in_thread
 from tests.upstream import create_app as create_upstream
@@ -23,6 +28,52 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (started on first use, stopped at the end)."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty database: a SQLite file, then a PostgreSQL database (the store's
+    tests run on both backends)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'gateway.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the whole session, without persistence."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[str]]]:
+    """An upstream that records the Authorization header of every request (the echo API's paths):
+    its base URL and the headers seen (what the gateway sent, before any response scrubbing)."""
+    seen: list[str] = []
+
+    async def record(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization", ""))
+        return JSONResponse({"ok": True})
+
+    with serve_in_thread(Starlette(routes=[Route("/{path:path}", record)])) as url:
+        yield url + "/api", seen
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcp_gateway.store.upgrade import head
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.name for p in (REPO / "mcp_gateway" / "openapi_specs").iterdir() if p.suffix in (".yaml", ".json"))
 
@@ -23,8 +25,11 @@ def test_a_built_wheel_serves_the_bundled_specs(tmp_path: Path) -> None:
     # ./openapi_specs: the quick start's `serve` must find the specs shipped in the package.
     probe = (
         "import json, mcp_gateway; from mcp_gateway.cli import build_config, parser; "
+        "from mcp_gateway.store.database import Database; from mcp_gateway.store import upgrade; "
         "c = build_config(parser().parse_args(['serve'])); "
-        "print(json.dumps({'package': mcp_gateway.__file__, 'specs': [a.spec for a in c.apis]}))"
+        "db = Database('sqlite:///gateway.db'); "  # the store's migrations ship in the package too
+        "print(json.dumps({'package': mcp_gateway.__file__, 'specs': [a.spec for a in c.apis], "
+        "'revision': db.current(), 'migrations': str(upgrade.MIGRATIONS)}))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run(
@@ -34,3 +39,4 @@ def test_a_built_wheel_serves_the_bundled_specs(tmp_path: Path) -> None:
     assert Path(found["package"]).is_relative_to(target)
     assert sorted(Path(s).name for s in found["specs"]) == SHIPPED and len(SHIPPED) >= 4
     assert all(Path(s).is_relative_to(target) and Path(s).is_file() for s in found["specs"])
+    assert Path(found["migrations"]).is_relative_to(target) and found["revision"] == head()

@@ -3,14 +3,15 @@
 A revision recorded later than the data it stands for hides a change made in between: a secret
 changed right after start (before the first poll), or while an upstream was reading it, or an
 API key revoked while its look-up was in flight. Each test makes the change in that window (the
-gated tests hold a real store read open with an event) and checks the next use sees it.
+gated tests hold a real store read open with an event) and checks the next use sees it. Each
+runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,10 +20,6 @@ import anyio
 import anyio.to_thread
 import pytest
 from mcp import Client
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from mcp_gateway.auth import keys
 from mcp_gateway.auth.apikeys import ApiKeyAuthenticator, AuthFailure
@@ -37,7 +34,6 @@ from mcp_gateway.upstream.oauth import Token
 from mcp_gateway.vault import Vault
 from tests.conftest import ECHO_SPEC, running_gateway
 from tests.results import text_of
-from tests.servers import serve_in_thread
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -66,40 +62,30 @@ class Gate:
         assert await anyio.to_thread.run_sync(self.reached.wait, 30), "the gated read never happened"
 
 
-@pytest.fixture
-def recorder() -> Iterator[tuple[str, list[str]]]:
-    """An upstream that records the Authorization header of every request (the echo API's paths)."""
-    seen: list[str] = []
-
-    async def record(request: Request) -> JSONResponse:
-        seen.append(request.headers.get("authorization", ""))
-        return JSONResponse({"ok": True})
-
-    with serve_in_thread(Starlette(routes=[Route("/{path:path}", record)])) as url:
-        yield url + "/api", seen
-
-
-def bearer_config(data_dir: Path, upstream: str) -> GatewayConfig:
+def bearer_config(data_dir: Path, upstream: str, database_url: str) -> GatewayConfig:
     credentials = {"*": {"type": "bearer", "token": "secret:tok"}}
     return GatewayConfig(
         data_dir=data_dir,
+        database_url=database_url,
         apis=[ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream, credentials=credentials)],
     )
 
 
-def other_process_vault(data_dir: Path) -> tuple[Database, Vault]:
+def other_process_vault(data_dir: Path, database_url: str) -> tuple[Database, Vault]:
     """The vault as another process (the CLI, a replica) opens it."""
-    db = Database(data_dir / "gateway.db")
+    db = Database(database_url)
     return db, Vault.open(db, data_dir)
 
 
-async def test_a_secret_changed_before_the_first_poll_is_used(tmp_path: Path, recorder: tuple[str, list[str]]) -> None:
+async def test_a_secret_changed_before_the_first_poll_is_used(
+    tmp_path: Path, database_url: str, recorder: tuple[str, list[str]]
+) -> None:
     upstream, seen = recorder
     data_dir = tmp_path / "data"
-    db, vault = other_process_vault(data_dir)
+    db, vault = other_process_vault(data_dir, database_url)
     vault.set("tok", "token-one")
     try:
-        with running_gateway(bearer_config(data_dir, upstream)) as (url, _gateway):
+        with running_gateway(bearer_config(data_dir, upstream, database_url)) as (url, _gateway):
             started = time.monotonic()  # the store watcher's first poll is STORE_POLL_SECONDS away
             async with Client(url, mode="legacy") as client:
                 assert not (await client.call_tool("getItem", {"id": "1"})).is_error
@@ -115,13 +101,13 @@ async def test_a_secret_changed_before_the_first_poll_is_used(tmp_path: Path, re
 
 
 async def test_a_secret_changed_while_an_upstream_reads_it_is_used(
-    tmp_path: Path, recorder: tuple[str, list[str]]
+    tmp_path: Path, database_url: str, recorder: tuple[str, list[str]]
 ) -> None:
     upstream, seen = recorder
     data_dir = tmp_path / "data"
-    gateway = Gateway(bearer_config(data_dir, upstream))
+    gateway = Gateway(bearer_config(data_dir, upstream, database_url))
     gateway.vault.set("tok", "token-one")
-    db, vault = other_process_vault(data_dir)
+    db, vault = other_process_vault(data_dir, database_url)
     gate = Gate()
     gateway.pool.resolve = gate.wrap(gateway.pool.resolve)  # the first build holds after reading the secret
     try:
@@ -144,8 +130,8 @@ async def test_a_secret_changed_while_an_upstream_reads_it_is_used(
         await gateway.aclose()
 
 
-async def test_a_key_revoked_while_it_is_looked_up_is_not_cached(tmp_path: Path) -> None:
-    db = Database(tmp_path / "gateway.db")
+async def test_a_key_revoked_while_it_is_looked_up_is_not_cached(database_url: str) -> None:
+    db = Database(database_url)
     try:
         store = IdentityStore(db)
         store.add_consumer("robot")
@@ -165,10 +151,12 @@ async def test_a_key_revoked_while_it_is_looked_up_is_not_cached(tmp_path: Path)
         db.close()
 
 
-async def test_a_user_token_read_while_another_process_replaces_it_is_not_cached(tmp_path: Path) -> None:
+async def test_a_user_token_read_while_another_process_replaces_it_is_not_cached(
+    tmp_path: Path, database_url: str
+) -> None:
     data_dir = tmp_path / "data"
-    db, vault = other_process_vault(data_dir)
-    other_db, other_vault = other_process_vault(data_dir)
+    db, vault = other_process_vault(data_dir, database_url)
+    other_db, other_vault = other_process_vault(data_dir, database_url)
     try:
         store = ConnectionStore(db, vault)
         connections = Connections(store, "http://gateway.test", lambda api: None)

@@ -19,13 +19,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mcp_gateway.catalog import Catalog
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
+from mcp_gateway.store.connections import ConnectionStore, StoredToken
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import oauth_connections
+from mcp_gateway.store.schema import secrets as secrets_table
 from mcp_gateway.vault import (
     MasterKeyError,
     SecretNotFound,
@@ -49,19 +53,20 @@ def new_value() -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "gateway.db")
+def db(database_url: str) -> Iterator[Database]:
+    """The store's database, SQLite then PostgreSQL."""
+    database = Database(database_url)
     yield database
     database.close()
 
 
 def raw_blob(db: Database, name: str) -> bytes:
-    return db.query("SELECT value FROM secrets WHERE name = ?", (name,))[0][0]
+    return db.query(select(secrets_table.c.value).where(secrets_table.c.name == name))[0][0]
 
 
 def write_blob(db: Database, name: str, blob: bytes) -> None:
     with db.transaction() as tx:
-        tx.execute("UPDATE secrets SET value = ? WHERE name = ?", (blob, name))
+        tx.execute(update(secrets_table).where(secrets_table.c.name == name).values(value=blob))
 
 
 def key_lines(path: Path) -> list[str]:
@@ -106,15 +111,25 @@ def test_names_and_values_are_checked(db: Database, tmp_path: Path) -> None:
     assert vault.get("A1_b.c-d") == "v"
 
 
-def test_values_are_not_stored_in_plaintext(tmp_path: Path) -> None:
-    db = Database(tmp_path / "gateway.db")
-    vault = Vault.open(db, tmp_path, {})
+def files_under(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_values_are_not_stored_in_plaintext(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = Database(database_url)
+    vault = Vault.open(db, tmp_path / "keys", {})
     values = [new_value() for _ in range(5)]
     for n, value in enumerate(values):
         vault.set(f"s{n}", value, "a description")
-    uncheckpointed = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
-    db.close()
-    on_disk = uncheckpointed + b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    if db.path is not None:  # SQLite: the file and its WAL, before and after the checkpoint at close
+        uncheckpointed = files_under(db.path.parent)
+        db.close()
+        on_disk = uncheckpointed + files_under(db.path.parent)
+    else:  # PostgreSQL: every file of the server, its WAL included, once the pages are written too
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+        db.close()
+        on_disk = files_under(request.getfixturevalue("postgres").data)
     assert b"a description" in on_disk  # the search does find what is stored in clear
     for value in values:
         assert value.encode() not in on_disk
@@ -278,22 +293,16 @@ def test_resolve_references(db: Database, tmp_path: Path) -> None:
 # -- rotation ----------------------------------------------------------------------------------
 
 
-def make_token_table(db: Database, vault: Vault) -> None:
-    """A table like the per-user OAuth tokens another component will keep."""
-    db.migrate("CREATE TABLE IF NOT EXISTS tokens (consumer TEXT, api TEXT, access BLOB, refresh BLOB)")
-    vault.register_sealed("tokens", "consumer || char(0) || api", ["access", "refresh"])
-    with db.transaction() as tx:
-        for consumer, api in (("alice", "github"), ("bob", "github")):
-            row_id = f"{consumer}\0{api}"
-            tx.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-                (consumer, api, vault.seal("tokens", row_id, "access", f"at-{consumer}"),
-                 vault.seal("tokens", row_id, "refresh", f"rt-{consumer}") if consumer == "alice" else None),
-            )  # fmt: skip
+def make_tokens(db: Database, vault: Vault) -> None:
+    """Consumers' OAuth tokens: sealed values in another table than `secrets`."""
+    store = ConnectionStore(db, vault)
+    store.save("alice", "github", StoredToken("at-alice", "rt-alice"))
+    store.save("bob", "github", StoredToken("at-bob"))
 
 
 def token_blobs(db: Database) -> dict[str, tuple[bytes, bytes | None]]:
-    return {c: (a, r) for c, a, r in db.query("SELECT consumer, access, refresh FROM tokens")}
+    c = oauth_connections.c
+    return {c: (a, r) for c, a, r in db.query(select(c.consumer, c.access_token, c.refresh_token))}
 
 
 def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
@@ -301,7 +310,7 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     values = {f"s{n}": new_value() for n in range(4)}
     for name, value in values.items():
         vault.set(name, value)
-    make_token_table(db, vault)
+    make_tokens(db, vault)
     old_id = vault.keyring().key_id
     blobs = {name: raw_blob(db, name) for name in values}
     tokens = token_blobs(db)
@@ -321,7 +330,7 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     rotated = token_blobs(db)
     assert rotated["alice"][0] != tokens["alice"][0] and rotated["alice"][1] != tokens["alice"][1]
     assert rotated["bob"][1] is None
-    assert vault.unseal("tokens", "alice\0github", "refresh", rotated["alice"][1]) == "rt-alice"
+    assert vault.unseal("oauth_connections", "alice\0github", "refresh_token", rotated["alice"][1]) == "rt-alice"
 
     assert vault.drop_old_keys() == 1
     assert len(key_lines(tmp_path / "master.key")) == 1
@@ -329,7 +338,9 @@ def test_rotate_master_in_key_file_mode(db: Database, tmp_path: Path) -> None:
     assert fresh.keyring().key_ids == [new_id]
     for name, value in values.items():
         assert fresh.get(name) == value
-    assert fresh.unseal("tokens", "bob\0github", "access", token_blobs(db)["bob"][0]) == "at-bob"
+    assert fresh.unseal("oauth_connections", "bob\0github", "access_token", token_blobs(db)["bob"][0]) == "at-bob"
+    loaded = ConnectionStore(db, fresh).load("alice", "github")
+    assert loaded is not None and (loaded.access_token, loaded.refresh_token) == ("at-alice", "rt-alice")
 
 
 def test_drop_old_keys_keeps_keys_still_in_use(db: Database, tmp_path: Path) -> None:
@@ -343,10 +354,10 @@ def test_drop_old_keys_keeps_keys_still_in_use(db: Database, tmp_path: Path) -> 
     assert old_id in vault.keyring().key_ids
 
 
-def test_a_running_gateway_reads_after_another_process_rotated(db: Database, tmp_path: Path) -> None:
+def test_a_running_gateway_reads_after_another_process_rotated(db: Database, database_url: str, tmp_path: Path) -> None:
     cli_vault = Vault.open(db, tmp_path, {})
     cli_vault.set("api", "value-1")
-    other_db = Database(tmp_path / "gateway.db")
+    other_db = Database(database_url)
     gateway = Vault.open(other_db, tmp_path, {})
     assert gateway.get("api") == "value-1"  # its keyring now holds the old key only
     old_ring = gateway.keyring()

@@ -1,7 +1,7 @@
 """The `mcp-gateway` command: a module per command group.
 
 `serve`/`stdio` (serve.py), `apis` (apis.py), `models` (models.py), `consumers`/`keys`/`policies`
-(access.py), `secrets`/`connections` (secrets.py). Ordinary mistakes (a bad flag, a missing file,
+(access.py), `secrets`/`connections` (secrets.py), `db` (db.py). Ordinary mistakes (a bad flag, a missing file,
 a busy port, an unusable data dir) are one `error:` line and exit status 2, never a traceback.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from mcp_gateway import __version__
-from mcp_gateway.cli import access, apis, models, secrets, serve
+from mcp_gateway.cli import access, apis, db, models, secrets, serve
 from mcp_gateway.cli.common import CommandError
 from mcp_gateway.cli.serve import build_config
 from mcp_gateway.config import ConfigError
@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     access.add_parsers(sub)
     secrets.add_parsers(sub)
+    db.add_parsers(sub)
     return root
 
 

@@ -43,7 +43,7 @@ from mcp_gateway.store.identities import (
 def _store(args: argparse.Namespace) -> Iterator[tuple[IdentityStore, GatewayConfig]]:
     config = config_of(args)
     setup_logging("warning")
-    db = Database(config.database_path)
+    db = Database(config.database)
     try:
         yield IdentityStore(db), config
     except IdentityError as exc:

@@ -100,7 +100,7 @@ class _Store:
     """The registration store of the configured database, opened for one command."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        self.db = Database(config.database_path)
+        self.db = Database(config.database)
         self.registrations = RegistrationStore(self.db)
 
     def __enter__(self) -> RegistrationStore:
@@ -276,7 +276,7 @@ def _print_drift(report: dict[str, Any]) -> None:
 def cmd_drift(args: argparse.Namespace) -> int:
     """Where sampled upstream responses of an API did not match its spec (recorded by running gateways)."""
     config = _config(args)
-    db = Database(config.database_path)
+    db = Database(config.database)
     try:
         drift = DriftStore(db)
         known = {api.name: api for api in config.apis}

@@ -56,7 +56,7 @@ class _Opened:
         setup_logging("warning")
         if not_in_file is not None and any(m.name == not_in_file for m in self.config.models):
             raise CommandError(f"model {not_in_file!r} is defined in the config file; change it there", 2)
-        self.db = Database(self.config.database_path)
+        self.db = Database(self.config.database)
         self.store = ModelStore(self.db)
         self.vault = Vault.open(self.db, self.config.data_dir)
 

@@ -48,7 +48,7 @@ def _vault_command(body: Callable[[argparse.Namespace, Vault], int]) -> Callable
     def run(args: argparse.Namespace) -> int:
         config = config_of(args)
         setup_logging("warning")
-        db = Database(config.database_path)
+        db = Database(config.database)
         try:
             return body(args, Vault.open(db, config.data_dir))
         except VaultError as exc:

@@ -47,6 +47,7 @@ from mcp_gateway.config.base import (
     StrictModel,
     Switch,
     check_authority_url,
+    check_database_url,
     check_name,
     default_data_dir,
     plain_secret_fields,
@@ -112,7 +113,10 @@ class GatewayConfig(StrictModel):
     """The whole gateway configuration (the `gateway.yaml` root)."""
 
     data_dir: Path = Field(default_factory=lambda: default_data_dir())
-    database_url: str | None = Field(default=None, description="defaults to sqlite:///<data_dir>/gateway.db")
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB; defaults to sqlite:///<data_dir>/gateway.db",
+    )
     admin_token: str | None = Field(default=None, description="enables /admin when set")
     apis: list[ApiConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -171,13 +175,15 @@ class GatewayConfig(StrictModel):
         if not os.access(where, os.W_OK | os.X_OK):
             raise ConfigError(f"data dir {where} is not writable by this user: {fix}")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return check_database_url(value) if value is not None else None
+
     @property
-    def database_path(self) -> Path:
-        """The SQLite file behind `database_url`."""
-        url = self.database_url or f"sqlite:///{self.data_dir / 'gateway.db'}"
-        if not url.startswith("sqlite:///"):
-            raise ConfigError(f"unsupported database_url {url!r}: only sqlite:///PATH is supported")
-        return Path(url[len("sqlite:///") :])
+    def database(self) -> str:
+        """`database_url`, else the SQLite file `<data_dir>/gateway.db`."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'gateway.db'}"
 
 
 def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:

@@ -25,6 +25,22 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-gateway"
 
 
+_DATABASE_URL = re.compile(r"^(sqlite|postgres|postgresql|postgresql\+psycopg)://")
+
+
+def check_database_url(value: str) -> str:
+    """`sqlite:///PATH` or `postgresql://USER:PASSWORD@HOST:PORT/DB` (`postgres://` too). The error
+    never quotes the value: it may hold a password."""
+    match = _DATABASE_URL.match(value)
+    if match is None:
+        raise ValueError("must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+    if match.group(1) == "sqlite" and (
+        not value.startswith("sqlite:///") or value in ("sqlite:///", "sqlite:///:memory:")
+    ):
+        raise ValueError("a SQLite database_url names a file: sqlite:///relative/path or sqlite:////absolute/path")
+    return value
+
+
 def check_name(value: str) -> str:
     """API and virtual-server names: they appear in URLs, tool prefixes and the store."""
     if not _API_NAME.match(value):

@@ -1,1 +1,1 @@
-"""Persistent state: API registrations (SQLite by default)."""
+"""Persistent state in one database (SQLite by default, or PostgreSQL): see database.py and schema.py."""

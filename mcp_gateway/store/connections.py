@@ -12,35 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import delete, select
+
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import oauth_connections, oauth_pending, row_id
 
 COUNTER = "connections"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS oauth_connections (
-    consumer      TEXT NOT NULL,
-    api           TEXT NOT NULL,
-    access_token  BLOB NOT NULL,
-    refresh_token BLOB,
-    expires_at    REAL,
-    issued_at     REAL NOT NULL,
-    scope         TEXT,
-    created_at    REAL NOT NULL,
-    updated_at    REAL NOT NULL,
-    PRIMARY KEY (consumer, api)
-);
-CREATE TABLE IF NOT EXISTS oauth_pending (
-    key_hash   TEXT PRIMARY KEY,
-    kind       TEXT NOT NULL,
-    consumer   TEXT NOT NULL,
-    api        TEXT NOT NULL,
-    verifier   BLOB,
-    expires_at REAL NOT NULL
-);
-"""
-TABLE = "oauth_connections"
-ROW_ID_SQL = "consumer || char(0) || api"
-# (table, row-id SQL, columns) of every sealed value here: master-key rotation re-encrypts them.
-SEALED = ((TABLE, ROW_ID_SQL, ("access_token", "refresh_token")), ("oauth_pending", "key_hash", ("verifier",)))
+TABLE = oauth_connections.name
+PENDING = oauth_pending.name
 
 
 class Sealer(Protocol):
@@ -103,11 +82,10 @@ class ConnectionStore:
     def __init__(self, db: Database, sealer: Sealer) -> None:
         self.db = db
         self.sealer = sealer
-        db.migrate(_SCHEMA, COUNTER)
 
     @staticmethod
     def _row_id(consumer: str, api: str) -> str:
-        return f"{consumer}\0{api}"
+        return row_id(consumer, api)
 
     def save(self, consumer: str, api: str, token: StoredToken) -> None:
         """Store (or replace) a consumer's token for an API."""
@@ -115,22 +93,26 @@ class ConnectionStore:
         access = self.sealer.seal(TABLE, row, "access_token", token.access_token)
         refresh = self.sealer.seal(TABLE, row, "refresh_token", token.refresh_token) if token.refresh_token else None
         now = time.time()
+        changes = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_at": token.expires_at,
+            "issued_at": token.issued_at,
+            "scope": token.scope,
+            "updated_at": now,
+        }
         with self.db.transaction(COUNTER) as tx:
-            tx.execute(
-                """INSERT INTO oauth_connections (consumer, api, access_token, refresh_token, expires_at, issued_at,
-                       scope, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (consumer, api) DO UPDATE SET access_token = excluded.access_token,
-                       refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
-                       issued_at = excluded.issued_at, scope = excluded.scope, updated_at = excluded.updated_at""",
-                (consumer, api, access, refresh, token.expires_at, token.issued_at, token.scope, now, now),
+            self.db.upsert(
+                tx, oauth_connections, {"consumer": consumer, "api": api, "created_at": now, **changes}, changes
             )
 
     def load(self, consumer: str, api: str) -> StoredToken | None:
         """The consumer's token for `api` (VaultError if it cannot be decrypted)."""
+        c = oauth_connections.c
         rows = self.db.query(
-            "SELECT access_token, refresh_token, expires_at, issued_at, scope FROM oauth_connections "
-            "WHERE consumer = ? AND api = ?",
-            (consumer, api),
+            select(c.access_token, c.refresh_token, c.expires_at, c.issued_at, c.scope).where(
+                c.consumer == consumer, c.api == api
+            )
         )
         if not rows:
             return None
@@ -146,19 +128,16 @@ class ConnectionStore:
 
     def delete(self, consumer: str, api: str) -> bool:
         """Forget a connection; True if there was one."""
+        c = oauth_connections.c
         with self.db.transaction(COUNTER) as tx:
-            cursor = tx.execute("DELETE FROM oauth_connections WHERE consumer = ? AND api = ?", (consumer, api))
-            return cursor.rowcount > 0
+            return tx.execute(delete(oauth_connections).where(c.consumer == consumer, c.api == api)).rowcount > 0
 
     def list(self, consumer: str | None = None) -> list[ConnectionInfo]:
         """Connections (of one consumer, or all), without their tokens."""
-        sql = "SELECT consumer, api, scope, expires_at, created_at, updated_at FROM oauth_connections"
-        rows = (
-            self.db.query(sql + " WHERE consumer = ? ORDER BY api", (consumer,))
-            if consumer
-            else self.db.query(sql + " ORDER BY consumer, api")
-        )
-        return [ConnectionInfo(*row) for row in rows]
+        c = oauth_connections.c
+        stmt = select(c.consumer, c.api, c.scope, c.expires_at, c.created_at, c.updated_at)
+        stmt = stmt.where(c.consumer == consumer).order_by(c.api) if consumer else stmt.order_by(c.consumer, c.api)
+        return [ConnectionInfo(*row) for row in self.db.query(stmt)]
 
     def revision(self) -> int:
         """Bumped by every connection change (so other processes drop their cached tokens)."""
@@ -170,37 +149,40 @@ class ConnectionStore:
         self, kind: str, key: str, consumer: str, api: str, ttl: float, verifier: str | None = None
     ) -> None:
         """Remember a ticket or state (only its hash is stored) for `ttl` seconds."""
-        sealed = self.sealer.seal("oauth_pending", _hash(key), "verifier", verifier) if verifier else None
+        sealed = self.sealer.seal(PENDING, _hash(key), "verifier", verifier) if verifier else None
         now = time.time()
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM oauth_pending WHERE expires_at < ?", (now,))
+            tx.execute(delete(oauth_pending).where(oauth_pending.c.expires_at < now))
             tx.execute(
-                "INSERT INTO oauth_pending (key_hash, kind, consumer, api, verifier, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (_hash(key), kind, consumer, api, sealed, now + ttl),
+                oauth_pending.insert().values(
+                    key_hash=_hash(key), kind=kind, consumer=consumer, api=api, verifier=sealed, expires_at=now + ttl
+                )
             )
 
     def peek(self, kind: str, key: str) -> Pending | None:
         """A live ticket or state, left in place (without its verifier)."""
+        p = oauth_pending.c
         rows = self.db.query(
-            "SELECT consumer, api FROM oauth_pending WHERE key_hash = ? AND kind = ? AND expires_at >= ?",
-            (_hash(key), kind, time.time()),
+            select(p.consumer, p.api).where(p.key_hash == _hash(key), p.kind == kind, p.expires_at >= time.time())
         )
         return Pending(*rows[0]) if rows else None
 
     def redeem(self, kind: str, key: str) -> Pending | None:
         """Take a ticket or state: valid once, before it expires."""
         digest = _hash(key)
+        p = oauth_pending.c
         with self.db.transaction() as tx:
             row = tx.execute(
-                "SELECT consumer, api, verifier, expires_at FROM oauth_pending WHERE key_hash = ? AND kind = ?",
-                (digest, kind),
-            ).fetchone()
+                select(p.consumer, p.api, p.verifier, p.expires_at).where(p.key_hash == digest, p.kind == kind)
+            ).first()
             if row is None:
                 return None
-            tx.execute("DELETE FROM oauth_pending WHERE key_hash = ?", (digest,))
+            # Only the transaction whose DELETE removed the row redeems it: on PostgreSQL a concurrent
+            # one may have read it too, and its DELETE then waits and removes nothing.
+            if tx.execute(delete(oauth_pending).where(p.key_hash == digest)).rowcount == 0:
+                return None
         consumer, api, sealed, expires_at = row
         if expires_at < time.time():
             return None
-        verifier = self.sealer.unseal("oauth_pending", digest, "verifier", sealed) if sealed else None
+        verifier = self.sealer.unseal(PENDING, digest, "verifier", sealed) if sealed else None
         return Pending(consumer, api, verifier)

@@ -12,32 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete, select, tuple_
+
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import drift_findings, drift_tools
 
 MAX_FINDINGS_PER_TOOL = 20
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS drift_tools (
-    api          TEXT NOT NULL,
-    tool         TEXT NOT NULL,
-    checked      INTEGER NOT NULL DEFAULT 0,
-    dropped      INTEGER NOT NULL DEFAULT 0,
-    last_checked REAL,
-    PRIMARY KEY (api, tool)
-);
-CREATE TABLE IF NOT EXISTS drift_findings (
-    api        TEXT NOT NULL,
-    tool       TEXT NOT NULL,
-    status     INTEGER NOT NULL,
-    kind       TEXT NOT NULL,
-    path       TEXT NOT NULL,
-    message    TEXT NOT NULL,
-    count      INTEGER NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen  REAL NOT NULL,
-    PRIMARY KEY (api, tool, status, kind, path, message)
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,31 +83,38 @@ class DriftStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.migrate(_SCHEMA)
 
     def record(self, api: str, tool: str, status: int, findings: Sequence[Finding], at: float) -> None:
         """One checked response of `tool` and what was wrong with it (nothing, often)."""
+        t, f = drift_tools.c, drift_findings.c
         with self.db.transaction() as tx:
-            tx.execute(
-                "INSERT INTO drift_tools (api, tool, checked, last_checked) VALUES (?, ?, 1, ?) "
-                "ON CONFLICT(api, tool) DO UPDATE SET checked = checked + 1, last_checked = excluded.last_checked",
-                (api, tool, at),
-            )
-            for f in dict.fromkeys(findings):
-                tx.execute(
-                    "INSERT INTO drift_findings (api, tool, status, kind, path, message, count, first_seen, last_seen) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT(api, tool, status, kind, path, message) "
-                    "DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
-                    (api, tool, status, f.kind, f.path, f.message, at, at),
-                )
+            tool_row = {"api": api, "tool": tool, "checked": 1, "last_checked": at}
+            self.db.upsert(tx, drift_tools, tool_row, {"checked": t.checked + 1, "last_checked": at})
+            for finding in dict.fromkeys(findings):
+                row = {
+                    "api": api,
+                    "tool": tool,
+                    "status": status,
+                    "kind": finding.kind,
+                    "path": finding.path,
+                    "message": finding.message,
+                    "count": 1,
+                    "first_seen": at,
+                    "last_seen": at,
+                }
+                self.db.upsert(tx, drift_findings, row, {"count": f.count + 1, "last_seen": at})
             if findings:
                 # Keep the most recently seen distinct problems; older ones make room.
-                tx.execute(
-                    "DELETE FROM drift_findings WHERE api = ? AND tool = ? AND rowid NOT IN ("
-                    "SELECT rowid FROM drift_findings WHERE api = ? AND tool = ? "
-                    "ORDER BY last_seen DESC, count DESC LIMIT ?)",
-                    (api, tool, api, tool, MAX_FINDINGS_PER_TOOL),
+                key = (f.status, f.kind, f.path, f.message)
+                beyond = (
+                    select(*key)
+                    .where(f.api == api, f.tool == tool)
+                    .order_by(f.last_seen.desc(), f.count.desc())
+                    .offset(MAX_FINDINGS_PER_TOOL)
                 )
+                old = tx.execute(beyond).all()
+                if old:
+                    tx.execute(delete(drift_findings).where(f.api == api, f.tool == tool, tuple_(*key).in_(old)))
 
     def add_dropped(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Count sampled responses that were not checked because the queue was full, by (api, tool)."""
@@ -135,25 +122,24 @@ class DriftStore:
             return
         with self.db.transaction() as tx:
             for (api, tool), n in counts.items():
-                tx.execute(
-                    "INSERT INTO drift_tools (api, tool, dropped) VALUES (?, ?, ?) "
-                    "ON CONFLICT(api, tool) DO UPDATE SET dropped = dropped + excluded.dropped",
-                    (api, tool, n),
-                )
+                row = {"api": api, "tool": tool, "dropped": n}
+                self.db.upsert(tx, drift_tools, row, {"dropped": drift_tools.c.dropped + n})
 
     def report(self, api: str) -> list[ToolDrift]:
         """Every tool of `api` with a checked or dropped response, by name; findings newest first."""
-        tools = {
-            name: ToolDrift(name, checked, dropped, last)
-            for name, checked, dropped, last in self.db.query(
-                "SELECT tool, checked, dropped, last_checked FROM drift_tools WHERE api = ? ORDER BY tool", (api,)
-            )
-        }
-        rows = self.db.query(
-            "SELECT tool, status, kind, path, message, count, first_seen, last_seen FROM drift_findings "
-            "WHERE api = ? ORDER BY tool, last_seen DESC, status, path",
-            (api,),
+        t, f = drift_tools.c, drift_findings.c
+        tools_query = select(t.tool, t.checked, t.dropped, t.last_checked).where(t.api == api).order_by(t.tool)
+        findings_query = (
+            select(f.tool, f.status, f.kind, f.path, f.message, f.count, f.first_seen, f.last_seen)
+            .where(f.api == api)
+            .order_by(f.tool, f.last_seen.desc(), f.status, f.path)
         )
+        with self.db.engine.connect() as conn:  # one snapshot for both
+            tools = {
+                name: ToolDrift(name, checked, dropped, last)
+                for name, checked, dropped, last in conn.execute(tools_query)
+            }
+            rows = conn.execute(findings_query).all()
         for tool, status, kind, path, message, count, first, last in rows:
             entry = tools.setdefault(tool, ToolDrift(tool))
             entry.findings.append(RecordedFinding(status, Finding(kind, path, message), count, first, last))
@@ -162,6 +148,6 @@ class DriftStore:
     def clear(self, api: str) -> bool:
         """Forget everything recorded for `api`; False when there was nothing."""
         with self.db.transaction() as tx:
-            removed = tx.execute("DELETE FROM drift_tools WHERE api = ?", (api,)).rowcount
-            removed += tx.execute("DELETE FROM drift_findings WHERE api = ?", (api,)).rowcount
+            removed = tx.execute(delete(drift_tools).where(drift_tools.c.api == api)).rowcount
+            removed += tx.execute(delete(drift_findings).where(drift_findings.c.api == api)).rowcount
         return removed > 0

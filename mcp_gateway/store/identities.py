@@ -13,37 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy import case, delete, exists, or_, select, update
+
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import api_keys
+from mcp_gateway.store.schema import consumers as consumer_table
+from mcp_gateway.store.schema import policies as policy_table
 
 COUNTER = "identities"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS consumers (
-    name        TEXT PRIMARY KEY,
-    team        TEXT,
-    org         TEXT,
-    disabled    INTEGER NOT NULL DEFAULT 0,
-    created_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id       TEXT PRIMARY KEY,
-    consumer     TEXT NOT NULL REFERENCES consumers(name) ON DELETE CASCADE,
-    secret_hash  TEXT NOT NULL,
-    description  TEXT,
-    created_at   REAL NOT NULL,
-    expires_at   REAL,
-    revoked_at   REAL
-);
-CREATE INDEX IF NOT EXISTS api_keys_consumer ON api_keys(consumer);
-CREATE TABLE IF NOT EXISTS policies (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    subject_kind TEXT NOT NULL,
-    subject      TEXT NOT NULL,
-    effect       TEXT NOT NULL,
-    selector     TEXT NOT NULL,
-    description  TEXT,
-    created_at   REAL NOT NULL
-);
-"""
 
 SubjectKind = Literal["key", "consumer", "team", "org", "everyone"]
 SUBJECT_KINDS: tuple[str, ...] = ("key", "consumer", "team", "org", "everyone")
@@ -178,8 +155,36 @@ def unknown_consumer_warning(name: str) -> str:
     )
 
 
-def _key(row: tuple[Any, ...]) -> ApiKey:
+def _key(row: Any) -> ApiKey:
     return ApiKey(*row)
+
+
+def _consumer(row: Any) -> Consumer:
+    name, team, org, disabled, created_at = row
+    return Consumer(name, team, org, bool(disabled), created_at)
+
+
+def _policy(row: Any) -> Policy:
+    policy_id, kind, subject, effect, selector, description = row
+    return Policy(policy_id, kind, subject, effect, Selector.from_json(selector), description)
+
+
+_CONSUMER = (
+    consumer_table.c.name,
+    consumer_table.c.team,
+    consumer_table.c.org,
+    consumer_table.c.disabled,
+    consumer_table.c.created_at,
+)
+_KEY = tuple(api_keys.c)
+_POLICY = (
+    policy_table.c.id,
+    policy_table.c.subject_kind,
+    policy_table.c.subject,
+    policy_table.c.effect,
+    policy_table.c.selector,
+    policy_table.c.description,
+)
 
 
 class IdentityStore:
@@ -187,8 +192,6 @@ class IdentityStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.migrate(_SCHEMA, COUNTER)
-        db.query("PRAGMA foreign_keys = ON")
 
     def revision(self) -> int:
         """Changes whenever a consumer, key or policy changes."""
@@ -200,47 +203,54 @@ class IdentityStore:
         """Create a consumer; IdentityError if the name is taken."""
         consumer = Consumer(name, team, org, False, time.time())
         with self.db.transaction(COUNTER) as tx:
-            if tx.execute("SELECT 1 FROM consumers WHERE name = ?", (name,)).fetchone():
+            if tx.scalar(select(exists().where(consumer_table.c.name == name))):
                 raise IdentityError(f"consumer {name!r} exists")
             tx.execute(
-                "INSERT INTO consumers (name, team, org, disabled, created_at) VALUES (?, ?, ?, 0, ?)",
-                (name, team, org, consumer.created_at),
+                consumer_table.insert().values(
+                    name=name, team=team, org=org, disabled=0, created_at=consumer.created_at
+                )
             )
         return consumer
 
     def consumers(self) -> list[Consumer]:
         """All consumers, by name."""
-        rows = self.db.query("SELECT name, team, org, disabled, created_at FROM consumers ORDER BY name")
-        return [Consumer(n, t, o, bool(d), c) for n, t, o, d, c in rows]
+        return [_consumer(row) for row in self.db.query(select(*_CONSUMER).order_by(consumer_table.c.name))]
 
     def consumer(self, name: str) -> Consumer | None:
         """One consumer, or None."""
-        rows = self.db.query("SELECT name, team, org, disabled, created_at FROM consumers WHERE name = ?", (name,))
-        return Consumer(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3]), rows[0][4]) if rows else None
+        rows = self.db.query(select(*_CONSUMER).where(consumer_table.c.name == name))
+        return _consumer(rows[0]) if rows else None
 
     def set_disabled(self, name: str, disabled: bool) -> bool:
         """Disable (or enable again) a consumer: its keys and tokens are refused meanwhile. False if unknown."""
         with self.db.transaction(COUNTER) as tx:
-            cursor = tx.execute("UPDATE consumers SET disabled = ? WHERE name = ?", (int(disabled), name))
-            return cursor.rowcount > 0
+            stmt = update(consumer_table).where(consumer_table.c.name == name).values(disabled=int(disabled))
+            return tx.execute(stmt).rowcount > 0
 
     def disabled_consumers(self) -> frozenset[str]:
         """Names of the disabled consumers."""
-        return frozenset(row[0] for row in self.db.query("SELECT name FROM consumers WHERE disabled = 1"))
+        return frozenset(
+            row[0] for row in self.db.query(select(consumer_table.c.name).where(consumer_table.c.disabled == 1))
+        )
 
     def remove_consumer(self, name: str) -> tuple[int, int] | None:
         """Delete a consumer with its keys, its consumer-level policies and its keys' policies;
         returns how many keys and policies went with it, or None when there is no such consumer."""
+        p = policy_table.c
+        own_keys = select(api_keys.c.key_id).where(api_keys.c.consumer == name)
         with self.db.transaction(COUNTER) as tx:
-            policies = tx.execute(
-                "DELETE FROM policies WHERE (subject_kind = 'consumer' AND subject = ?) OR (subject_kind = 'key' "
-                "AND subject IN (SELECT key_id FROM api_keys WHERE consumer = ?))",
-                (name, name),
+            removed_policies = tx.execute(
+                delete(policy_table).where(
+                    or_(
+                        (p.subject_kind == "consumer") & (p.subject == name),
+                        (p.subject_kind == "key") & p.subject.in_(own_keys),
+                    )
+                )
             ).rowcount
-            keys = tx.execute("DELETE FROM api_keys WHERE consumer = ?", (name,)).rowcount
-            if tx.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount == 0:
+            keys = tx.execute(delete(api_keys).where(api_keys.c.consumer == name)).rowcount
+            if tx.execute(delete(consumer_table).where(consumer_table.c.name == name)).rowcount == 0:
                 return None
-            return keys, policies
+            return keys, removed_policies
 
     # -- keys ------------------------------------------------------------------
 
@@ -250,52 +260,49 @@ class IdentityStore:
         """Store a new key for an existing consumer."""
         key = ApiKey(key_id, consumer, secret_hash, description, time.time(), expires_at, None)
         with self.db.transaction(COUNTER) as tx:
-            if not tx.execute("SELECT 1 FROM consumers WHERE name = ?", (consumer,)).fetchone():
+            if not tx.scalar(select(exists().where(consumer_table.c.name == consumer))):
                 raise IdentityError(f"no consumer named {consumer!r}")
             tx.execute(
-                "INSERT INTO api_keys (key_id, consumer, secret_hash, description, created_at, expires_at, "
-                "revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (key.key_id, consumer, secret_hash, description, key.created_at, expires_at),
+                api_keys.insert().values(
+                    key_id=key.key_id,
+                    consumer=consumer,
+                    secret_hash=secret_hash,
+                    description=description,
+                    created_at=key.created_at,
+                    expires_at=expires_at,
+                    revoked_at=None,
+                )
             )
         return key
 
     def key(self, key_id: str) -> ApiKey | None:
         """One key by its public id, or None."""
-        rows = self.db.query(
-            "SELECT key_id, consumer, secret_hash, description, created_at, expires_at, revoked_at FROM api_keys "
-            "WHERE key_id = ?",
-            (key_id,),
-        )
+        rows = self.db.query(select(*_KEY).where(api_keys.c.key_id == key_id))
         return _key(rows[0]) if rows else None
 
     def keys(self, consumer: str | None = None) -> list[ApiKey]:
         """All keys (of one consumer), oldest first."""
-        sql = "SELECT key_id, consumer, secret_hash, description, created_at, expires_at, revoked_at FROM api_keys"
-        rows = (
-            self.db.query(sql + " WHERE consumer = ? ORDER BY created_at", (consumer,))
-            if consumer
-            else (self.db.query(sql + " ORDER BY created_at"))
-        )
-        return [_key(r) for r in rows]
+        stmt = select(*_KEY).order_by(api_keys.c.created_at)
+        if consumer:
+            stmt = stmt.where(api_keys.c.consumer == consumer)
+        return [_key(r) for r in self.db.query(stmt)]
 
     def expire_key(self, key_id: str, at: float) -> None:
         """Make a key stop working at `at` (never later than it already would)."""
+        expires = api_keys.c.expires_at
+        sooner = case((or_(expires.is_(None), expires > at), at), else_=expires)
         with self.db.transaction(COUNTER) as tx:
-            tx.execute(
-                "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > ? THEN ? "
-                "ELSE expires_at END WHERE key_id = ?",
-                (at, at, key_id),
-            )
+            tx.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(expires_at=sooner))
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key now; False when there is no such key."""
+        stmt = (
+            update(api_keys)
+            .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
         with self.db.transaction(COUNTER) as tx:
-            return (
-                tx.execute(
-                    "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (time.time(), key_id)
-                ).rowcount
-                > 0
-            )
+            return tx.execute(stmt).rowcount > 0
 
     # -- policies --------------------------------------------------------------
 
@@ -308,45 +315,45 @@ class IdentityStore:
         if effect not in ("allow", "deny"):
             raise IdentityError(f"effect must be allow or deny, not {effect!r}")
         with self.db.transaction(COUNTER) as tx:
-            if (
-                subject_kind == "key"
-                and not tx.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (subject,)).fetchone()
-            ):
+            if subject_kind == "key" and not tx.scalar(select(exists().where(api_keys.c.key_id == subject))):
                 raise IdentityError(f"no API key with id {subject!r} (see `mcp-gateway keys list`)")
-            cursor = tx.execute(
-                "INSERT INTO policies (subject_kind, subject, effect, selector, description, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (subject_kind, subject, effect, selector.to_json(), description, time.time()),
+            result = tx.execute(
+                policy_table.insert().values(
+                    subject_kind=subject_kind,
+                    subject=subject,
+                    effect=effect,
+                    selector=selector.to_json(),
+                    description=description,
+                    created_at=time.time(),
+                )
             )
-            policy_id = int(cursor.lastrowid or 0)
+            policy_id = int(result.inserted_primary_key[0])
         return Policy(policy_id, subject_kind, subject, effect, selector, description)
 
     def copy_key_policies(self, from_key: str, to_key: str) -> int:
         """Give `to_key` the policies of `from_key` (a rotated key keeps its limits); returns how many."""
+        p = policy_table.c
+        source = (
+            select(p.subject_kind, p.effect, p.selector, p.description)
+            .where(p.subject_kind == "key", p.subject == from_key)
+            .order_by(p.id)
+        )
+        now = time.time()
         with self.db.transaction(COUNTER) as tx:
-            return tx.execute(
-                "INSERT INTO policies (subject_kind, subject, effect, selector, description, created_at) "
-                "SELECT subject_kind, ?, effect, selector, description, ? FROM policies "
-                "WHERE subject_kind = 'key' AND subject = ? ORDER BY id",
-                (to_key, time.time(), from_key),
-            ).rowcount
+            rows = [{**row._asdict(), "subject": to_key, "created_at": now} for row in tx.execute(source)]
+            if rows:
+                tx.execute(policy_table.insert(), rows)
+        return len(rows)
 
     def policies(self) -> list[Policy]:
         """All policies, oldest first."""
-        rows = self.db.query(
-            "SELECT id, subject_kind, subject, effect, selector, description FROM policies ORDER BY id"
-        )
-        return [Policy(i, k, s, e, Selector.from_json(sel), d) for i, k, s, e, sel, d in rows]
+        return [_policy(row) for row in self.db.query(select(*_POLICY).order_by(policy_table.c.id))]
 
     def remove_policy(self, policy_id: int) -> Policy | None:
         """Delete a policy; returns it, or None when there is none with that id."""
         with self.db.transaction(COUNTER) as tx:
-            row = tx.execute(
-                "SELECT id, subject_kind, subject, effect, selector, description FROM policies WHERE id = ?",
-                (policy_id,),
-            ).fetchone()
+            row = tx.execute(select(*_POLICY).where(policy_table.c.id == policy_id)).first()
             if row is None:
                 return None
-            tx.execute("DELETE FROM policies WHERE id = ?", (policy_id,))
-            i, k, sub, e, sel, d = row
-            return Policy(i, k, sub, e, Selector.from_json(sel), d)
+            tx.execute(delete(policy_table).where(policy_table.c.id == policy_id))
+            return _policy(row)

@@ -10,18 +10,14 @@ import json
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import delete, exists, select
+
 from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import models
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    name        TEXT PRIMARY KEY,
-    config      TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-"""
 COUNTER = "models"
+_COLUMNS = (models.c.config, models.c.created_at, models.c.updated_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +38,6 @@ class ModelStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.migrate(_SCHEMA, COUNTER)
 
     def revision(self) -> int:
         """A number that changes whenever any model registration changes."""
@@ -50,12 +45,12 @@ class ModelStore:
 
     def list(self) -> list[ModelRegistration]:
         """All registrations, oldest first (a request is served by the first glob that matches)."""
-        rows = self.db.query("SELECT config, created_at, updated_at FROM models ORDER BY created_at, name")
+        rows = self.db.query(select(*_COLUMNS).order_by(models.c.created_at, models.c.name))
         return [_row(*row) for row in rows]
 
     def get(self, name: str) -> ModelRegistration | None:
         """One registration, or None."""
-        rows = self.db.query("SELECT config, created_at, updated_at FROM models WHERE name = ?", (name,))
+        rows = self.db.query(select(*_COLUMNS).where(models.c.name == name))
         return _row(*rows[0]) if rows else None
 
     def put(self, config: ModelConfig) -> bool:
@@ -63,19 +58,16 @@ class ModelStore:
         now = time.time()
         payload = json.dumps(config.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
         with self.db.transaction(COUNTER) as tx:
-            existed = tx.execute("SELECT 1 FROM models WHERE name = ?", (config.name,)).fetchone() is not None
-            tx.execute(
-                "INSERT INTO models (name, config, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
-                (config.name, payload, now, now),
-            )
+            existed = bool(tx.scalar(select(exists().where(models.c.name == config.name))))
+            row = dict(name=config.name, config=payload, created_at=now, updated_at=now)
+            self.db.upsert(tx, models, row, {"config": payload, "updated_at": now})
         return existed
 
     def delete(self, name: str) -> ModelRegistration | None:
         """Remove a registration; returns what was removed, or None when there was none."""
         with self.db.transaction(COUNTER) as tx:
-            row = tx.execute("SELECT config, created_at, updated_at FROM models WHERE name = ?", (name,)).fetchone()
+            row = tx.execute(select(*_COLUMNS).where(models.c.name == name)).first()
             if row is None:
                 return None
-            tx.execute("DELETE FROM models WHERE name = ?", (name,))
+            tx.execute(delete(models).where(models.c.name == name))
         return _row(*row)

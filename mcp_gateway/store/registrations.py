@@ -6,19 +6,14 @@ import json
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import delete, exists, select
+
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.store.database import Database
+from mcp_gateway.store.schema import apis
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS apis (
-    name        TEXT PRIMARY KEY,
-    config      TEXT NOT NULL,
-    spec_text   TEXT,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-"""
 COUNTER = "revision"  # the registrations' revision counter (its historic name)
+_COLUMNS = (apis.c.config, apis.c.spec_text, apis.c.created_at, apis.c.updated_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +26,15 @@ class Registration:
     updated_at: float
 
 
+def _row(config: str, spec_text: str | None, created_at: float, updated_at: float) -> Registration:
+    return Registration(ApiConfig.model_validate_json(config), spec_text, created_at, updated_at)
+
+
 class RegistrationStore:
     """Stored API registrations."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.migrate(_SCHEMA, COUNTER)
 
     def revision(self) -> int:
         """A number that changes whenever any registration changes."""
@@ -44,29 +42,24 @@ class RegistrationStore:
 
     def list(self) -> list[Registration]:
         """All registrations, by name."""
-        rows = self.db.query("SELECT config, spec_text, created_at, updated_at FROM apis ORDER BY name")
-        return [Registration(ApiConfig.model_validate_json(c), t, ca, ua) for c, t, ca, ua in rows]
+        return [_row(*row) for row in self.db.query(select(*_COLUMNS).order_by(apis.c.name))]
 
     def get(self, name: str) -> Registration | None:
         """One registration, or None."""
-        rows = self.db.query("SELECT config, spec_text, created_at, updated_at FROM apis WHERE name = ?", (name,))
-        return Registration(ApiConfig.model_validate_json(rows[0][0]), *rows[0][1:]) if rows else None
+        rows = self.db.query(select(*_COLUMNS).where(apis.c.name == name))
+        return _row(*rows[0]) if rows else None
 
     def put(self, config: ApiConfig, spec_text: str | None = None) -> bool:
         """Insert or replace; returns True when it replaced an existing registration."""
         now = time.time()
         payload = json.dumps(config.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
         with self.db.transaction(COUNTER) as tx:
-            existed = tx.execute("SELECT 1 FROM apis WHERE name = ?", (config.name,)).fetchone() is not None
-            tx.execute(
-                "INSERT INTO apis (name, config, spec_text, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET config = excluded.config, spec_text = excluded.spec_text, "
-                "updated_at = excluded.updated_at",
-                (config.name, payload, spec_text, now, now),
-            )
+            existed = bool(tx.scalar(select(exists().where(apis.c.name == config.name))))
+            row = dict(name=config.name, config=payload, spec_text=spec_text, created_at=now, updated_at=now)
+            self.db.upsert(tx, apis, row, {"config": payload, "spec_text": spec_text, "updated_at": now})
         return existed
 
     def delete(self, name: str) -> bool:
         """Remove a registration; False when there was none."""
         with self.db.transaction(COUNTER) as tx:
-            return tx.execute("DELETE FROM apis WHERE name = ?", (name,)).rowcount > 0
+            return tx.execute(delete(apis).where(apis.c.name == name)).rowcount > 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ class Vault:
         return vault
 
     def __repr__(self) -> str:
-        return f"Vault(db={str(self.store.db.path)!r}, keyring={self._keyring!r})"
+        return f"Vault(db={self.store.db.display!r}, keyring={self._keyring!r})"
 
     # -- keys ------------------------------------------------------------------
 
@@ -165,15 +165,6 @@ class Vault:
             raise
         except VaultError as exc:
             raise VaultError(f"sealed value {table}.{column} of row {row_id!r} cannot be decrypted: {exc}") from None
-
-    def register_sealed(self, table: str, id_sql: str, columns: Sequence[str]) -> None:
-        """Declare a table whose `columns` hold `seal`ed values, so master-key rotation re-encrypts them.
-
-        `id_sql` is an SQL expression over a row giving the `row_id` used to seal it, e.g.
-        `"consumer || char(0) || api"`. The declaration is stored in the database: a
-        rotation from the CLI covers tables a running gateway declared.
-        """
-        self.store.register_sealed(table, id_sql, columns)
 
     # -- secrets ----------------------------------------------------------------
 
@@ -261,7 +252,7 @@ class Vault:
         they are and logged (by place, never by value).
         """
         keyring = self.keyring(create=True)
-        with self._lock, self.store.db.transaction(COUNTER) as tx:
+        with self._lock, self.store.db.transaction(COUNTER, exclusive=True) as tx:
             # Inside the write transaction: a concurrent rotation elsewhere has finished or waits.
             keyring.reload()
             if keyring.from_file:
@@ -292,7 +283,7 @@ class Vault:
         if not keyring.from_file:
             raise MasterKeyError(f"keys come from ${ENV_KEY}: remove old keys from it yourself")
         assert keyring.source is not None and keyring.source.file is not None
-        with self._lock, self.store.db.transaction() as tx:  # holds off writers while we look
+        with self._lock, self.store.db.transaction(exclusive=True) as tx:  # holds off writers while we look
             keyring.reload()
             used = {blob_key_id(cell.blob) for cell in self.store.scan(tx)}
             keep = [k for k in keyring.all_keys() if k == keyring.primary or key_id(k) in used]

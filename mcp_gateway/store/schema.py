@@ -1,0 +1,153 @@
+"""The store's tables, declared once for every backend (SQLite, PostgreSQL).
+
+This is the schema at the newest migration (store/migrations/versions/): a change here needs a
+new revision there too (tests/test_store_migrations.py compares the two). Times are epoch
+seconds as doubles. Columns holding values sealed by the vault carry `info={"sealed": True}`:
+their values are bound to (table, row id, column), the row id being the primary key's values
+joined by NUL, and master-key rotation re-encrypts every such column (see `sealed_tables`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Double, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
+
+metadata = MetaData()
+
+SEALED = {"sealed": True}
+
+# Revision counters: each area bumps its own in every write transaction (Database.transaction).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+apis = Table(
+    "apis",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("spec_text", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+consumers = Table(
+    "consumers",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("team", Text),
+    Column("org", Text),
+    Column("disabled", Integer, nullable=False, server_default="0"),
+    Column("created_at", Double, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("consumer", Text, ForeignKey("consumers.name", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("description", Text),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double),
+    Column("revoked_at", Double),
+    Index("api_keys_consumer", "consumer"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject_kind", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("effect", Text, nullable=False),
+    Column("selector", Text, nullable=False),
+    Column("description", Text),
+    Column("created_at", Double, nullable=False),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted policy's id names no other
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", LargeBinary, nullable=False, info=SEALED),
+    Column("description", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+oauth_connections = Table(
+    "oauth_connections",
+    metadata,
+    Column("consumer", Text, primary_key=True),
+    Column("api", Text, primary_key=True),
+    Column("access_token", LargeBinary, nullable=False, info=SEALED),
+    Column("refresh_token", LargeBinary, info=SEALED),
+    Column("expires_at", Double),
+    Column("issued_at", Double, nullable=False),
+    Column("scope", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+oauth_pending = Table(
+    "oauth_pending",
+    metadata,
+    Column("key_hash", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("consumer", Text, nullable=False),
+    Column("api", Text, nullable=False),
+    Column("verifier", LargeBinary, info=SEALED),
+    Column("expires_at", Double, nullable=False),
+)
+
+drift_tools = Table(
+    "drift_tools",
+    metadata,
+    Column("api", Text, primary_key=True),
+    Column("tool", Text, primary_key=True),
+    Column("checked", Integer, nullable=False, server_default="0"),
+    Column("dropped", Integer, nullable=False, server_default="0"),
+    Column("last_checked", Double),
+)
+
+drift_findings = Table(
+    "drift_findings",
+    metadata,
+    Column("api", Text, primary_key=True),
+    Column("tool", Text, primary_key=True),
+    Column("status", Integer, primary_key=True, autoincrement=False),
+    Column("kind", Text, primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("message", Text, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+)
+
+
+def sealed_tables() -> list[tuple[Table, tuple[Column, ...]]]:
+    """Every table with sealed columns and those columns, by table name."""
+    found = []
+    for table in sorted(metadata.tables.values(), key=lambda t: t.name):
+        columns = tuple(c for c in table.columns if c.info.get("sealed"))
+        if columns:
+            found.append((table, columns))
+    return found
+
+
+def row_id(*key: object) -> str:
+    """The row id sealed values are bound to: the primary key's values joined by NUL."""
+    return "\0".join(str(part) for part in key)

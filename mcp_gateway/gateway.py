@@ -25,6 +25,7 @@ from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
+from mcp_gateway.metering.ledger import Ledger
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import meter_calls, validate_arguments
@@ -40,6 +41,7 @@ from mcp_gateway.store.connections import ConnectionStore
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
+from mcp_gateway.store.ledger import LedgerStore
 from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.vault import Vault
@@ -90,7 +92,8 @@ class Gateway:
         self.models = ModelRouter([], self.vault.resolve, config.user_agent, revision=self.vault.revision)
         environment = models_from_environment() if config.models_from_env and not config.models else []
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
-        self.meter = Meters(LogMeter())  # the ledger joins it (issue 11)
+        self.ledger = Ledger(LedgerStore(self.db), flush_interval=config.metering.flush_seconds)
+        self.meter = Meters(LogMeter(), *([self.ledger] if config.metering.ledger else []))
         self.model_caller = ModelCaller(self.models, self.meter)
         self.handler = compose([meter_calls(self.meter), validate_arguments], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
@@ -152,6 +155,12 @@ class Gateway:
         elif self.access.enabled:
             raise ConfigError("auth is enabled: set auth.stdio_consumer to the consumer stdio runs as")
 
+    async def background(self) -> None:
+        """What runs beside the front doors until cancelled: the store watcher and the ledger's writer."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.ledger.run)
+            tg.start_soon(self.watch_store)
+
     async def watch_store(self) -> None:
         """Pick up registrations and identity changes made by other processes until cancelled."""
         while True:
@@ -188,7 +197,7 @@ class Gateway:
             access=self.access,
             on_start=self.start,
             on_stop=self.aclose,
-            background=self.watch_store,
+            background=self.background,
             key_grace=self.config.auth.key_rotation_grace_seconds,
             virtual=self.virtual,
             vault=self.vault,
@@ -222,4 +231,5 @@ class Gateway:
         await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
+        await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

@@ -146,7 +146,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
                 raise CommandError(problem, EXIT_UNSERVABLE)
             await gateway.run_as_local_consumer()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(gateway.watch_store)
+                tg.start_soon(gateway.background)
                 async with stdio_server() as (read, write):
                     server = gateway.mcp.server if args.server is None else gateway.virtual[args.server].server
                     await server.run(read, write, server.create_initialization_options())

@@ -109,6 +109,15 @@ class VirtualServerConfig(StrictModel):
     _name = field_validator("name")(classmethod(lambda cls, value: check_name(value)))
 
 
+class MeteringConfig(StrictModel):
+    """The ledger: one row per tool or model call, in the gateway's database."""
+
+    ledger: bool = Field(default=True, description="write every call to the ledger")
+    flush_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often records are written: at most this much is lost in a crash"
+    )
+
+
 class GatewayConfig(StrictModel):
     """The whole gateway configuration (the `gateway.yaml` root)."""
 
@@ -131,6 +140,7 @@ class GatewayConfig(StrictModel):
         description="with no models configured, serve the providers whose keys are in OPENAI_API_KEY, "
         "ANTHROPIC_API_KEY, GEMINI_API_KEY",
     )
+    metering: MeteringConfig = Field(default_factory=MeteringConfig)
     log_level: LogLevel = "info"
     log_payloads: bool = Field(
         default=False,

@@ -9,7 +9,7 @@ joined by NUL, and master-key rotation re-encrypts every such column (see `seale
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Double, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Double, ForeignKey, Index, Integer, LargeBinary, MetaData, Table, Text
 
 metadata = MetaData()
 
@@ -135,6 +135,52 @@ drift_findings = Table(
     Column("count", Integer, nullable=False),
     Column("first_seen", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+)
+
+
+# The ledger: one row per tool or model call (metering/records.py's CallRecord). Costs are
+# integer picodollars (1e-12 USD): exact on every backend, summed exactly by SQL. `hour` is
+# `at` // 3600, so that grouping by hour or day is integer arithmetic on every backend.
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite's rowid alias must be INTEGER
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", BIG_ID, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("hour", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("consumer", Text),
+    Column("team", Text),
+    Column("org", Text),
+    Column("key_id", Text),
+    Column("api", Text),
+    Column("tool", Text),
+    Column("model", Text),
+    Column("provider", Text),
+    Column("provider_model", Text),
+    Column("deployment", Text),
+    Column("status", Integer, nullable=False),
+    Column("error", Integer, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+    Column("ttft_ms", Double),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("estimated", Integer, nullable=False),
+    Column("cost_pusd", BigInteger),
+    Column("request_bytes", BigInteger, nullable=False),
+    Column("response_bytes", BigInteger, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("fallbacks", Integer, nullable=False),
+    Column("streamed", Integer, nullable=False),
+    Column("endpoint", Text),
+    Column("trace_id", Text),
+    Index("ledger_at", "at"),
+    Index("ledger_consumer_hour", "consumer", "hour"),
+    Index("ledger_key_hour", "key_id", "hour"),
 )
 
 

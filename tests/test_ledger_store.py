@@ -1,0 +1,173 @@
+"""The ledger in the database (SQLite and PostgreSQL): rows from real calls, usage reports, the
+CLI, exact costs, and what a crash can lose."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import httpx2
+import openai
+import pytest
+import yaml
+from mcp import Client
+
+from mcp_gateway.auth import keys
+from mcp_gateway.config.models import Price
+from mcp_gateway.metering import CallRecord, Usage
+from mcp_gateway.store.database import Database
+from mcp_gateway.store.identities import Selector
+from mcp_gateway.store.ledger import LedgerStore, from_pusd, to_pusd
+from tests.conftest import ECHO_SPEC, running_gateway
+from tests.fake_llm import FakeProvider
+from tests.servers import free_port
+from tests.test_access import cli, key_client
+from tests.test_key_policies import PROVIDER_KEY, _config, provider  # noqa: F401 (a fixture)
+
+
+def _model_call(consumer: str, cost: str, at: float, **usage: int) -> CallRecord:
+    return CallRecord(
+        kind="model", consumer=consumer, team="t", org="o", key_id="k1", model="gpt", provider="openai",
+        usage=Usage(**usage), cost=Decimal(cost), started_at=at, latency_ms=10.0,
+    )  # fmt: skip
+
+
+def test_costs_are_exact_and_usage_groups_every_way(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        store = LedgerStore(db)
+        day = 86400 * 20_000  # a day boundary
+        store.write(
+            [
+                _model_call("ann", "0.000000000001", day + 10, input=3, output=1),  # one picodollar
+                _model_call("ann", "0.1", day + 3600, input=10, output=5, cache_read=4),
+                _model_call("bob", "0.2", day + 86400 + 5, input=1, output=1),
+            ]
+        )
+        store.write([CallRecord(kind="tool", consumer="bob", team="t", org="o", key_id="k2", api="echo",
+                                tool="getItem", error=True, started_at=day + 20)])  # fmt: skip
+        by_consumer = {r.group: r for r in store.usage("consumer")}
+        assert by_consumer["ann"].cost == Decimal("0.100000000001")  # no float anywhere
+        assert (by_consumer["ann"].calls, by_consumer["ann"].input_tokens, by_consumer["ann"].cache_read_tokens) == (
+            2, 13, 4,
+        )  # fmt: skip
+        assert (by_consumer["bob"].calls, by_consumer["bob"].errors, by_consumer["bob"].cost) == (2, 1, Decimal("0.2"))
+        assert [r.group for r in store.usage("consumer")] == ["bob", "ann"]  # costliest first
+        assert [(r.group, r.calls) for r in store.usage("day")] == [(day, 3), (day + 86400, 1)]
+        assert [(r.group, r.calls) for r in store.usage("hour")][:2] == [(day, 2), (day + 3600, 1)]
+        assert {r.group: r.calls for r in store.usage("kind")} == {"model": 3, "tool": 1}
+        assert {r.group: r.calls for r in store.usage("key")} == {"k1": 3, "k2": 1}
+        assert [r.calls for r in store.usage("consumer", since=day + 3600, until=day + 86400)] == [1]
+        assert {r.group: r.calls for r in store.usage("tool", consumer="bob")} == {None: 1, "getItem": 1}
+        with pytest.raises(ValueError, match="cannot group usage by 'colour'"):
+            store.usage("colour")
+    finally:
+        db.close()
+    assert to_pusd(Decimal("0.0000000000005")) == 0 and to_pusd(Decimal("0.0000000000015")) == 2  # half-even
+    assert from_pusd(to_pusd(Decimal("12.345678901234"))) == Decimal("12.345678901234")
+
+
+@pytest.mark.anyio
+async def test_every_call_reaches_the_ledger_and_the_usage_command(
+    tmp_path: Path,
+    upstream: str,
+    provider: FakeProvider,  # noqa: F811 (the fixture imported above)
+    database_url: str,
+) -> None:
+    config = _config(tmp_path, upstream, provider.url).model_copy(update={"database_url": database_url})
+    price = Price(input=2.5, output=10, cache_read=1.25)  # USD per million tokens
+    config.models[0].deployments[0] = config.models[0].deployments[0].model_copy(update={"price": price})
+    with running_gateway(config) as (url, gateway):
+        gateway.identities.add_consumer("dev", "platform", "acme")
+        _, key = keys.issue(gateway.identities, "dev")
+        gateway.identities.add_policy("consumer", "dev", "allow", Selector(), None)
+        await gateway.access.reload()
+        gateway.vault.put("provider-key", PROVIDER_KEY)
+        async with key_client(url, key) as client:
+            for n in range(3):
+                assert not (await client.call_tool("getItem", {"id": str(n)})).is_error
+
+        def chat() -> None:
+            client = openai.OpenAI(base_url=url.removesuffix("/mcp") + "/v1", api_key=key, max_retries=0)
+            client.chat.completions.create(model="gpt-cheap", messages=[{"role": "user", "content": "hi"}])
+
+        await anyio.to_thread.run_sync(chat)
+        with anyio.fail_after(10):
+            while gateway.ledger.written < 4:  # within one flush interval (1 s)
+                await anyio.sleep(0.05)
+        ledger = LedgerStore(gateway.db)
+        assert ledger.count() == 4
+        by_kind = {r.group: r for r in ledger.usage("kind")}
+        assert by_kind["tool"].calls == 3 and by_kind["model"].calls == 1
+        model = by_kind["model"]
+        plain = model.input_tokens - model.cache_read_tokens
+        expected = (Decimal(plain) * Decimal("2.5") + Decimal(model.cache_read_tokens) * Decimal("1.25")
+                    + Decimal(model.output_tokens) * 10) / 1_000_000  # fmt: skip
+        assert model.input_tokens > 0 and model.cost == expected
+
+    data_dir = config.data_dir
+    env_config = tmp_path / "usage.yaml"
+    env_config.write_text(yaml.safe_dump({"data_dir": str(data_dir), "database_url": config.database_url}))
+    shown = json.loads(cli(tmp_path, "usage", "--by", "consumer", "--json", "-c", str(env_config)))
+    assert [(r["group"], r["calls"]) for r in shown["rows"]] == [("dev", 4)]
+    assert Decimal(shown["rows"][0]["cost_usd"]) == by_kind["model"].cost
+    table = cli(tmp_path, "usage", "--by", "tool", "--since", "1h", "-c", str(env_config))
+    assert "getItem" in table and "CALLS" in table
+    csv_text = cli(tmp_path, "usage", "--by", "day", "--csv", "-c", str(env_config))
+    assert csv_text.splitlines()[0].startswith("day,calls,errors")
+    assert "no calls in the ledger" in cli(tmp_path, "usage", "--until", "2000-01-01", "-c", str(env_config))
+
+
+def test_a_crash_loses_at_most_one_flush_interval(tmp_path: Path, upstream: str) -> None:
+    """kill -9 of a serving gateway: every call answered more than `flush_seconds` before is in the ledger."""
+    port = free_port()
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "server": {"host": "127.0.0.1", "port": port},
+        "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "base_url": upstream}],
+        "metering": {"flush_seconds": 0.5},
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "MCP_GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mcp_gateway.cli", "serve", "-c", str(path)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx2.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+
+        async def calls() -> int:
+            async with Client(base + "/mcp", mode="2026-07-28") as client:
+                for n in range(20):
+                    assert not (await client.call_tool("getItem", {"id": str(n)})).is_error
+            return 20
+
+        answered = anyio.run(calls)
+        time.sleep(0.5 + 0.5)  # one flush interval, and as much again for the write itself
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}")
+    try:
+        assert LedgerStore(db).count() == answered
+    finally:
+        db.close()

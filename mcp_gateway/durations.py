@@ -31,3 +31,22 @@ def parse_duration(value: str | float | int) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise DurationError(f"a duration must be positive: {value!r}")
     return seconds
+
+
+def parse_moment(text: str, now: float) -> float:
+    """An epoch time from `7d`/`12h` (that long before `now`), epoch seconds, or an ISO date or
+    date-time (UTC unless it says); ValueError naming the forms otherwise."""
+    import datetime as dt
+
+    text = text.strip()
+    try:
+        return now - parse_duration(text) if text[-1:].isalpha() else float(text)
+    except (DurationError, ValueError):
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (a duration ago like 7d or 12h, epoch seconds, or an ISO date like 2026-11-01)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()

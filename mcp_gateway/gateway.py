@@ -32,6 +32,7 @@ from mcp_gateway.pipeline.stages import meter_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_models import model_routes
+from mcp_gateway.server.admin_usage import usage_routes
 from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
 from mcp_gateway.server.llm import ModelDoors
@@ -92,7 +93,8 @@ class Gateway:
         self.models = ModelRouter([], self.vault.resolve, config.user_agent, revision=self.vault.revision)
         environment = models_from_environment() if config.models_from_env and not config.models else []
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
-        self.ledger = Ledger(LedgerStore(self.db), flush_interval=config.metering.flush_seconds)
+        self.ledger_store = LedgerStore(self.db)
+        self.ledger = Ledger(self.ledger_store, flush_interval=config.metering.flush_seconds)
         self.meter = Meters(LogMeter(), *([self.ledger] if config.metering.ledger else []))
         self.model_caller = ModelCaller(self.models, self.meter)
         self.handler = compose([meter_calls(self.meter), validate_arguments], self.pool)
@@ -205,7 +207,7 @@ class Gateway:
             drift=self.drift_store,
             extra_routes=[
                 *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
-                *self._model_admin_routes(),
+                *self._admin_routes(),
             ],
             front_doors=[
                 Middleware(
@@ -213,17 +215,21 @@ class Gateway:
                     caller=self.model_caller,
                     access=self.access,
                     max_body=self.config.server.max_model_request_bytes,
+                    ledger=self.ledger_store,
                 )
             ],
         )
 
-    def _model_admin_routes(self) -> list[Route]:
-        """`/admin/models` (with the rest of `/admin`, only when an admin token is set)."""
+    def _admin_routes(self) -> list[Route]:
+        """`/admin/models` and `/admin/usage` (with the rest of `/admin`, only when an admin token is set)."""
         token = self.config.admin_token
         if not token:
             return []
         guard = admin_guard(token, self.access)
-        return model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard)
+        return [
+            *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
+            *usage_routes(self.ledger_store, guard),
+        ]
 
     async def aclose(self) -> None:
         """Close upstream pools, the drift worker, the JWKS client and the store."""

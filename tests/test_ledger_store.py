@@ -25,7 +25,7 @@ from mcp_gateway.metering import CallRecord, Usage
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import Selector
 from mcp_gateway.store.ledger import LedgerStore, from_pusd, to_pusd
-from tests.conftest import ECHO_SPEC, running_gateway
+from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, running_gateway
 from tests.fake_llm import FakeProvider
 from tests.servers import free_port
 from tests.test_access import cli, key_client
@@ -112,11 +112,39 @@ async def test_every_call_reaches_the_ledger_and_the_usage_command(
                     + Decimal(model.output_tokens) * 10) / 1_000_000  # fmt: skip
         assert model.input_tokens > 0 and model.cost == expected
 
+        # Another consumer's call: each consumer sees only their own through /v1/usage.
+        gateway.identities.add_consumer("eve", None, None)
+        _, eve = keys.issue(gateway.identities, "eve")
+        gateway.identities.add_policy("consumer", "eve", "allow", Selector(), None)
+        await gateway.access.reload()
+        async with key_client(url, eve) as client:
+            assert not (await client.call_tool("getItem", {"id": "9"})).is_error
+        with anyio.fail_after(10):
+            while gateway.ledger.written < 5:
+                await anyio.sleep(0.05)
+        base = url.removesuffix("/mcp")
+        async with httpx2.AsyncClient(base_url=base) as http:
+            own = (await http.get("/v1/usage?by=kind", headers={"Authorization": f"Bearer {key}"})).json()
+            assert {r["group"]: r["calls"] for r in own["rows"]} == {"tool": 3, "model": 1}
+            theirs = (await http.get("/v1/usage", headers={"x-api-key": eve})).json()  # by day
+            assert [r["calls"] for r in theirs["rows"]] == [1]
+            bad = await http.get("/v1/usage?by=colour", headers={"Authorization": f"Bearer {key}"})
+            assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("by: one of consumer")
+            assert (await http.get("/v1/usage")).status_code == 401
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            everyone = (await http.get("/admin/usage?since=1h", headers=admin)).json()
+            assert {r["group"]: r["calls"] for r in everyone["rows"]} == {"dev": 4, "eve": 1}
+            one = (await http.get("/admin/usage?by=tool&consumer=eve", headers=admin)).json()
+            assert [(r["group"], r["calls"]) for r in one["rows"]] == [("getItem", 1)]
+            assert (await http.get("/admin/usage", headers={"Authorization": f"Bearer {key}"})).status_code == 403
+            late = await http.get("/admin/usage?until=tomorrow", headers=admin)
+            assert late.status_code == 400 and "until: not a time" in late.json()["error"]
+
     data_dir = config.data_dir
     env_config = tmp_path / "usage.yaml"
     env_config.write_text(yaml.safe_dump({"data_dir": str(data_dir), "database_url": config.database_url}))
     shown = json.loads(cli(tmp_path, "usage", "--by", "consumer", "--json", "-c", str(env_config)))
-    assert [(r["group"], r["calls"]) for r in shown["rows"]] == [("dev", 4)]
+    assert [(r["group"], r["calls"]) for r in shown["rows"]] == [("dev", 4), ("eve", 1)]
     assert Decimal(shown["rows"][0]["cost_usd"]) == by_kind["model"].cost
     table = cli(tmp_path, "usage", "--by", "tool", "--since", "1h", "-c", str(env_config))
     assert "getItem" in table and "CALLS" in table

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import sys
 import time
 from typing import Any
 
 from mcp_gateway.cli.common import add_common, add_json, config_of, iso, leaf, print_json, print_table, setup_logging
-from mcp_gateway.durations import DurationError, parse_duration
+from mcp_gateway.durations import parse_moment
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.ledger import GROUPS, LedgerStore, UsageRow
 
@@ -19,18 +18,12 @@ _COLUMNS = ("calls", "errors", "input_tokens", "output_tokens", "cache_read_toke
 
 
 def moment(text: str) -> float:
-    """An argparse type: a time as a duration ago (`7d`, `12h`) or an ISO date or date-time (UTC unless it says)."""
+    """An argparse type: a duration ago (`7d`, `12h`), epoch seconds, or an ISO date or date-time
+    (UTC unless it says)."""
     try:
-        return time.time() - parse_duration(text)
-    except DurationError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a duration ago (7d, 12h, 30m) or an ISO date (2026-11-01) or date-time"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+        return parse_moment(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _usage(args: argparse.Namespace) -> int:

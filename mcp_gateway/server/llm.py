@@ -29,6 +29,8 @@ from mcp_gateway.auth.principal import Principal
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.llm.call import ModelCaller, ModelRequest
 from mcp_gateway.llm.errors import LlmError, anthropic_error, model_not_found, openai_error
+from mcp_gateway.server.admin_usage import UsageQueryError, usage_answer, usage_query
+from mcp_gateway.store.ledger import LedgerStore
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -75,10 +77,16 @@ class ModelDoors:
     (and an unknown `/v1` path) goes on to `app`."""
 
     def __init__(
-        self, app: ASGIApp, *, caller: ModelCaller, access: AccessControl | None, max_body: int = 32 * 1024 * 1024
+        self,
+        app: ASGIApp,
+        *,
+        caller: ModelCaller,
+        access: AccessControl | None,
+        max_body: int = 32 * 1024 * 1024,
+        ledger: LedgerStore | None = None,
     ) -> None:
         self.app = app
-        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body)
+        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -101,7 +109,7 @@ class ModelDoors:
 
 
 def _endpoints(
-    caller: ModelCaller, access: AccessControl | None, max_body: int
+    caller: ModelCaller, access: AccessControl | None, max_body: int, ledger: LedgerStore | None
 ) -> tuple[dict[str, Endpoint], dict[str, Endpoint], Endpoint]:
     """(POST endpoints by path, GET endpoints by path, the endpoint of `/v1/models/{id}`)."""
     enabled = access is not None and access.enabled
@@ -209,4 +217,19 @@ def _endpoints(
             )
         return JSONResponse({"id": name, "object": "model", "created": _CREATED, "owned_by": "mcp-gateway"})
 
-    return {path: door(path) for path in _DOORS}, {"/v1/models": models}, one_model
+    async def usage(request: Request) -> Response:
+        # The caller's own calls, tools and models alike (everyone's when access control is off).
+        try:
+            principal = await principal_of(request, "openai")
+            query = usage_query(request.query_params, default_by="day")
+        except LlmError as error:
+            return _render("openai", error)
+        except UsageQueryError as exc:
+            return _render("openai", LlmError("invalid_request", str(exc)))
+        assert ledger is not None
+        return await usage_answer(ledger, query, consumer=principal.consumer if principal else None)
+
+    gets: dict[str, Endpoint] = {"/v1/models": models}
+    if ledger is not None:
+        gets["/v1/usage"] = usage
+    return {path: door(path) for path in _DOORS}, gets, one_model

@@ -25,9 +25,10 @@ from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.llm.usage import LogMeter
+from mcp_gateway.metering.limits import limiter_for
 from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
-from mcp_gateway.pipeline.stages import log_calls, validate_arguments
+from mcp_gateway.pipeline.stages import limit_calls, log_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_models import model_routes
@@ -96,7 +97,12 @@ class Gateway:
         environment = models_from_environment() if config.models_from_env and not config.models else []
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
         self.model_caller = ModelCaller(self.models, LogMeter())
-        self.handler = compose([log_calls, validate_arguments], self.pool)
+        # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
+        self.limiter = limiter_for(config.limits)
+        stages = [log_calls, validate_arguments]
+        if self.limiter is not None:
+            stages.append(limit_calls(self.limiter))  # after validation: a malformed call costs no quota
+        self.handler = compose(stages, self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
         self.virtual = {
@@ -226,4 +232,6 @@ class Gateway:
         await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         self.db.close()

@@ -51,6 +51,7 @@ from mcp_gateway.config.base import (
     default_data_dir,
     plain_secret_fields,
 )
+from mcp_gateway.config.limits import LimitMatch, LimitRule, LimitsConfig
 from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -126,6 +127,9 @@ class GatewayConfig(StrictModel):
         default=True,
         description="with no models configured, serve the providers whose keys are in OPENAI_API_KEY, "
         "ANTHROPIC_API_KEY, GEMINI_API_KEY",
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="rate limits on tool and model calls (rules, and Redis to share them)"
     )
     log_level: LogLevel = "info"
     log_payloads: bool = Field(
@@ -330,6 +334,9 @@ __all__ = [
     "DeploymentConfig",
     "GatewayConfig",
     "IssuerConfig",
+    "LimitMatch",
+    "LimitRule",
+    "LimitsConfig",
     "LogLevel",
     "ModelConfig",
     "ServerConfig",

@@ -13,6 +13,7 @@ from typing import Any
 
 import mcp_types as types
 
+from mcp_gateway.auth.principal import Principal
 from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.upstream.credentials import Caller
@@ -29,6 +30,8 @@ class Call:
     arguments: dict[str, Any]
     # Who the call runs for: picks per-user upstream tokens and feeds token exchange.
     caller: Caller = ANONYMOUS
+    # Who asked, with team, org and key (limits count by them); None when access control is off.
+    principal: Principal | None = None
     # Filled by later stages (identity, limits, metering); plain data, no behaviour.
     context: dict[str, Any] = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 import mcp_types as types
 
+from mcp_gateway.auth.principal import Principal
 from mcp_gateway.catalog import Snapshot
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.definitions import ToolDefinition
@@ -137,6 +138,7 @@ class DiscoveryTools:
         snapshot: Snapshot,
         visible: frozenset[str] | None = None,
         caller: Caller = ANONYMOUS,
+        principal: Principal | None = None,
     ) -> types.CallToolResult:
         """Run one meta-tool; `visible` limits it to the tools the caller may use (None: all)."""
         if name == SEARCH:
@@ -152,7 +154,7 @@ class DiscoveryTools:
         args = arguments.get("arguments", {})
         if not isinstance(args, dict):
             return error_result("Invalid arguments: arguments: must be an object")
-        return await self.handler(Call(tool, snapshot.apis[tool.api], args, caller))
+        return await self.handler(Call(tool, snapshot.apis[tool.api], args, caller, principal))
 
     async def _search(
         self, arguments: Mapping[str, Any], snapshot: Snapshot, visible: frozenset[str] | None

@@ -198,12 +198,16 @@ class GatewayMCP:
         self._models(snapshot)
         visible = self._visible(ctx, snapshot)
         if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):
-            return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible, self._caller(ctx))
+            return await self.discovery.call(
+                params.name, params.arguments or {}, snapshot, visible, self._caller(ctx), self._principal(ctx)
+            )
         tool = snapshot.tools.get(params.name)
         # A tool the caller may not use is answered exactly like one that does not exist.
         if tool is None or (visible is not None and tool.name not in visible):
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
-        call = Call(tool, snapshot.apis[tool.api], dict(params.arguments or {}), self._caller(ctx))
+        call = Call(
+            tool, snapshot.apis[tool.api], dict(params.arguments or {}), self._caller(ctx), self._principal(ctx)
+        )
         result = await self.handler(call)
         connect_url = (result.meta or {}).get(CONNECT_META) if result.is_error else None
         if connect_url and _takes_url_elicitation(ctx):
@@ -214,6 +218,12 @@ class GatewayMCP:
                 text,
             )
         return result
+
+    def _principal(self, ctx: ServerRequestContext[Any]) -> Principal | None:
+        """Who this request runs as (None when access control is off)."""
+        if ctx.request is not None:
+            return getattr(ctx.request, "scope", {}).get("state", {}).get("principal")
+        return self.local_principal
 
     def _caller(self, ctx: ServerRequestContext[Any]) -> Caller:
         """The consumer a call runs for and, for token exchange, the inbound OAuth token."""

@@ -214,6 +214,7 @@ class Gateway:
                     caller=self.model_caller,
                     access=self.access,
                     max_body=self.config.server.max_model_request_bytes,
+                    limiter=self.limiter,
                 )
             ],
         )

@@ -34,6 +34,13 @@ async def fresh_window(seconds: int, need: float) -> None:
         await anyio.sleep(left + 0.02)
 
 
+def wait_for_window(seconds: int, need: float) -> None:
+    """`fresh_window` for tests that are not async."""
+    left = seconds - time.time() % seconds
+    if left < need:
+        time.sleep(left + 0.02)
+
+
 def retry_bounds(seconds: int, before: float, after: float) -> tuple[int, int]:
     """The Retry-After a refusal between `before` and `after` (epoch seconds) may say for a window of `seconds`."""
     return max(1, math.ceil(seconds - after % seconds)), max(1, math.ceil(seconds - before % seconds))

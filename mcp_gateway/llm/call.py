@@ -67,6 +67,9 @@ class ModelRequest:
     headers: Mapping[str, str]  # the client's request headers, lower-case names
     principal: Principal | None = None
     endpoint: str = ""
+    # Told of each usage record the request makes (every attempt's; a stream's when it ends):
+    # token limits settle their reservations with it.
+    on_record: Callable[[UsageRecord], None] | None = None
 
 
 @dataclass(slots=True)
@@ -321,7 +324,7 @@ class ModelCaller:
             except UpstreamError as exc:
                 message = scrubber(provider.secrets).text(str(exc))
                 target.health.failed(message, model.cooldown_seconds)
-                self._finish(record, target, started, 504 if "timeout" in exc.kind else 502)
+                self._finish(record, target, started, 504 if "timeout" in exc.kind else 502, request)
                 raise _Retry(LlmError("timeout" if "timeout" in exc.kind else "bad_gateway", message)) from None
             if response.status >= 400:
                 await self._refused(response, target, model, provider, record, started, request)
@@ -334,7 +337,7 @@ class ModelCaller:
             try:
                 payload = await response.read()
             except UpstreamError as exc:
-                self._finish(record, target, started, 502)
+                self._finish(record, target, started, 502, request)
                 raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
             data = _json_object(payload)
             clean = scrubber(provider.secrets)
@@ -348,7 +351,7 @@ class ModelCaller:
                 )
             record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
-            self._finish(record, target, started, response.status)
+            self._finish(record, target, started, response.status, request)
             if translator is not None:
                 if data is None:
                     raise LlmError("bad_gateway", f"model {asked}: the provider's answer is not a JSON object")
@@ -381,7 +384,7 @@ class ModelCaller:
         status = response.status
         if status == 401:
             await provider.rejected()
-        self._finish(record, target, started, status)
+        self._finish(record, target, started, status, request)
         retry_after = _retry_after(response.headers) or _retry_delay(body)
         error = LlmError(kind_for_status(status), message, status=status, code=code, retry_after=retry_after)
         if status in RETRY_STATUSES:
@@ -412,10 +415,12 @@ class ModelCaller:
         found = target.pricer(asked)
         return found.cost(usage) if found is not None else None
 
-    def _finish(self, record: UsageRecord, target: Target, started: float, status: int) -> None:
+    def _finish(self, record: UsageRecord, target: Target, started: float, status: int, request: ModelRequest) -> None:
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.status = status
         self.meter.record(record)
+        if request.on_record is not None:
+            request.on_record(record)
 
     async def _relay(
         self,
@@ -448,7 +453,7 @@ class ModelCaller:
                               output=estimate_tokens(tap.output_chars), estimated=True)  # fmt: skip
             record.usage = usage
             record.cost = self._cost(target, record.model, usage)
-            self._finish(record, target, started, status)
+            self._finish(record, target, started, status, request)
 
         tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
         try:

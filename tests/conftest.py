@@ -15,6 +15,9 @@ from tests.jwt_issuer import Issuer
 from tests.servers import serve_in_thread
 from tests.upstream import create_app as create_upstream
 
+# The redis-server fixtures (redis_url, redis_server), for the rate-limit tests.
+pytest_plugins = ["tests.redis_server"]
+
 DATA = Path(__file__).parent / "data"
 ECHO_SPEC = DATA / "echo.yaml"
 ADMIN_TOKEN = "test-admin-token-0123456789"

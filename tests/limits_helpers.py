@@ -12,7 +12,7 @@ import anyio
 from mcp_gateway.config.limits import LimitsConfig
 from mcp_gateway.metering.limits import Limiter, limiter_for
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "redis"]
 
 
 def limits_config(backend: str, redis_url: str | None, rules: list[dict[str, Any]], **extra: Any) -> LimitsConfig:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import anyio
 import http_sf
 import httpx2
 import openai
@@ -20,7 +21,8 @@ import pytest
 
 from mcp_gateway.gateway import Gateway
 from tests.fake_llm import FakeProvider, Misbehave
-from tests.limits_helpers import BACKENDS, limits_config, retry_bounds, wait_for_window
+from tests.limits_helpers import BACKENDS, fresh_window, limits_config, retry_bounds, wait_for_window
+from tests.redis_server import RedisServer
 from tests.servers import serve_in_thread
 from tests.test_llm import ANTHROPIC_KEY, OPENAI_KEY, _models, _start
 
@@ -198,3 +200,61 @@ def test_unknown_models_and_bad_requests_cost_no_quota(
         assert running.post("/v1/chat/completions", {"model": "gpt-test"}).status_code == 400
         assert running.post("/v1/chat/completions", CHAT).status_code == 200
         assert running.post("/v1/chat/completions", CHAT).status_code == 429
+
+
+# -- two gateways on one Redis --------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_gateways(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider], redis_url: str
+) -> Iterator[tuple[Door, str]]:
+    """Two gateways over one database (alice's key works on both) and one Redis: (the first, the
+    second's URL). A per-consumer limit of 60 requests a minute."""
+    limits = limits_config("redis", redis_url, [{"name": "rpm", "scope": "consumer", "requests_per_minute": 60}])
+    for first in serve(tmp_path, fakes, limits):
+        second = Gateway(first.gateway.config)
+        with serve_in_thread(second.http_app(), lifespan="on") as url:
+            yield first, url
+
+
+@pytest.mark.anyio
+async def test_two_gateways_sharing_redis_admit_exactly_the_limit(two_gateways: tuple[Door, str]) -> None:
+    first, second = two_gateways
+    provider = first.openai_fake
+    seen = len(provider.seen)
+    await fresh_window(60, need=15)
+    statuses: list[int] = []
+    remaining: list[int] = []
+    limiter_sem = anyio.Semaphore(32)  # 32 callers at once
+
+    async def call(http: httpx2.AsyncClient, url: str) -> None:
+        async with limiter_sem:
+            response = await http.post(url + "/v1/chat/completions", json=CHAT)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                remaining.append(int(response.headers["ratelimit"].split(";r=")[1].split(";")[0]))
+
+    headers = {"Authorization": f"Bearer {first.key}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, anyio.create_task_group() as tg:
+        for n in range(100):
+            tg.start_soon(call, http, (first.url, second)[n % 2])
+    assert statuses.count(200) == 60 and statuses.count(429) == 40
+    assert len(provider.seen) == seen + 60
+    # Each admission saw every other one, on either gateway: 59 left after the first ... 0 after the last.
+    assert sorted(remaining) == list(range(60))
+
+
+def test_a_gateway_with_redis_down_refuses_model_calls_with_503(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider], redis_server: RedisServer
+) -> None:
+    rules = [{"name": "rpm", "scope": "consumer", "requests_per_minute": 10}]
+    for running in serve(tmp_path, fakes, limits_config("redis", redis_server.url, rules)):
+        wait_for_window(60, need=3)
+        assert running.post("/v1/chat/completions", CHAT).status_code == 200
+        redis_server.stop()
+        seen = len(running.openai_fake.seen)
+        down = running.post("/v1/chat/completions", CHAT)
+        assert down.status_code == 503 and down.headers["retry-after"] == "1"
+        assert "limits.redis_failure: fail_closed" in down.json()["error"]["message"]
+        assert len(running.openai_fake.seen) == seen

@@ -19,6 +19,8 @@ SWEEP_SECONDS = 60.0
 class LocalCounters:
     """A process's counters: a window's start and count per window counter, held slots per concurrency counter."""
 
+    remote = False
+
     def __init__(self) -> None:
         self._windows: dict[str, list[int]] = {}  # key -> [start ms, count, window ms]
         self._slots: dict[str, set[str]] = {}  # key -> call ids in flight

@@ -133,6 +133,8 @@ class State:
 class Backend(Protocol):
     """Where counters live; `acquire` checks and charges every counter of a call atomically."""
 
+    remote: bool  # over the network (its calls may suspend, fail and time out)
+
     async def acquire(self, counters: Sequence[Counter], amounts: Sequence[int], call_id: str) -> list[State]:
         """Charge `amounts` to `counters` if every one admits them (then no state is `refused`), else none.
         Raises BackendDown when the counters cannot be reached."""
@@ -224,6 +226,9 @@ class Admission:
         if not self.holds:
             return
         deltas = [self.used - self.reserved if s.counter.rule.unit == "tokens" else 0 for s in self.states]
+        if not self._backend.remote:  # never suspends, so a cancellation cannot cut it short
+            await self._backend.release(self.states, deltas, self.call_id)
+            return
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
             try:
                 await self._backend.release(self.states, deltas, self.call_id)

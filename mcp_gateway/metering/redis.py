@@ -140,6 +140,8 @@ _ACQUIRE, _RELEASE, _RENEW = _Script(ACQUIRE), _Script(RELEASE), _Script(RENEW)
 class RedisCounters:
     """Counters in Redis, shared by every replica pointed at it (see the module's docstring)."""
 
+    remote = True
+
     def __init__(self, config: LimitsConfig) -> None:
         assert config.redis_url is not None
         self.url = config.redis_url

@@ -26,9 +26,10 @@ from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
 from mcp_gateway.metering.ledger import Ledger
-from mcp_gateway.pipeline import compose
+from mcp_gateway.metering.limits import limiter_for
+from mcp_gateway.pipeline import Stage, compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
-from mcp_gateway.pipeline.stages import meter_calls, validate_arguments
+from mcp_gateway.pipeline.stages import limit_calls, meter_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_models import model_routes
@@ -97,7 +98,12 @@ class Gateway:
         self.ledger = Ledger(self.ledger_store, flush_interval=config.metering.flush_seconds)
         self.meter = Meters(LogMeter(), *([self.ledger] if config.metering.ledger else []))
         self.model_caller = ModelCaller(self.models, self.meter)
-        self.handler = compose([meter_calls(self.meter), validate_arguments], self.pool)
+        # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
+        self.limiter = limiter_for(config.limits)
+        stages: list[Stage] = [meter_calls(self.meter), validate_arguments]
+        if self.limiter is not None:
+            stages.append(limit_calls(self.limiter))  # after validation: a malformed call costs no quota
+        self.handler = compose(stages, self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
         self.virtual = {
@@ -216,6 +222,7 @@ class Gateway:
                     access=self.access,
                     max_body=self.config.server.max_model_request_bytes,
                     ledger=self.ledger_store,
+                    limiter=self.limiter,
                 )
             ],
         )
@@ -237,5 +244,7 @@ class Gateway:
         await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

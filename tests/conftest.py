@@ -15,10 +15,13 @@ from starlette.routing import Route
 
 from mcp_gateway.config import ApiConfig, GatewayConfig, ServerConfig
 from mcp_gateway.gateway import Gateway
-from tests.db_servers import PostgresServer, RedisServer
+from tests.db_servers import PostgresServer
 from tests.jwt_issuer import Issuer
 from tests.servers import serve_in_thread
 from tests.upstream import create_app as create_upstream
+
+# The redis-server fixtures (redis_url, redis_server), for the rate-limit tests.
+pytest_plugins = ["tests.redis_server"]
 
 DATA = Path(__file__).parent / "data"
 ECHO_SPEC = DATA / "echo.yaml"
@@ -49,17 +52,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'db' / 'gateway.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.database()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server for the whole session, without persistence."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

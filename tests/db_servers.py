@@ -12,10 +12,8 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -122,55 +120,3 @@ def redis_server_binary() -> str:
     if binary is None or not Path(binary).is_file():
         pytest.fail(f"redis-server was not found (nor $MCP_GATEWAY_REDIS_SERVER): {INSTALL}", pytrace=False)
     return binary
-
-
-class RedisServer:
-    """A redis-server on a free loopback port, without persistence."""
-
-    def __init__(self) -> None:
-        binary = redis_server_binary()
-        self.binary = binary
-        self.dir = Path(tempfile.mkdtemp(prefix="mcp-gateway-redis-"))
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it and wait until it accepts connections."""
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.dir), "--daemonize", "no", "--logfile", str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = (
-                        (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                        if (self.dir / "redis.log").exists()
-                        else ""
-                    )
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start:\n{log}") from None
-                time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        """Stop it by its pid and delete its folder."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)

@@ -9,7 +9,8 @@ import socket
 import psycopg
 import pytest
 
-from tests.db_servers import PostgresServer, RedisServer, postgres_bin, redis_server_binary
+from tests.db_servers import PostgresServer, postgres_bin, redis_server_binary
+from tests.redis_server import RedisServer
 
 
 def command(sock: socket.socket, *parts: str) -> bytes:

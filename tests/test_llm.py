@@ -90,9 +90,11 @@ def running(tmp_path: Path, openai_fake: FakeProvider, anthropic_fake: FakeProvi
     yield from _start(tmp_path, _models(openai_fake.url, anthropic_fake.url))
 
 
-def _start(tmp_path: Path, models: list[dict[str, object]], auth: bool = True) -> Iterator[Running]:
+def _start(tmp_path: Path, models: list[dict[str, object]], auth: bool = True, **more: object) -> Iterator[Running]:
+    """A gateway serving `models` (and `more` config) with alice's key; `more` e.g. `limits=...`."""
     config = GatewayConfig.model_validate(
         {"data_dir": str(tmp_path / "data"), "auth": {"enabled": auth}, "models": models, "models_from_env": False}
+        | more
     )
     gateway = Gateway(config)
     gateway.vault.put("openai-key", OPENAI_KEY)

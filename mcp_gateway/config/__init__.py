@@ -52,6 +52,7 @@ from mcp_gateway.config.base import (
     default_data_dir,
     plain_secret_fields,
 )
+from mcp_gateway.config.limits import LimitMatch, LimitRule, LimitsConfig
 from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -141,6 +142,9 @@ class GatewayConfig(StrictModel):
         "ANTHROPIC_API_KEY, GEMINI_API_KEY",
     )
     metering: MeteringConfig = Field(default_factory=MeteringConfig)
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="rate limits on tool and model calls (rules, and Redis to share them)"
+    )
     log_level: LogLevel = "info"
     log_payloads: bool = Field(
         default=False,
@@ -346,6 +350,9 @@ __all__ = [
     "DeploymentConfig",
     "GatewayConfig",
     "IssuerConfig",
+    "LimitMatch",
+    "LimitRule",
+    "LimitsConfig",
     "LogLevel",
     "ModelConfig",
     "ServerConfig",

@@ -69,6 +69,9 @@ class ModelRequest:
     headers: Mapping[str, str]  # the client's request headers, lower-case names
     principal: Principal | None = None
     endpoint: str = ""
+    # Told of each usage record the request makes (every attempt's; a stream's when it ends):
+    # token limits settle their reservations with it.
+    on_record: Callable[[CallRecord], None] | None = None
 
 
 @dataclass(slots=True)
@@ -338,10 +341,10 @@ class ModelCaller:
             except UpstreamError as exc:
                 message = scrubber(provider.secrets).text(str(exc))
                 target.health.failed(message, model.cooldown_seconds)
-                self._finish(record, target, started, 504 if "timeout" in exc.kind else 502)
+                self._finish(record, target, started, 504 if "timeout" in exc.kind else 502, request)
                 raise _Retry(LlmError("timeout" if "timeout" in exc.kind else "bad_gateway", message)) from None
             if response.status >= 400:
-                await self._refused(response, target, model, provider, record, started, native, renew)
+                await self._refused(response, target, model, provider, record, started, native, renew, request)
             target.health.succeeded(response.first_byte_at - started)
             record.ttft_ms = (response.first_byte_at - started) * 1000
             if request.stream and response.content_type == provider.stream_type:
@@ -351,7 +354,7 @@ class ModelCaller:
             try:
                 payload = await response.read()
             except UpstreamError as exc:
-                self._finish(record, target, started, 502)
+                self._finish(record, target, started, 502, request)
                 raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
             data = _json_object(payload)
             clean = scrubber(provider.secrets)
@@ -366,7 +369,7 @@ class ModelCaller:
             record.response_bytes = len(payload)
             record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
-            self._finish(record, target, started, response.status)
+            self._finish(record, target, started, response.status, request)
             if translator is not None:
                 if data is None:
                     raise LlmError("bad_gateway", f"model {asked}: the provider's answer is not a JSON object")
@@ -387,6 +390,7 @@ class ModelCaller:
         started: float,
         sent: ProviderRequest,
         renew: bool,
+        request: ModelRequest,
     ) -> None:
         """A provider's 4xx/5xx: retried, passed on, or a fallback (`_Renew`: a refused token was
         dropped, and `renew` allows one more try with a new one)."""
@@ -401,7 +405,7 @@ class ModelCaller:
         message = clean.text(message)
         status = response.status
         renewed = status == 401 and renew and await provider.rejected(sent)
-        self._finish(record, target, started, status)
+        self._finish(record, target, started, status, request)
         if renewed:
             raise _Renew
         retry_after = _retry_after(response.headers) or _retry_delay(body)
@@ -434,11 +438,13 @@ class ModelCaller:
         found = target.pricer(asked)
         return found.cost(usage) if found is not None else None
 
-    def _finish(self, record: CallRecord, target: Target, started: float, status: int) -> None:
+    def _finish(self, record: CallRecord, target: Target, started: float, status: int, request: ModelRequest) -> None:
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.status = status
         record.error = status >= 400
         self.meter.record(record)
+        if request.on_record is not None:
+            request.on_record(record)
 
     async def _relay(
         self,
@@ -472,7 +478,7 @@ class ModelCaller:
             record.usage = usage
             record.response_bytes = tap.bytes
             record.cost = self._cost(target, record.model or "", usage)
-            self._finish(record, target, started, status)
+            self._finish(record, target, started, status, request)
 
         tap = _UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
         try:

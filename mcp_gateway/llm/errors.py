@@ -7,6 +7,7 @@ exhausted retries) say what happened in the gateway's words. Never a traceback, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 Kind = Literal[
@@ -48,6 +49,7 @@ class LlmError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -56,6 +58,7 @@ class LlmError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.headers = headers  # more response headers (a rate limit's RateLimit fields)
 
 
 def kind_for_status(status: int) -> Kind:

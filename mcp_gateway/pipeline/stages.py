@@ -7,6 +7,7 @@ import time
 import mcp_types as types
 
 from mcp_gateway.metering import CallRecord, Meter
+from mcp_gateway.metering.limits import Limiter, LimitExceeded, LimitsUnavailable, subject_of
 from mcp_gateway.pipeline import Call, Handler, Stage
 from mcp_gateway.upstream.response import error_result
 
@@ -50,6 +51,36 @@ def meter_calls(meter: Meter) -> Stage:
                 )
             )
             return result
+
+        return handle
+
+    return stage
+
+
+RETRY_AFTER_META = "mcp-gateway/retry-after"  # seconds, on a tool error from a rate limit
+
+
+def limit_calls(limiter: Limiter) -> Stage:
+    """Check the rate limits of every call before its upstream request; a refusal is a tool error
+    naming the limit and when to retry (also in `_meta`), and the upstream is not called.
+    Concurrency slots are held until the call ends, however it ends."""
+
+    def stage(next_handler: Handler) -> Handler:
+        async def handle(call: Call) -> types.CallToolResult:
+            subject = subject_of(call.principal, api=call.api.name, tool=call.tool.catalog_name)
+            try:
+                admission = await limiter.admit(subject)
+            except (LimitExceeded, LimitsUnavailable) as refusal:
+                result = error_result(refusal.message)
+                if refusal.retry_after is not None:
+                    result.meta = {RETRY_AFTER_META: refusal.retry_after}
+                return result
+            if admission is None or not admission.holds:
+                return await next_handler(call)
+            try:
+                return await next_handler(call)
+            finally:
+                await admission.release()
 
         return handle
 

@@ -16,6 +16,7 @@ Starlette's router and exception layers.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,10 +30,14 @@ from mcp_gateway.auth.principal import Principal
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.llm.call import ModelCaller, ModelRequest
 from mcp_gateway.llm.errors import LlmError, anthropic_error, model_not_found, openai_error
+from mcp_gateway.llm.usage import estimate_tokens
+from mcp_gateway.metering import CallRecord
+from mcp_gateway.metering.headers import ratelimit_headers
+from mcp_gateway.metering.limits import Admission, Limiter, LimitExceeded, LimitsUnavailable, subject_of
 from mcp_gateway.server.admin_usage import UsageQueryError, usage_answer, usage_query
 from mcp_gateway.store.ledger import LedgerStore
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[ASGIApp]]  # a Response, or one wrapped to release its limits
 
 # (client wire, operation, fields the body must have)
 _DOORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -68,8 +73,39 @@ def credential(request: Request) -> str | None:
 
 def _render(wire: str, error: LlmError) -> JSONResponse:
     body = anthropic_error(error) if wire == "anthropic" else openai_error(error)
-    headers = {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    headers = dict(error.headers or {})
+    if error.retry_after:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return JSONResponse(body, status_code=error.status, headers=headers or None)
+
+
+def _reservation(body: dict[str, Any], size: int, operation: str, default_output: int) -> int | None:
+    """Tokens a call reserves on token limits: its prompt (about 4 bytes a token) and the most it
+    may answer (`max_tokens` and its kin, else `default_output`). None: token limits do not apply."""
+    if operation == "count_tokens":
+        return None
+    if operation == "embeddings":
+        return estimate_tokens(size)
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return estimate_tokens(size) + value
+    return estimate_tokens(size) + default_output
+
+
+class _Held:
+    """A response whose call holds rate-limit counters (slots, token reservations) until it is
+    sent, a stream until its end or its client's going away."""
+
+    def __init__(self, response: Response, admission: Admission) -> None:
+        self.response = response
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            await self.admission.release()
 
 
 class ModelDoors:
@@ -84,9 +120,10 @@ class ModelDoors:
         access: AccessControl | None,
         max_body: int = 32 * 1024 * 1024,
         ledger: LedgerStore | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.app = app
-        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger)
+        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger, limiter)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -102,17 +139,31 @@ class ModelDoors:
             return
         if method not in allow:
             headers = {"Allow": ", ".join(allow)}
-            response: Response = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
+            response: ASGIApp = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
         else:
             response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
 
+def _settles(admission: Admission) -> Callable[[CallRecord], None]:
+    """The hook that counts each usage record's tokens (input and output) to `admission`."""
+
+    def settle(record: CallRecord) -> None:
+        admission.use_tokens(record.usage.input + record.usage.output)
+
+    return settle
+
+
 def _endpoints(
-    caller: ModelCaller, access: AccessControl | None, max_body: int, ledger: LedgerStore | None
+    caller: ModelCaller,
+    access: AccessControl | None,
+    max_body: int,
+    ledger: LedgerStore | None,
+    limiter: Limiter | None,
 ) -> tuple[dict[str, Endpoint], dict[str, Endpoint], Endpoint]:
     """(POST endpoints by path, GET endpoints by path, the endpoint of `/v1/models/{id}`)."""
     enabled = access is not None and access.enabled
+    default_output = limiter.config.default_output_tokens if limiter is not None else 0
 
     async def principal_of(request: Request, wire: str) -> Principal | None:
         if not enabled:
@@ -135,7 +186,23 @@ def _endpoints(
     def may_use(principal: Principal | None, model: str) -> bool:
         return principal is None or (access is not None and access.policy.allows_model(principal, model))
 
-    async def read_body(request: Request) -> dict[str, Any]:
+    async def admit(principal: Principal | None, model: str, reserve: int | None) -> Admission | None:
+        """Check the call's rate limits; LlmError (429, or 503 when they cannot be checked) if refused."""
+        assert limiter is not None
+        try:
+            return await limiter.admit(subject_of(principal, model=model), reserve)
+        except LimitExceeded as refused:
+            raise LlmError(
+                "rate_limit",
+                refused.message,
+                code="rate_limit_exceeded",
+                retry_after=refused.retry_after,
+                headers=ratelimit_headers(refused.states),
+            ) from None
+        except LimitsUnavailable as down:
+            raise LlmError("overloaded", down.message, status=503, retry_after=down.retry_after) from None
+
+    async def read_body(request: Request) -> tuple[dict[str, Any], int]:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body:
             raise LlmError("too_large", f"the request body is over {max_body} bytes")
@@ -150,15 +217,16 @@ def _endpoints(
             raise LlmError("invalid_request", "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise LlmError("invalid_request", "the request body must be a JSON object")
-        return body
+        return body, len(raw)
 
     def door(path: str) -> Endpoint:
         wire, operation, required = _DOORS[path]
 
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(request: Request) -> ASGIApp:
+            admission: Admission | None = None
             try:
                 principal = await principal_of(request, wire)
-                body = await read_body(request)
+                body, size = await read_body(request)
                 for name in required:
                     if body.get(name) is None:
                         raise LlmError("invalid_request", f"missing required field: {name}", param=name)
@@ -168,15 +236,33 @@ def _endpoints(
                 if not may_use(principal, model):
                     raise model_not_found(model)  # a denied model looks exactly like an unknown one
                 stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
-                answer = await caller(
-                    ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
-                )
+                model_request = ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
+                if limiter is not None:
+                    if caller.router.find(model) is None:
+                        raise model_not_found(model)  # before any quota is spent on it
+                    reserve = _reservation(body, size, operation, default_output)
+                    admission = await admit(principal, model, reserve)
+                    if admission is not None and reserve is not None:
+                        model_request.on_record = _settles(admission)
+                answer = await caller(model_request)
             except LlmError as error:
+                if admission is not None:
+                    await admission.release()
                 return _render(wire, error)
+            except BaseException:
+                if admission is not None:
+                    await admission.release()
+                raise
+            response: Response
             if answer.events is not None:
                 headers = {"X-Accel-Buffering": "no", **dict(answer.headers)}
-                return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
-            return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+                response = StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
+            else:
+                response = Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+            if admission is None:
+                return response
+            response.headers.update(ratelimit_headers(admission.states))
+            return _Held(response, admission) if admission.holds else response
 
         return endpoint
 

@@ -152,6 +152,12 @@ async def test_every_call_reaches_the_ledger_and_the_usage_command(
     csv_text = cli(tmp_path, "usage", "--by", "day", "--csv", "-c", str(env_config))
     assert csv_text.splitlines()[0].startswith("day,calls,errors")
     assert "no calls in the ledger" in cli(tmp_path, "usage", "--until", "2000-01-01", "-c", str(env_config))
+    # keys and consumers lists say when each was last used and what it spent.
+    listed = {k["consumer"]: k for k in json.loads(cli(tmp_path, "keys", "list", "--json", "-c", str(env_config)))}
+    assert Decimal(listed["dev"]["spend_usd"]) == by_kind["model"].cost and listed["dev"]["calls"] == 4
+    assert listed["eve"]["calls"] == 1 and listed["eve"]["last_used_at"] > listed["dev"]["last_used_at"]
+    table = cli(tmp_path, "consumers", "list", "-c", str(env_config))
+    assert "LAST USED" in table and "SPEND USD" in table and f"{by_kind['model'].cost:.6f}" in table
 
 
 def test_a_crash_loses_at_most_one_flush_interval(tmp_path: Path, upstream: str) -> None:

@@ -92,6 +92,7 @@ class UsageRow:
     cost: Decimal
     mean_latency_ms: float
     estimated: int  # calls whose tokens are the gateway's estimate
+    last_at: float | None = None  # when the last call started
 
     def public(self) -> dict[str, Any]:
         """As JSON (cost as a decimal string)."""
@@ -107,6 +108,7 @@ class UsageRow:
             "cost_usd": str(self.cost),
             "mean_latency_ms": round(self.mean_latency_ms, 3),
             "estimated_calls": self.estimated,
+            "last_at": self.last_at,
         }
 
 
@@ -163,7 +165,8 @@ class LedgerStore:
     ) -> Select[Any]:  # fmt: skip
         c = ledger.c
         group = _group(ledger, by)
-        query = select(group, *_sums(c.error, c.cost_pusd, c.latency_ms, c.estimated, count=func.count()))
+        sums = _sums(c.error, c.cost_pusd, c.latency_ms, c.estimated, count=func.count())
+        query = select(group, *sums, func.max(c.at))
         if since is not None:
             query = query.where(c.at >= since)
         if until is not None:
@@ -179,7 +182,8 @@ class LedgerStore:
     def _rolled(self, by: str, consumer: str | None, key_id: str | None, hours: tuple[int | None, int]) -> Select[Any]:
         r = ledger_hourly.c
         group = _group(ledger_hourly, by)
-        query = select(group, *_sums(r.errors, r.cost_pusd, r.latency_ms, r.estimated, count=func.sum(r.calls)))
+        sums = _sums(r.errors, r.cost_pusd, r.latency_ms, r.estimated, count=func.sum(r.calls))
+        query = select(group, *sums, func.max(r.last_at))
         query = query.where(_within(r.hour, hours))
         if consumer is not None:
             query = query.where(r.consumer == consumer)
@@ -210,8 +214,13 @@ class LedgerStore:
             if target > done:
                 keys = [func.coalesce(c[name], "") for name in ROLLUP_KEYS]
                 sums = _sums(c.error, c.cost_pusd, c.latency_ms, c.estimated, count=func.count())
-                totals = select(c.hour, *keys, *sums).where(c.hour > done, c.hour <= target).group_by(c.hour, *keys)
-                tx.execute(insert(ledger_hourly).from_select(["hour", *ROLLUP_KEYS, *_SUM_COLUMNS], totals))
+                totals = (
+                    select(c.hour, *keys, *sums, func.max(c.at))
+                    .where(c.hour > done, c.hour <= target)
+                    .group_by(c.hour, *keys)
+                )
+                columns = ["hour", *ROLLUP_KEYS, *_SUM_COLUMNS, "last_at"]
+                tx.execute(insert(ledger_hourly).from_select(columns, totals))
             self.db.upsert(tx, meta, {"key": ROLLED, "value": max(done, target)}, {"value": max(done, target)})
         return max(0, target - done)
 
@@ -262,22 +271,25 @@ def _sums(errors: Any, cost: Any, latency: Any, estimated: Any, *, count: Any) -
 
 
 def _add(totals: dict[Any, list[Any]], values: Sequence[Any]) -> None:
-    group, *sums = values
+    group, *sums, last = values
     group = None if group == "" else group  # the rollups' '' is the ledger's NULL
     found = totals.get(group)
     if found is None:
-        totals[group] = [*sums]
-    else:
-        for i, value in enumerate(sums):
-            found[i] += value
+        totals[group] = [*sums, last]
+        return
+    for i, value in enumerate(sums):
+        found[i] += value
+    if last is not None and (found[-1] is None or last > found[-1]):
+        found[-1] = last
 
 
 def _usage_row(by: str, values: Sequence[Any]) -> UsageRow:
-    group, calls, errors, i, o, cr, cw, r, cost, latency, estimated = values
+    group, calls, errors, i, o, cr, cw, r, cost, latency, estimated, last = values
     if by in ("hour", "day"):
         group = int(group) * (3600 if by == "hour" else 86400)  # the period's start, epoch seconds
     calls = int(calls)
     return UsageRow(
         group, calls, int(errors), int(i), int(o), int(cr), int(cw), int(r),
         cost=from_pusd(int(cost)), mean_latency_ms=float(latency) / calls if calls else 0.0, estimated=int(estimated),
+        last_at=float(last) if last is not None else None,
     )  # fmt: skip

@@ -197,6 +197,7 @@ ledger_hourly = Table(
     *(Column(name, Text, primary_key=True) for name in ROLLUP_KEYS),
     *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS[:-1]),
     Column("latency_ms", Double, nullable=False),  # the sum, for means
+    Column("last_at", Double, nullable=False),  # the hour's last call
     Index("ledger_hourly_consumer", "consumer", "hour"),
 )
 

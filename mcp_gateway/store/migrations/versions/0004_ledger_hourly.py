@@ -27,6 +27,7 @@ def upgrade() -> None:
         *(sa.Column(name, sa.Text, primary_key=True) for name in KEYS),
         *(sa.Column(name, sa.BigInteger, nullable=False) for name in SUMS),
         sa.Column("latency_ms", sa.Double, nullable=False),
+        sa.Column("last_at", sa.Double, nullable=False),
     )
     op.create_index("ledger_hourly_consumer", "ledger_hourly", ["consumer", "hour"])
 

@@ -6,6 +6,7 @@ The front doors (stdio, HTTP) are built from it; nothing below imports it.
 from __future__ import annotations
 
 import logging
+import time
 
 import anyio
 from starlette.applications import Starlette
@@ -50,6 +51,7 @@ from mcp_gateway.vault import Vault
 
 logger = logging.getLogger(__name__)
 
+LEDGER_UPKEEP_SECONDS = 300.0  # rollups and pruning; an hour is rolled 2 hours after it ends
 STORE_POLL_SECONDS = 2.0
 
 
@@ -167,7 +169,21 @@ class Gateway:
         """What runs beside the front doors until cancelled: the store watcher and the ledger's writer."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.ledger.run)
+            tg.start_soon(self.keep_ledger)
             tg.start_soon(self.watch_store)
+
+    async def keep_ledger(self) -> None:
+        """Every few minutes, roll finished hours of the ledger into hourly totals and prune raw rows
+        past `metering.retention_days` (in small batches, in a worker thread), until cancelled."""
+        keep = self.config.metering.retention_days * 86400
+        while True:
+            try:
+                await anyio.to_thread.run_sync(self.ledger_store.rollup, time.time())
+                if keep:
+                    await anyio.to_thread.run_sync(self.ledger_store.prune, time.time(), keep)
+            except Exception:  # a failed round must not end the loop (the database may be restarting)
+                logger.exception("rolling up or pruning the ledger failed")
+            await anyio.sleep(LEDGER_UPKEEP_SECONDS)
 
     async def watch_store(self) -> None:
         """Pick up registrations and identity changes made by other processes until cancelled."""

@@ -20,6 +20,7 @@ import yaml
 from mcp import Client
 
 from mcp_gateway.auth import keys
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.config.models import Price
 from mcp_gateway.metering import CallRecord, Usage
 from mcp_gateway.store.database import Database
@@ -151,6 +152,12 @@ async def test_every_call_reaches_the_ledger_and_the_usage_command(
     csv_text = cli(tmp_path, "usage", "--by", "day", "--csv", "-c", str(env_config))
     assert csv_text.splitlines()[0].startswith("day,calls,errors")
     assert "no calls in the ledger" in cli(tmp_path, "usage", "--until", "2000-01-01", "-c", str(env_config))
+    # keys and consumers lists say when each was last used and what it spent.
+    listed = {k["consumer"]: k for k in json.loads(cli(tmp_path, "keys", "list", "--json", "-c", str(env_config)))}
+    assert Decimal(listed["dev"]["spend_usd"]) == by_kind["model"].cost and listed["dev"]["calls"] == 4
+    assert listed["eve"]["calls"] == 1 and listed["eve"]["last_used_at"] > listed["dev"]["last_used_at"]
+    table = cli(tmp_path, "consumers", "list", "-c", str(env_config))
+    assert "LAST USED" in table and "SPEND USD" in table and f"{by_kind['model'].cost:.6f}" in table
 
 
 def test_a_crash_loses_at_most_one_flush_interval(tmp_path: Path, upstream: str) -> None:
@@ -199,3 +206,65 @@ def test_a_crash_loses_at_most_one_flush_interval(tmp_path: Path, upstream: str)
         assert LedgerStore(db).count() == answered
     finally:
         db.close()
+
+
+def test_rollups_and_pruning_keep_every_report_the_same(database_url: str) -> None:
+    """Hours two or more hours old are rolled into hourly totals once; raw rows past retention go;
+    every report reads the same before and after, whole hours from the totals, the rest raw."""
+    db = Database(database_url)
+    try:
+        store = LedgerStore(db)
+        start = 3600 * 500_000  # an hour boundary
+        records = []
+        for n in range(60):  # 6 hours, 10 calls each; two consumers, tools and models
+            at = start + n * 360 + 7
+            if n % 3:
+                records.append(_model_call("ann" if n % 2 else "bob", f"0.00{n}", at, input=n, output=2 * n))
+            else:
+                records.append(CallRecord(kind="tool", consumer=None, team=None, org=None, key_id=None,
+                                          api="echo", tool="getItem", error=n % 2 == 0, started_at=at,
+                                          latency_ms=float(n)))  # fmt: skip
+        store.write(records)
+        queries = [("consumer", None, None), ("tool", None, None), ("hour", None, None), ("kind", None, None),
+                   ("consumer", start + 1800, start + 4 * 3600 + 900), ("day", start + 3600, None)]  # fmt: skip
+        before = {q: [r.public() for r in store.usage(q[0], since=q[1], until=q[2])] for q in queries}
+
+        now = start + 6 * 3600 + 60  # hours 0-3 have ended at least 2 hours ago
+        assert store.rollup(now) == 4 and store.rolled_through() == start // 3600 + 3
+        assert store.rollup(now) == 0  # each hour once
+        assert {q: [r.public() for r in store.usage(q[0], since=q[1], until=q[2])] for q in queries} == before
+
+        # Raw rows older than 3 hours and rolled up go, in batches; later ones (not rolled) stay.
+        assert store.prune(now, keep_seconds=3 * 3600, batch=7) == 31  # before now - 3 h: hours 0-2, 1 of hour 3
+        assert store.count() == 29
+        assert store.prune(now, keep_seconds=0, batch=7) == 9  # the rest of hour 3; hours 4-5: not rolled yet
+        after = {q: [r.public() for r in store.usage(q[0], since=q[1], until=q[2])] for q in queries[:4]}
+        assert after == {q: before[q] for q in queries[:4]}
+        # A period cut inside a pruned hour can only be told by whole hours now: it counts the hour.
+        cut = store.usage("kind", since=start + 1800, until=start + 3600)
+        assert sum(r.calls for r in cut) == 0  # no whole hour inside, the raw rows are gone
+    finally:
+        db.close()
+
+
+def test_a_running_gateway_rolls_up_and_prunes_its_ledger(tmp_path: Path, upstream: str) -> None:
+    config = GatewayConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "base_url": upstream}],
+            "metering": {"retention_days": 1},
+        }
+    )
+    db = Database(config.database)
+    try:
+        old = time.time() - 3 * 86400
+        LedgerStore(db).write([_model_call("ann", "0.5", old + n, input=1, output=1) for n in range(5)])
+    finally:
+        db.close()
+    with running_gateway(config) as (_, gateway):
+        store = gateway.ledger_store
+        deadline = time.monotonic() + 10
+        while store.count():  # rolled up, then pruned, at start (then every few minutes)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [(r.group, r.calls, r.cost) for r in store.usage("consumer")] == [("ann", 5, Decimal("2.5"))]

@@ -37,6 +37,7 @@ from mcp_gateway.store.identities import (
     Selector,
     unknown_consumer_warning,
 )
+from mcp_gateway.store.ledger import LedgerStore, UsageRow
 
 
 @contextmanager
@@ -64,6 +65,22 @@ def _command(body: Callable[[argparse.Namespace, IdentityStore, GatewayConfig], 
 # -- consumers ---------------------------------------------------------------------------
 
 
+def _use(store: IdentityStore, by: str) -> dict[Any, UsageRow]:
+    """Every consumer's or key's calls in the ledger (last use, spend), by name."""
+    return {row.group: row for row in LedgerStore(store.db).usage(by)}
+
+
+def _use_json(use: dict[Any, UsageRow], name: str) -> dict[str, Any]:
+    row = use.get(name)
+    return {"last_used_at": row.last_at if row else None, "spend_usd": str(row.cost) if row else "0", "calls":
+            row.calls if row else 0}  # fmt: skip
+
+
+def _use_cells(use: dict[Any, UsageRow], name: str) -> tuple[str, str]:
+    row = use.get(name)
+    return (iso(row.last_at), f"{row.cost:.6f}") if row else ("never", "0")
+
+
 def _consumer_add(args: argparse.Namespace, store: IdentityStore, config: GatewayConfig) -> int:
     """Create a consumer."""
     consumer = store.add_consumer(args.name, args.team, args.org)
@@ -74,13 +91,17 @@ def _consumer_add(args: argparse.Namespace, store: IdentityStore, config: Gatewa
 def _consumer_list(args: argparse.Namespace, store: IdentityStore, config: GatewayConfig) -> int:
     """Every consumer."""
     consumers = store.consumers()
+    use = _use(store, "consumer")
     if args.json:
         print_json([{"name": c.name, "team": c.team, "org": c.org, "disabled": c.disabled,
-                     "created_at": c.created_at} for c in consumers])  # fmt: skip
+                     "created_at": c.created_at, **_use_json(use, c.name)} for c in consumers])  # fmt: skip
         return 0
     print_table(
-        ["name", "team", "org", "state", "created"],
-        [(c.name, c.team, c.org, "disabled" if c.disabled else "active", iso(c.created_at)) for c in consumers],
+        ["name", "team", "org", "state", "created", "last used", "spend usd"],
+        [
+            (c.name, c.team, c.org, "disabled" if c.disabled else "active", iso(c.created_at), *_use_cells(use, c.name))
+            for c in consumers
+        ],
         empty="no consumers (create one with `mcp-gateway consumers add NAME`)",
     )
     return 0
@@ -156,12 +177,24 @@ def _key_create(args: argparse.Namespace, store: IdentityStore, config: GatewayC
 def _key_list(args: argparse.Namespace, store: IdentityStore, config: GatewayConfig) -> int:
     """Keys, never their secrets."""
     found = store.keys(args.consumer)
+    use = _use(store, "key")
     if args.json:
-        print_json([k.public() for k in found])
+        print_json([{**k.public(), **_use_json(use, k.key_id)} for k in found])
         return 0
     print_table(
-        ["key id", "consumer", "state", "created", "expires", "description"],
-        [(k.key_id, k.consumer, _key_state(k), iso(k.created_at), iso(k.expires_at), k.description) for k in found],
+        ["key id", "consumer", "state", "created", "expires", "last used", "spend usd", "description"],
+        [
+            (
+                k.key_id,
+                k.consumer,
+                _key_state(k),
+                iso(k.created_at),
+                iso(k.expires_at),
+                *_use_cells(use, k.key_id),
+                k.description,
+            )
+            for k in found
+        ],
         empty="no keys",
     )
     return 0

@@ -117,6 +117,10 @@ class MeteringConfig(StrictModel):
     flush_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often records are written: at most this much is lost in a crash"
     )
+    retention_days: float = Field(
+        default=30, ge=0, description="raw rows older than this are deleted once rolled up into hourly totals "
+        "(kept for good); 0 keeps raw rows for good",
+    )  # fmt: skip
 
 
 class GatewayConfig(StrictModel):

@@ -8,18 +8,24 @@ on every backend) and reported as decimal strings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, func, insert, not_, select
 
 from mcp_gateway.metering.records import CallRecord
 from mcp_gateway.store.database import Database
-from mcp_gateway.store.schema import ledger
+from mcp_gateway.store.schema import ROLLUP_KEYS, ledger, ledger_hourly, meta
 
 PICO = Decimal("1e12")
+ROLLED = "ledger_rolled_hour"  # meta: the last hour whose rows are in ledger_hourly
+ROLLUP_LOCK = "ledger_rollup"  # a counter each rollup bumps first: replicas take turns
+# An hour is rolled up this long after it ended: a record is written when its call ends (a long
+# stream's row lands in the hour it started) and up to a flush interval later.
+ROLLUP_GRACE_HOURS = 2
 GROUPS = ("consumer", "team", "org", "key", "kind", "model", "provider", "api", "tool", "hour", "day")
 
 
@@ -86,6 +92,7 @@ class UsageRow:
     cost: Decimal
     mean_latency_ms: float
     estimated: int  # calls whose tokens are the gateway's estimate
+    last_at: float | None = None  # when the last call started
 
     def public(self) -> dict[str, Any]:
         """As JSON (cost as a decimal string)."""
@@ -101,6 +108,7 @@ class UsageRow:
             "cost_usd": str(self.cost),
             "mean_latency_ms": round(self.mean_latency_ms, 3),
             "estimated_calls": self.estimated,
+            "last_at": self.last_at,
         }
 
 
@@ -126,23 +134,39 @@ class LedgerStore:
         key_id: str | None = None,
     ) -> list[UsageRow]:
         """Calls grouped `by` one of GROUPS, between `since` and `until` (epoch seconds), optionally
-        of one consumer or key; the costliest group first (by time for hour and day)."""
+        of one consumer or key; the costliest group first (by time for hour and day).
+
+        Whole hours already rolled up are read from the hourly totals (their raw rows may have been
+        pruned); the rest (hours not rolled yet, and the partial hours at either end) from raw rows.
+        """
+        if by not in GROUPS:
+            raise ValueError(f"cannot group usage by {by!r}: one of {', '.join(GROUPS)}")
+        rolled = self.rolled_through()
+        # Hours read from the rollups: rolled, and wholly inside [since, until).
+        hours = None
+        if rolled is not None:
+            first = math.ceil(since / 3600) if since is not None else None
+            last = math.floor(until / 3600) - 1 if until is not None else None
+            hours = (first, min(rolled, last) if last is not None else rolled)
+        totals: dict[Any, list[Any]] = {}
+        for values in self.db.query(self._raw(by, since, until, consumer, key_id, hours)):
+            _add(totals, values)
+        if hours is not None:
+            for values in self.db.query(self._rolled(by, consumer, key_id, hours)):
+                _add(totals, values)
+        rows = [_usage_row(by, (group, *sums)) for group, sums in totals.items()]
+        if by in ("hour", "day"):
+            return sorted(rows, key=lambda r: r.group if isinstance(r.group, int) else 0)
+        return sorted(rows, key=lambda r: (-r.cost, r.group is None, str(r.group)))
+
+    def _raw(
+        self, by: str, since: float | None, until: float | None, consumer: str | None, key_id: str | None,
+        hours: tuple[int | None, int] | None,
+    ) -> Select[Any]:  # fmt: skip
         c = ledger.c
-        group = _group(by)
-        cost = func.coalesce(func.sum(c.cost_pusd), 0)
-        query = select(
-            group.label("grp"),
-            func.count(),
-            func.sum(c.error),
-            func.sum(c.input_tokens),
-            func.sum(c.output_tokens),
-            func.sum(c.cache_read_tokens),
-            func.sum(c.cache_write_tokens),
-            func.sum(c.reasoning_tokens),
-            cost.label("cost"),
-            func.avg(c.latency_ms),
-            func.sum(c.estimated),
-        )
+        group = _group(ledger, by)
+        sums = _sums(c.error, c.cost_pusd, c.latency_ms, c.estimated, count=func.count())
+        query = select(group, *sums, func.max(c.at))
         if since is not None:
             query = query.where(c.at >= since)
         if until is not None:
@@ -151,38 +175,121 @@ class LedgerStore:
             query = query.where(c.consumer == consumer)
         if key_id is not None:
             query = query.where(c.key_id == key_id)
-        query = query.group_by(group)
-        ordered = query.order_by(group) if by in ("hour", "day") else query.order_by(cost.desc(), group)
-        return [_usage_row(by, values) for values in self.db.query(ordered)]
+        if hours is not None:  # the rows of those hours are counted from the rollups
+            query = query.where(not_(_within(c.hour, hours)))
+        return query.group_by(group)
+
+    def _rolled(self, by: str, consumer: str | None, key_id: str | None, hours: tuple[int | None, int]) -> Select[Any]:
+        r = ledger_hourly.c
+        group = _group(ledger_hourly, by)
+        sums = _sums(r.errors, r.cost_pusd, r.latency_ms, r.estimated, count=func.sum(r.calls))
+        query = select(group, *sums, func.max(r.last_at))
+        query = query.where(_within(r.hour, hours))
+        if consumer is not None:
+            query = query.where(r.consumer == consumer)
+        if key_id is not None:
+            query = query.where(r.key_id == key_id)
+        return query.group_by(group)
 
     def count(self) -> int:
-        """Rows in the ledger."""
+        """Raw rows in the ledger."""
         return int(self.db.query(select(func.count()).select_from(ledger))[0][0])
 
+    def rolled_through(self) -> int | None:
+        """The last hour (epoch hours) whose rows are in the hourly totals; None before the first rollup."""
+        rows = self.db.query(select(meta.c.value).where(meta.c.key == ROLLED))
+        return int(rows[0][0]) if rows else None
 
-def _group(by: str) -> ColumnElement[Any]:
-    c = ledger.c
+    def rollup(self, now: float) -> int:
+        """Add the hours that ended at least ROLLUP_GRACE_HOURS before `now` to the hourly totals,
+        each hour once (replicas take turns on a lock); the number of hours rolled."""
+        target = int(now // 3600) - 1 - ROLLUP_GRACE_HOURS  # the last hour that ended that long ago
+        c = ledger.c
+        with self.db.transaction(ROLLUP_LOCK) as tx:
+            found = tx.execute(select(meta.c.value).where(meta.c.key == ROLLED)).first()
+            done = int(found[0]) if found else None
+            if done is None:
+                first = tx.execute(select(func.min(c.hour))).scalar()
+                done = (int(first) - 1) if first is not None else target
+            if target > done:
+                keys = [func.coalesce(c[name], "") for name in ROLLUP_KEYS]
+                sums = _sums(c.error, c.cost_pusd, c.latency_ms, c.estimated, count=func.count())
+                totals = (
+                    select(c.hour, *keys, *sums, func.max(c.at))
+                    .where(c.hour > done, c.hour <= target)
+                    .group_by(c.hour, *keys)
+                )
+                columns = ["hour", *ROLLUP_KEYS, *_SUM_COLUMNS, "last_at"]
+                tx.execute(insert(ledger_hourly).from_select(columns, totals))
+            self.db.upsert(tx, meta, {"key": ROLLED, "value": max(done, target)}, {"value": max(done, target)})
+        return max(0, target - done)
+
+    def prune(self, now: float, keep_seconds: float, batch: int = 5000) -> int:
+        """Delete raw rows older than `keep_seconds` whose hour is rolled up, `batch` at a time (each
+        its own short transaction: writers are never held up for long); the number deleted."""
+        rolled = self.rolled_through()
+        if rolled is None:
+            return 0
+        c = ledger.c
+        deleted = 0
+        while True:
+            with self.db.transaction() as tx:
+                ids = select(c.id).where(c.at < now - keep_seconds, c.hour <= rolled).order_by(c.id).limit(batch)
+                gone = tx.execute(delete(ledger).where(c.id.in_(ids.scalar_subquery()))).rowcount or 0
+            deleted += gone
+            if gone < batch:
+                return deleted
+
+
+def _within(hour: Any, hours: tuple[int | None, int]) -> ColumnElement[bool]:
+    first, last = hours
+    return and_(hour >= first, hour <= last) if first is not None else hour <= last
+
+
+def _group(table: Table, by: str) -> ColumnElement[Any]:
+    c = table.c
     if by == "hour":
         return c.hour
     if by == "day":
         return c.hour // 24  # floor division, rendered as each backend does it
-    if by == "key":
-        return c.key_id
-    if by in GROUPS:
-        return c[by]
-    raise ValueError(f"cannot group usage by {by!r}: one of {', '.join(GROUPS)}")
+    return c.key_id if by == "key" else c[by]
+
+
+# The sums of a usage row after its group, in this order (raw rows and hourly totals alike).
+_SUM_COLUMNS = ("calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                "reasoning_tokens", "cost_pusd", "latency_ms", "estimated")  # fmt: skip
+
+
+def _sums(errors: Any, cost: Any, latency: Any, estimated: Any, *, count: Any) -> list[ColumnElement[Any]]:
+    table = errors.table
+    tokens = [func.coalesce(func.sum(table.c[f"{name}_tokens"]), 0)
+              for name in ("input", "output", "cache_read", "cache_write", "reasoning")]  # fmt: skip
+    return [
+        count, func.coalesce(func.sum(errors), 0), *tokens, func.coalesce(func.sum(cost), 0),
+        func.coalesce(func.sum(latency), 0.0), func.coalesce(func.sum(estimated), 0),
+    ]  # fmt: skip
+
+
+def _add(totals: dict[Any, list[Any]], values: Sequence[Any]) -> None:
+    group, *sums, last = values
+    group = None if group == "" else group  # the rollups' '' is the ledger's NULL
+    found = totals.get(group)
+    if found is None:
+        totals[group] = [*sums, last]
+        return
+    for i, value in enumerate(sums):
+        found[i] += value
+    if last is not None and (found[-1] is None or last > found[-1]):
+        found[-1] = last
 
 
 def _usage_row(by: str, values: Sequence[Any]) -> UsageRow:
-    group, calls, errors, *tokens, total, latency, estimated = values
+    group, calls, errors, i, o, cr, cw, r, cost, latency, estimated, last = values
     if by in ("hour", "day"):
         group = int(group) * (3600 if by == "hour" else 86400)  # the period's start, epoch seconds
+    calls = int(calls)
     return UsageRow(
-        group,
-        int(calls),
-        int(errors or 0),
-        *(int(t or 0) for t in tokens),
-        cost=from_pusd(int(total)),
-        mean_latency_ms=float(latency or 0.0),
-        estimated=int(estimated or 0),
-    )
+        group, calls, int(errors), int(i), int(o), int(cr), int(cw), int(r),
+        cost=from_pusd(int(cost)), mean_latency_ms=float(latency) / calls if calls else 0.0, estimated=int(estimated),
+        last_at=float(last) if last is not None else None,
+    )  # fmt: skip

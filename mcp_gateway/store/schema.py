@@ -184,6 +184,24 @@ ledger = Table(
 )
 
 
+# Hourly totals of the ledger, kept after raw rows are pruned (store/ledger.py rolls them up).
+# Absent names are '' here (a primary key holds no NULL).
+ROLLUP_KEYS = ("kind", "consumer", "team", "org", "key_id", "api", "tool", "model", "provider")
+ROLLUP_SUMS = ("calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+               "reasoning_tokens", "estimated", "cost_pusd", "latency_ms")  # fmt: skip
+
+ledger_hourly = Table(
+    "ledger_hourly",
+    metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    *(Column(name, Text, primary_key=True) for name in ROLLUP_KEYS),
+    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS[:-1]),
+    Column("latency_ms", Double, nullable=False),  # the sum, for means
+    Column("last_at", Double, nullable=False),  # the hour's last call
+    Index("ledger_hourly_consumer", "consumer", "hour"),
+)
+
+
 def sealed_tables() -> list[tuple[Table, tuple[Column, ...]]]:
     """Every table with sealed columns and those columns, by table name."""
     found = []

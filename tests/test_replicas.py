@@ -1,0 +1,130 @@
+"""Four gateway processes sharing one PostgreSQL and one Redis, under 32 concurrent callers: a
+limit admits exactly its count across them, every call lands in the one ledger, and a consumer
+and key made through one replica's database work on all of them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+import yaml
+from mcp import Client
+
+from mcp_gateway.store.database import Database
+from mcp_gateway.store.ledger import LedgerStore
+from tests.conftest import ECHO_SPEC
+from tests.db_servers import PostgresServer
+from tests.servers import free_port
+
+REPLICAS = 4
+CALLERS = 32
+CALLS = 100
+LIMIT = 60  # per hour, for getItem, across every replica
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url: str) -> Iterator[list[str]]:
+    database = postgres.database()
+    env = {**os.environ, "MCP_GATEWAY_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
+    prefix = f"replicas-{os.getpid()}-{time.monotonic_ns()}:"
+    processes, urls = [], []
+    try:
+        for n in range(REPLICAS):
+            port = free_port()
+            config = {
+                "data_dir": str(tmp_path / f"replica{n}"),
+                "database_url": database,
+                "server": {"host": "127.0.0.1", "port": port},
+                "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "base_url": upstream}],
+                "metering": {"flush_seconds": 0.5},
+                "limits": {
+                    "redis_url": redis_url,
+                    "redis_prefix": prefix,
+                    "rules": [
+                        {
+                            "name": "getitem-hourly",
+                            "scope": "global",
+                            "match": {"tool": ["getItem"]},
+                            "requests_per_hour": LIMIT,
+                        }
+                    ],
+                },
+            }
+            path = tmp_path / f"replica{n}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            log = (tmp_path / f"replica{n}.log").open("wb")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mcp_gateway.cli", "serve", "-c", str(path)], env=env, stdout=log, stderr=log
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        for url, process in zip(urls, processes, strict=True):
+            while True:
+                try:
+                    if httpx2.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx2.HTTPError:
+                    pass
+                assert process.poll() is None, (tmp_path / f"replica{urls.index(url)}.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "a replica did not become ready"
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: list[str], tmp_path: Path) -> None:
+    if time.time() % 3600 > 3600 - 60:  # the hour's window must not turn over during the test
+        time.sleep(3600 - time.time() % 3600 + 1)
+    outcomes: list[bool] = []
+
+    async def caller(number: int, todo: list[int]) -> None:
+        url = replicas[number % REPLICAS] + "/mcp"
+        async with Client(url, mode="2026-07-28") as client:
+            while todo:
+                n = todo.pop()
+                result = await client.call_tool("getItem", {"id": str(n)})
+                if result.is_error:
+                    text = result.content[0].text  # type: ignore[union-attr]
+                    assert "getitem-hourly" in text, text  # refused by the limit, nothing else
+                outcomes.append(not result.is_error)
+
+    async def load() -> None:
+        todo = list(range(CALLS))
+        async with anyio.create_task_group() as tg:
+            for number in range(CALLERS):
+                tg.start_soon(caller, number, todo)
+
+    anyio.run(load)
+    assert len(outcomes) == CALLS
+    assert sum(outcomes) == LIMIT  # exactly the limit, across four processes
+
+    # After a flush interval every call is in the one ledger, whichever replica served it.
+    time.sleep(1.5)
+    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    try:
+        ledger = LedgerStore(database)
+        deadline = time.monotonic() + 10
+        while ledger.count() < CALLS:
+            assert time.monotonic() < deadline, f"{ledger.count()} of {CALLS} calls in the ledger"
+            time.sleep(0.1)
+        (row,) = ledger.usage("tool")
+        assert (row.group, row.calls, row.errors) == ("getItem", CALLS, CALLS - LIMIT)
+    finally:
+        database.close()

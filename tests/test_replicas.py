@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -31,7 +32,7 @@ LIMIT = 60  # per hour, for getItem, across every replica
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url: str) -> Iterator[list[str]]:
+def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url: str) -> Iterator[list[Replica]]:
     database = postgres.database()
     env = {**os.environ, "MCP_GATEWAY_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
     prefix = f"replicas-{os.getpid()}-{time.monotonic_ns()}:"
@@ -78,7 +79,7 @@ def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url:
                 assert process.poll() is None, (tmp_path / f"replica{urls.index(url)}.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "a replica did not become ready"
                 time.sleep(0.1)
-        yield urls
+        yield [Replica(url, process) for url, process in zip(urls, processes, strict=True)]
     finally:
         for process in processes:
             process.terminate()
@@ -89,13 +90,19 @@ def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url:
                 process.kill()
 
 
-def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: list[str], tmp_path: Path) -> None:
+@dataclass
+class Replica:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: list[Replica], tmp_path: Path) -> None:
     if time.time() % 3600 > 3600 - 60:  # the hour's window must not turn over during the test
         time.sleep(3600 - time.time() % 3600 + 1)
     outcomes: list[bool] = []
 
     async def caller(number: int, todo: list[int]) -> None:
-        url = replicas[number % REPLICAS] + "/mcp"
+        url = replicas[number % REPLICAS].url + "/mcp"
         async with Client(url, mode="2026-07-28") as client:
             while todo:
                 n = todo.pop()
@@ -128,3 +135,45 @@ def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: li
         assert (row.group, row.calls, row.errors) == ("getItem", CALLS, CALLS - LIMIT)
     finally:
         database.close()
+
+
+def test_kill_9_of_a_replica_mid_load_loses_no_row_older_than_a_flush_interval(
+    replicas: list[Replica], tmp_path: Path
+) -> None:
+    """Acknowledged calls are in the ledger, except those the killed replica answered in its last
+    flush interval (0.5 s here, plus the batch it was writing)."""
+    acks: list[tuple[int, float]] = []  # (replica, when answered)
+    killed_at: list[float] = []
+
+    async def caller(number: int, todo: list[int]) -> None:
+        which = number % REPLICAS
+        try:
+            async with Client(replicas[which].url + "/mcp", mode="2026-07-28") as client:
+                while todo:
+                    n = todo.pop()
+                    await client.call_tool("getItem", {"id": str(n)})
+                    acks.append((which, time.monotonic()))
+                    if len(acks) == CALLS // 2 and not killed_at:
+                        replicas[0].process.kill()  # SIGKILL: no shutdown flush
+                        killed_at.append(time.monotonic())
+        except Exception:
+            assert which == 0, "only the killed replica's callers may fail"
+
+    async def load() -> None:
+        todo = list(range(CALLS))
+        async with anyio.create_task_group() as tg:
+            for number in range(CALLERS):
+                tg.start_soon(caller, number, todo)
+
+    anyio.run(load)
+    assert killed_at and replicas[0].process.wait(10) == -9
+    cutoff = killed_at[0] - 0.5 - 0.5  # one flush interval, and the write it may have been doing
+    must = sum(1 for which, at in acks if which != 0 or at < cutoff)
+    time.sleep(1.5)
+    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    try:
+        count = LedgerStore(database).count()
+    finally:
+        database.close()
+    # At most the killed replica's callers' calls in flight were recorded but never answered.
+    assert must <= count <= len(acks) + CALLERS // REPLICAS, (must, count, len(acks))

@@ -28,11 +28,12 @@ from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
 from mcp_gateway.metering.ledger import Ledger
 from mcp_gateway.metering.limits import limiter_for
-from mcp_gateway.pipeline import Stage, compose
+from mcp_gateway.pipeline import compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import limit_calls, meter_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
+from mcp_gateway.server.admin_limits import limit_routes
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.admin_usage import usage_routes
 from mcp_gateway.server.connect import connect_routes
@@ -45,6 +46,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.ledger import LedgerStore
+from mcp_gateway.store.limits import LimitStore, StoredRule
 from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.vault import Vault
@@ -101,11 +103,12 @@ class Gateway:
         self.meter = Meters(LogMeter(), *([self.ledger] if config.metering.ledger else []))
         self.model_caller = ModelCaller(self.models, self.meter)
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
+        # The config file's rules and those added at run time (CLI, admin API), read at each poll.
         self.limiter = limiter_for(config.limits)
-        stages: list[Stage] = [meter_calls(self.meter), validate_arguments]
-        if self.limiter is not None:
-            stages.append(limit_calls(self.limiter))  # after validation: a malformed call costs no quota
-        self.handler = compose(stages, self.pool)
+        self.limit_store = LimitStore(self.db)
+        self._limits_revision = -1
+        # Limits after validation: a malformed call costs no quota.
+        self.handler = compose([meter_calls(self.meter), validate_arguments, limit_calls(self.limiter)], self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
         self.virtual = {
@@ -140,6 +143,7 @@ class Gateway:
         await self.access.reload()
         await self.registry.load_all()
         await self.model_registry.load()
+        await self.refresh_limits()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
@@ -185,6 +189,28 @@ class Gateway:
                 logger.exception("rolling up or pruning the ledger failed")
             await anyio.sleep(LEDGER_UPKEEP_SECONDS)
 
+    async def refresh_limits(self) -> None:
+        """Apply the rate-limit rules added at run time, with the config file's, when they changed."""
+
+        def read() -> tuple[int, list[StoredRule]]:
+            return self.limit_store.revision(), self.limit_store.list()  # the revision first
+
+        revision = await anyio.to_thread.run_sync(self.limit_store.revision)
+        if revision == self._limits_revision:
+            return
+        revision, stored = await anyio.to_thread.run_sync(read)
+        rules = list(self.config.limits.rules)
+        taken = {rule.name for rule in rules}
+        for entry in stored:
+            if entry.rule.name in taken:  # the CLI and admin API refuse it; a config edit may still cause it
+                logger.error(
+                    "limit %r is in the config file and in the store: the config file's applies", entry.rule.name
+                )
+                continue
+            rules.append(entry.rule)
+        self.limiter.set_rules(rules)
+        self._limits_revision = revision
+
     async def watch_store(self) -> None:
         """Pick up registrations and identity changes made by other processes until cancelled."""
         while True:
@@ -196,6 +222,7 @@ class Gateway:
                 await self.models.sweep()
                 await self.access.refresh()
                 await self.refresh_credentials()
+                await self.refresh_limits()
             except Exception:  # a bad poll must not end the watcher
                 logger.exception("refreshing from the store failed")
 
@@ -244,7 +271,8 @@ class Gateway:
         )
 
     def _admin_routes(self) -> list[Route]:
-        """`/admin/models` and `/admin/usage` (with the rest of `/admin`, only when an admin token is set)."""
+        """`/admin/models`, `/admin/usage` and `/admin/limits` (with the rest of `/admin`, only when an
+        admin token is set)."""
         token = self.config.admin_token
         if not token:
             return []
@@ -252,6 +280,7 @@ class Gateway:
         return [
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
+            *limit_routes(self.limit_store, self.config.limits.rules, guard),
         ]
 
     async def aclose(self) -> None:
@@ -260,7 +289,6 @@ class Gateway:
         await self.models.aclose()
         await self.drift.aclose()
         await self.access.aclose()
-        if self.limiter is not None:
-            await self.limiter.aclose()
+        await self.limiter.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

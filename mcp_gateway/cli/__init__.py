@@ -1,9 +1,9 @@
 """The `mcp-gateway` command: a module per command group.
 
 `serve`/`stdio` (serve.py), `apis` (apis.py), `models` (models.py), `consumers`/`keys`/`policies`
-(access.py), `secrets`/`connections` (secrets.py), `db` (db.py), `usage` (usage.py). Ordinary mistakes (a
-bad flag, a missing file, a busy port, an unusable data dir) are one `error:` line and exit status 2, never a
-traceback.
+(access.py), `secrets`/`connections` (secrets.py), `db` (db.py), `usage` (usage.py), `limits`
+(limits.py). Ordinary mistakes (a bad flag, a missing file, a busy port, an unusable data dir) are
+one `error:` line and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from mcp_gateway import __version__
-from mcp_gateway.cli import access, apis, db, models, secrets, serve, usage
+from mcp_gateway.cli import access, apis, db, limits, models, secrets, serve, usage
 from mcp_gateway.cli.common import CommandError
 from mcp_gateway.cli.serve import build_config
 from mcp_gateway.config import ConfigError
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     secrets.add_parsers(sub)
     db.add_parsers(sub)
     usage.add_parsers(sub)
+    limits.add_parsers(sub)
     return root
 
 

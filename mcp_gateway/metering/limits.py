@@ -306,16 +306,20 @@ class Limiter:
             self._unreported = 0
             self._reported_at = now
 
+    def set_rules(self, rules: Sequence[LimitRule]) -> None:
+        """Apply `rules` from the next call on (the config file's and those added at run time).
+        A counter keeps its count across the change while its rule keeps its name and window."""
+        self.rules = [Rule.of(r) for r in rules]
+        self._plans = {}
+
     async def aclose(self) -> None:
         """Close the backend."""
         await self.backend.aclose()
 
 
-def limiter_for(config: LimitsConfig) -> Limiter | None:
+def limiter_for(config: LimitsConfig) -> Limiter:
     """The limiter `config` asks for: counters in Redis with `redis_url`, else in this process.
-    None without rules."""
-    if not config.rules:
-        return None
+    Without rules it checks nothing (a dictionary lookup per call) until rules are added at run time."""
     if config.redis_url:
         from mcp_gateway.metering.redis import RedisCounters
 

@@ -67,6 +67,8 @@ def limit_calls(limiter: Limiter) -> Stage:
 
     def stage(next_handler: Handler) -> Handler:
         async def handle(call: Call) -> types.CallToolResult:
+            if not limiter.rules:  # none configured or added (yet)
+                return await next_handler(call)
             subject = subject_of(call.principal, api=call.api.name, tool=call.tool.catalog_name)
             try:
                 admission = await limiter.admit(subject)

@@ -237,7 +237,7 @@ def _endpoints(
                     raise model_not_found(model)  # a denied model looks exactly like an unknown one
                 stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
                 model_request = ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
-                if limiter is not None:
+                if limiter is not None and limiter.rules:
                     if caller.router.find(model) is None:
                         raise model_not_found(model)  # before any quota is spent on it
                     reserve = _reservation(body, size, operation, default_output)

@@ -202,6 +202,16 @@ ledger_hourly = Table(
 )
 
 
+# Rate-limit rules added at run time (CLI, admin API), beside the config file's.
+limit_rules = Table(
+    "limit_rules",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("rule", Text, nullable=False),  # the LimitRule as JSON
+    Column("created_at", Double, nullable=False),
+)
+
+
 def sealed_tables() -> list[tuple[Table, tuple[Column, ...]]]:
     """Every table with sealed columns and those columns, by table name."""
     found = []

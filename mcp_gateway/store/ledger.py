@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, case, func, insert, select
 
 from mcp_gateway.metering.records import CallRecord
 from mcp_gateway.store.database import Database
@@ -158,6 +158,33 @@ class LedgerStore:
     def count(self) -> int:
         """Rows in the ledger."""
         return int(self.db.query(select(func.count()).select_from(ledger))[0][0])
+
+    def spend_since(
+        self, starts: Sequence[float], *, where: tuple[str, str] | None = None
+    ) -> list[tuple[tuple[str | None, ...], list[int]]]:
+        """What calls cost since each of `starts` (epoch seconds), in picodollars, per distinct
+        (consumer, team, org, key_id, model, api, tool) among the calls that cost something since
+        the earliest start; `where` (column, value) keeps one subject's. One query, one scan of
+        the rows since the earliest start (budgets rebuild their spend from it)."""
+        c = ledger.c
+        group = [c[name] for name in SPEND_GROUP]
+        sums = [func.coalesce(func.sum(case((c.at >= start, c.cost_pusd), else_=0)), 0) for start in starts]
+        query = select(*group, *sums).where(c.cost_pusd > 0)
+        first = min(starts)
+        if first > 0:
+            # `hour` too, so the (consumer, hour) and (key_id, hour) indexes serve a narrowed query.
+            query = query.where(c.at >= first, c.hour >= int(first // 3600))
+        if where is not None:
+            if where[0] not in SPEND_GROUP:
+                raise ValueError(f"cannot narrow spend by {where[0]!r}: one of {', '.join(SPEND_GROUP)}")
+            query = query.where(c[where[0]] == where[1])
+        found = self.db.query(query.group_by(*group))
+        width = len(SPEND_GROUP)
+        return [(tuple(row[:width]), [int(v) for v in row[width:]]) for row in found]
+
+
+# The subject of a call, as budgets match it: who (consumer, team, org, key) and what (model, api, tool).
+SPEND_GROUP = ("consumer", "team", "org", "key_id", "model", "api", "tool")
 
 
 def _group(by: str) -> ColumnElement[Any]:

@@ -25,13 +25,16 @@ from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
+from mcp_gateway.metering.budgets import LedgerSpend, budgets_for
+from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.ledger import Ledger
 from mcp_gateway.metering.limits import limiter_for
 from mcp_gateway.pipeline import Stage, compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
-from mcp_gateway.pipeline.stages import limit_calls, meter_calls, validate_arguments
+from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
+from mcp_gateway.server.admin_budgets import budget_routes
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.admin_usage import usage_routes
 from mcp_gateway.server.connect import connect_routes
@@ -100,9 +103,16 @@ class Gateway:
         self.model_caller = ModelCaller(self.models, self.meter)
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         self.limiter = limiter_for(config.limits)
+        # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; None without rules.
+        source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
+        self.budgets = budgets_for(config.budgets, config.limits, source)
+        self.tool_costs = ToolCosts()
         stages: list[Stage] = [meter_calls(self.meter), validate_arguments]
         if self.limiter is not None:
             stages.append(limit_calls(self.limiter))  # after validation: a malformed call costs no quota
+        if self.budgets is not None:
+            stages.append(budget_calls(self.budgets, self.tool_costs))  # after limits: a refusal there reserves nothing
+        stages.append(price_calls(self.tool_costs))
         self.handler = compose(stages, self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
@@ -138,11 +148,23 @@ class Gateway:
         await self.access.reload()
         await self.registry.load_all()
         await self.model_registry.load()
+        await self._rebuild_budgets()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
             len(snapshot.tools), len(snapshot.apis), "on" if self.access.enabled else "off",
         )  # fmt: skip
+
+    async def _rebuild_budgets(self) -> None:
+        """Counters in this process start from the ledger's spend of the current periods (in Redis
+        they outlive the process, and missing ones are rebuilt on first use)."""
+        if self.budgets is None:
+            return
+        if not self.config.metering.ledger:
+            logger.warning("budgets: the ledger is off (metering.ledger: false): spend does not survive a restart")
+        elif not self.budgets.backend.remote:
+            accounts = await self.budgets.rebuild()
+            logger.info("budgets: spend of %d account(s) rebuilt from the ledger", accounts)
 
     def unservable(self) -> str | None:
         """Why this gateway must not run: APIs were configured and none of them could be loaded.
@@ -223,12 +245,14 @@ class Gateway:
                     max_body=self.config.server.max_model_request_bytes,
                     ledger=self.ledger_store,
                     limiter=self.limiter,
+                    budgets=self.budgets,
                 )
             ],
         )
 
     def _admin_routes(self) -> list[Route]:
-        """`/admin/models` and `/admin/usage` (with the rest of `/admin`, only when an admin token is set)."""
+        """`/admin/models`, `/admin/usage` and `/admin/budgets` (with the rest of `/admin`, only when
+        an admin token is set)."""
         token = self.config.admin_token
         if not token:
             return []
@@ -236,6 +260,7 @@ class Gateway:
         return [
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
+            *(budget_routes(self.budgets, guard) if self.budgets is not None else []),
         ]
 
     async def aclose(self) -> None:
@@ -246,5 +271,7 @@ class Gateway:
         await self.access.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

@@ -25,6 +25,7 @@ from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
+from mcp_gateway.metering.alerts import Alerts
 from mcp_gateway.metering.budgets import LedgerSpend, budgets_for
 from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.ledger import Ledger
@@ -104,8 +105,9 @@ class Gateway:
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         self.limiter = limiter_for(config.limits)
         # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; None without rules.
+        self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
         source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
-        self.budgets = budgets_for(config.budgets, config.limits, source)
+        self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts)
         self.tool_costs = ToolCosts()
         stages: list[Stage] = [meter_calls(self.meter), validate_arguments]
         if self.limiter is not None:
@@ -186,10 +188,13 @@ class Gateway:
             raise ConfigError("auth is enabled: set auth.stdio_consumer to the consumer stdio runs as")
 
     async def background(self) -> None:
-        """What runs beside the front doors until cancelled: the store watcher and the ledger's writer."""
+        """What runs beside the front doors until cancelled: the store watcher, the ledger's writer
+        and the budget alerts' deliveries."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.ledger.run)
             tg.start_soon(self.watch_store)
+            if self.budgets is not None:
+                tg.start_soon(self.alerts.run)
 
     async def watch_store(self) -> None:
         """Pick up registrations and identity changes made by other processes until cancelled."""

@@ -97,7 +97,9 @@ def priced() -> Iterator[tuple[PricedApi, str]]:
         yield api, url + "/api"
 
 
-def _config(tmp_path: Path, base_url: str, budgets: list[dict[str, Any]], **more: Any) -> GatewayConfig:
+def _config(
+    tmp_path: Path, base_url: str, budgets: list[dict[str, Any]] | dict[str, Any], **more: Any
+) -> GatewayConfig:
     spec = tmp_path / "priced.yaml"
     spec.write_text(SPEC)
     api = {

@@ -140,6 +140,13 @@ def test_periods_are_calendar_periods_in_utc() -> None:
     monday = at(2026, 12, 28)
     assert period_bounds("week", monday) == (monday, at(2027, 1, 4))
     assert period_bounds("month", at(2028, 2, 29, 12)) == (at(2028, 2, 1), at(2028, 3, 1))
+    # An engine's accounts follow the clock across a boundary (its periods are cached per day).
+    budgets, _ = engine([{"name": "m", "scope": "consumer", "usd": 1}], limits_for("local", None))
+    before, after = budgets.accounts(ALICE, now - 1), budgets.accounts(ALICE, now + 1)
+    assert [(a.start, a.end) for a in before + after] == [
+        (at(2026, 12, 1), at(2027, 1, 1)), (at(2027, 1, 1), at(2027, 2, 1))
+    ]  # fmt: skip
+    assert budgets.accounts(ALICE, now - 1)[0].key != after[0].key
 
 
 # -- the engine, on both backends ---------------------------------------------------------------------

@@ -318,7 +318,7 @@ class Budgets:
         self.skipped = Unchecked("budgets", limits)
         self._plans: dict[Subject, tuple[tuple[Budget, str], ...]] = {}
         self._periods: dict[str, tuple[int, int]] = {}
-        self._period_until = 0.0  # when the soonest of the cached periods ends
+        self._period_from, self._period_until = 0, 0  # the day the cached periods are for
 
     @property
     def unchecked(self) -> int:
@@ -326,9 +326,10 @@ class Budgets:
         return self.skipped.count
 
     def _period(self, period: str, now: float) -> tuple[int, int]:
-        if now >= self._period_until or now < self._period_until - 7 * DAY:
+        # The periods around `now`, worked out again only when `now` leaves the day they are for.
+        if not self._period_from <= now < self._period_until:
             self._periods = {p: period_bounds(p, now) for p in ("day", "week", "month", "total")}
-            self._period_until = min(end for _, end in self._periods.values() if end)
+            self._period_from, self._period_until = self._periods["day"]
         return self._periods[period]
 
     def plan(self, subject: Subject) -> tuple[tuple[Budget, str], ...]:

@@ -1,9 +1,9 @@
-"""What a rate-limit check adds to a call: in this process, and with Redis on loopback, against
-the same call without limits, in the same run.
+"""What a rate-limit check and a budget check add to a call: in this process, and with Redis on
+loopback, against the same call without them, in the same run.
 
-The call is the gateway's real tool pipeline (`log_calls`, `validate_arguments`, and
-`limit_calls` when limits are on) over an endpoint that answers at once, so the difference
-between the variants is the limits' own cost. Variants:
+The call is the gateway's real tool pipeline (`meter_calls` with the log line, `validate_arguments`,
+and `limit_calls` when limits are on, `budget_calls` and `price_calls` when budgets are) over an
+endpoint that answers at once, so the difference between the variants is their own cost. Variants:
 
   none            no limit stage (the baseline)
   local           counters in this process
@@ -14,7 +14,12 @@ each with two rule sets (limits high enough never to refuse):
   requests+slots  the same and a per-consumer concurrency limit: the slot is freed after the
                   call, a second round trip on Redis
 and, for a model call, `tokens`: a per-consumer token limit reserved before and settled after
-(admit + release, as the /v1 doors do).
+(admit + release, as the /v1 doors do). Budgets, on the same backends:
+  budgets         per consumer per month, per team per day, for everyone in total (caps never
+                  reached): the call's flat cost reserved on all three in one check (one round
+                  trip on Redis), settled after (a second)
+and, for a model call, `budget`: the same three budgets, the call's most possible cost reserved
+and its record's cost settled (admit, spend, release, as the /v1 doors do).
 
 Variants are interleaved in rounds (uvloop, one call at a time); per-call latency percentiles
 over every round, and the added p50 against the baseline, are printed with the issue's targets
@@ -36,6 +41,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import mcp_types as types
@@ -43,11 +49,15 @@ import mcp_types as types
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.config import ApiConfig
+from mcp_gateway.config.budgets import BudgetsConfig
 from mcp_gateway.config.limits import LimitsConfig
+from mcp_gateway.metering import LogMeter
+from mcp_gateway.metering.budgets import Budgets, budgets_for
+from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.limits import Limiter, limiter_for, subject_of
 from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.pipeline import Call, Handler, compose
-from mcp_gateway.pipeline.stages import limit_calls, log_calls, validate_arguments
+from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 
 HERE = Path(__file__).resolve().parent
 SPEC = str(HERE / "bench_api.yaml")
@@ -59,6 +69,11 @@ REQUEST_RULES = [
 ]
 SLOT_RULES = [*REQUEST_RULES, {"scope": "consumer", "concurrent": BIG}]
 TOKEN_RULES = [{"scope": "consumer", "tokens_per_minute": BIG}]
+BUDGETS = [
+    {"scope": "consumer", "usd": BIG - 1, "period": "month"},
+    {"scope": "team", "usd": BIG - 1, "period": "day"},
+    {"scope": "global", "usd": BIG - 1, "period": "total"},
+]
 ALICE = Principal("alice", "payments", "acme", credential_id="key-1")
 
 
@@ -95,8 +110,15 @@ def limits(rules: list[dict], redis_url: str | None) -> Limiter:
     return found
 
 
+def budgets(redis_url: str | None) -> Budgets:
+    limits = LimitsConfig.model_validate({"redis_url": redis_url, "redis_prefix": f"bench-{uuid.uuid4().hex[:8]}:"})
+    found = budgets_for(BudgetsConfig.model_validate(BUDGETS), limits)
+    assert found is not None
+    return found
+
+
 def tool_call() -> Call:
-    config = ApiConfig(name="bench", spec=SPEC, base_url="http://127.0.0.1:9/")
+    config = ApiConfig(name="bench", spec=SPEC, base_url="http://127.0.0.1:9/", cost="0.001")  # type: ignore[arg-type]
     ingest = ingest_api(config)
     tool = next(t for t in ingest.tools if t.name == "getItem")
     return Call(tool, ApiEntry(config, ingest), {"id": "42", "q": "x"}, principal=ALICE)
@@ -121,15 +143,22 @@ async def timed(run: Callable[[], Awaitable[object]], calls: int) -> list[float]
 async def measure(rounds: int, calls: int, redis_url: str) -> dict[str, list[float]]:
     call = tool_call()
     variants: dict[str, Callable[[], Awaitable[object]]] = {}
-    limiters: list[Limiter] = []
-    base: Handler = compose([log_calls, validate_arguments], answered)
+    limiters: list[Limiter | Budgets] = []
+    meter = meter_calls(LogMeter())
+    base: Handler = compose([meter, validate_arguments], answered)
     variants["tool: none"] = lambda: base(call)
     for backend, url in (("local", None), ("redis", redis_url)):
         for name, rules in (("requests", REQUEST_RULES), ("requests+slots", SLOT_RULES)):
             limiter = limits(rules, url)
             limiters.append(limiter)
-            handler = compose([log_calls, validate_arguments, limit_calls(limiter)], answered)
+            handler = compose([meter, validate_arguments, limit_calls(limiter)], answered)
             variants[f"tool: {backend} {name}"] = lambda handler=handler: handler(call)
+    costs = ToolCosts()
+    for backend, url in (("local", None), ("redis", redis_url)):
+        spend = budgets(url)
+        limiters.append(spend)
+        handler = compose([meter, validate_arguments, budget_calls(spend, costs), price_calls(costs)], answered)
+        variants[f"tool: {backend} budgets"] = lambda handler=handler: handler(call)
     model = subject_of(ALICE, model="gpt-4o")
     for backend, url in (("local", None), ("redis", redis_url)):
         limiter = limits(TOKEN_RULES, url)
@@ -142,6 +171,17 @@ async def measure(rounds: int, calls: int, redis_url: str) -> dict[str, list[flo
             await admission.release()
 
         variants[f"model: {backend} tokens"] = tokens
+    for backend, url in (("local", None), ("redis", redis_url)):
+        spend = budgets(url)
+        limiters.append(spend)
+
+        async def budget(spend: Budgets = spend) -> None:
+            hold = await spend.admit(model, Decimal("0.0125"))
+            assert hold is not None
+            hold.spend(Decimal("0.0003125"))
+            await hold.release()
+
+        variants[f"model: {backend} budget"] = budget
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for run in variants.values():  # warm up: connections, script cache, counters
         await timed(run, 200)
@@ -182,10 +222,11 @@ def main() -> None:
         p50 = statistics.median(values)
         added = "" if name == "tool: none" or name.startswith("model") else f"{p50 - baseline:13.1f}"
         print(f"{name:<30} {p50:9.1f} {percentile(values, 0.9):9.1f} {percentile(values, 0.99):9.1f} {added}")
-    local = statistics.median(samples["tool: local requests"]) - baseline
-    remote = statistics.median(samples["tool: redis requests"]) - baseline
-    print(f"\ntarget in-process <= 50 µs p50: {local:.1f} µs ({'met' if local <= 50 else 'NOT met'})")
-    print(f"target with Redis <= 500 µs p50: {remote:.1f} µs ({'met' if remote <= 500 else 'NOT met'})")
+    for what in ("requests", "budgets"):
+        local = statistics.median(samples[f"tool: local {what}"]) - baseline
+        remote = statistics.median(samples[f"tool: redis {what}"]) - baseline
+        print(f"\n{what}: target in-process <= 50 µs p50: {local:.1f} µs ({'met' if local <= 50 else 'NOT met'})")
+        print(f"{what}: target with Redis <= 500 µs p50: {remote:.1f} µs ({'met' if remote <= 500 else 'NOT met'})")
     print(f"{args.rounds} rounds x {args.calls} calls per variant; load average before {load[0]:.2f}, "
           f"after {os.getloadavg()[0]:.2f}; Redis: {'given' if args.redis_url else 'started on loopback'}")  # fmt: skip
     print("command: python " + " ".join(sys.argv))

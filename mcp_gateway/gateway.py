@@ -26,13 +26,17 @@ from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
 from mcp_gateway.metering import LogMeter, Meters
+from mcp_gateway.metering.alerts import Alerts
+from mcp_gateway.metering.budgets import LedgerSpend, budgets_for
+from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.ledger import Ledger
 from mcp_gateway.metering.limits import limiter_for
-from mcp_gateway.pipeline import compose
+from mcp_gateway.pipeline import Stage, compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
-from mcp_gateway.pipeline.stages import limit_calls, meter_calls, validate_arguments
+from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
+from mcp_gateway.server.admin_budgets import budget_routes
 from mcp_gateway.server.admin_limits import limit_routes
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.admin_usage import usage_routes
@@ -107,8 +111,18 @@ class Gateway:
         self.limiter = limiter_for(config.limits)
         self.limit_store = LimitStore(self.db)
         self._limits_revision = -1
-        # Limits after validation: a malformed call costs no quota.
-        self.handler = compose([meter_calls(self.meter), validate_arguments, limit_calls(self.limiter)], self.pool)
+        # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; None without rules.
+        self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
+        source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
+        self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts)
+        self.tool_costs = ToolCosts()
+        # Limits after validation (a malformed call costs no quota), budgets after limits (a refusal
+        # there reserves nothing).
+        stages: list[Stage] = [meter_calls(self.meter), validate_arguments, limit_calls(self.limiter)]
+        if self.budgets is not None:
+            stages.append(budget_calls(self.budgets, self.tool_costs))
+        stages.append(price_calls(self.tool_costs))
+        self.handler = compose(stages, self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
         self.virtual = {
@@ -144,11 +158,23 @@ class Gateway:
         await self.registry.load_all()
         await self.model_registry.load()
         await self.refresh_limits()
+        await self._rebuild_budgets()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
             len(snapshot.tools), len(snapshot.apis), "on" if self.access.enabled else "off",
         )  # fmt: skip
+
+    async def _rebuild_budgets(self) -> None:
+        """Counters in this process start from the ledger's spend of the current periods (in Redis
+        they outlive the process, and missing ones are rebuilt on first use)."""
+        if self.budgets is None:
+            return
+        if not self.config.metering.ledger:
+            logger.warning("budgets: the ledger is off (metering.ledger: false): spend does not survive a restart")
+        elif not self.budgets.backend.remote:
+            accounts = await self.budgets.rebuild()
+            logger.info("budgets: spend of %d account(s) rebuilt from the ledger", accounts)
 
     def unservable(self) -> str | None:
         """Why this gateway must not run: APIs were configured and none of them could be loaded.
@@ -170,11 +196,14 @@ class Gateway:
             raise ConfigError("auth is enabled: set auth.stdio_consumer to the consumer stdio runs as")
 
     async def background(self) -> None:
-        """What runs beside the front doors until cancelled: the store watcher and the ledger's writer."""
+        """What runs beside the front doors until cancelled: the store watcher, the ledger's writer
+        and the budget alerts' deliveries."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.ledger.run)
             tg.start_soon(self.keep_ledger)
             tg.start_soon(self.watch_store)
+            if self.budgets is not None:
+                tg.start_soon(self.alerts.run)
 
     async def keep_ledger(self) -> None:
         """Every few minutes, roll finished hours of the ledger into hourly totals and prune raw rows
@@ -266,13 +295,14 @@ class Gateway:
                     max_body=self.config.server.max_model_request_bytes,
                     ledger=self.ledger_store,
                     limiter=self.limiter,
+                    budgets=self.budgets,
                 )
             ],
         )
 
     def _admin_routes(self) -> list[Route]:
-        """`/admin/models`, `/admin/usage` and `/admin/limits` (with the rest of `/admin`, only when an
-        admin token is set)."""
+        """`/admin/models`, `/admin/usage`, `/admin/limits` and `/admin/budgets` (with the rest of
+        `/admin`, only when an admin token is set)."""
         token = self.config.admin_token
         if not token:
             return []
@@ -281,6 +311,7 @@ class Gateway:
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
             *limit_routes(self.limit_store, self.config.limits.rules, guard),
+            *(budget_routes(self.budgets, guard) if self.budgets is not None else []),
         ]
 
     async def aclose(self) -> None:
@@ -290,5 +321,7 @@ class Gateway:
         await self.drift.aclose()
         await self.access.aclose()
         await self.limiter.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

@@ -52,6 +52,8 @@ from mcp_gateway.config.base import (
     default_data_dir,
     plain_secret_fields,
 )
+from mcp_gateway.config.budgets import AlertsConfig, BudgetRule, BudgetsConfig
+from mcp_gateway.config.costs import ToolCost
 from mcp_gateway.config.limits import LimitMatch, LimitRule, LimitsConfig
 from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 
@@ -148,6 +150,10 @@ class GatewayConfig(StrictModel):
     metering: MeteringConfig = Field(default_factory=MeteringConfig)
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="rate limits on tool and model calls (rules, and Redis to share them)"
+    )
+    budgets: BudgetsConfig = Field(
+        default_factory=BudgetsConfig,
+        description="spend caps in USD per day, week, month or in total, on tool and model calls (and alerts)",
     )
     log_level: LogLevel = "info"
     log_payloads: bool = Field(
@@ -342,11 +348,14 @@ __all__ = [
     "JWT_ALGORITHMS",
     "PLAIN_HIDDEN",
     "SECRET_REF",
+    "AlertsConfig",
     "ApiConfig",
     "ApiKeyCredential",
     "AuthConfig",
     "BasicCredential",
     "BearerCredential",
+    "BudgetRule",
+    "BudgetsConfig",
     "ClientCertConfig",
     "ClientCredentialsCredential",
     "ConfigError",
@@ -362,6 +371,7 @@ __all__ = [
     "ServerConfig",
     "Switch",
     "TokenExchangeCredential",
+    "ToolCost",
     "ToolFilter",
     "ToolPick",
     "UserOAuthCredential",

@@ -18,6 +18,7 @@ from mcp_gateway.config.base import (
     check_name,
     plain_secret_fields,
 )
+from mcp_gateway.config.costs import ToolCost
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -216,6 +217,14 @@ class ApiConfig(StrictModel):
         default=False,
         description="send operations whose security no configured credential meets without credentials "
         "(for APIs that also serve anonymous callers); default: refuse them with a clear tool error",
+    )
+    cost: ToolCost | None = Field(
+        default=None,
+        description="what each tool call costs, in USD: a number (flat), or {header: NAME} / {pointer: /json/pointer} "
+        "read from the response (ledger and budgets); default: nothing",
+    )
+    tool_costs: dict[str, ToolCost] = Field(
+        default_factory=dict, description="tool name or glob -> its cost, over `cost` (the first match wins)"
     )
     drift_check: bool = Field(
         default=True,

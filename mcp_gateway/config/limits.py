@@ -10,6 +10,7 @@ applies to at all (`match`). "Each consumer 60 a minute" is `scope: consumer` wi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -101,9 +102,24 @@ class LimitRule(StrictModel):
         return value
 
 
-def _rules_only(value: Any) -> Any:
-    """`limits:` may be just the list of rules."""
+def rules_only(value: Any) -> Any:
+    """`limits:` (and `budgets:`) may be just the list of rules."""
     return {"rules": value} if isinstance(value, list) else value
+
+
+def name_rules(rules: Sequence[Any], default: Callable[[Any], str], what: str) -> None:
+    """Name each rule without a `name` by `default` (numbered by its place when that is taken);
+    ValueError naming a name given twice."""
+    taken: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.name is None:
+            name = default(rule)
+            if name in taken or any(r.name == name for r in rules):
+                name = f"{name}-{index + 1}"
+            rule.name = name
+        if rule.name in taken:
+            raise ValueError(f"duplicate {what} name: {rule.name}")
+        taken.add(rule.name)
 
 
 class LimitsConfig(StrictModel):
@@ -140,20 +156,11 @@ class LimitsConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
-        return _rules_only(value)
+        return rules_only(value)
 
     @model_validator(mode="after")
     def _rule_names(self) -> LimitsConfig:
-        taken: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if rule.name is None:
-                name = f"{rule.scope}-{rule.quantity}"
-                if name in taken or any(r.name == name for r in self.rules):
-                    name = f"{name}-{index + 1}"
-                rule.name = name
-            if rule.name in taken:
-                raise ValueError(f"duplicate limit rule name: {rule.name}")
-            taken.add(rule.name)
+        name_rules(self.rules, lambda rule: f"{rule.scope}-{rule.quantity}", "limit rule")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
         return self

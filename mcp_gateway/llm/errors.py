@@ -17,6 +17,7 @@ Kind = Literal[
     "not_found",  # 404: an unknown or denied model (answered alike)
     "too_large",  # 413
     "rate_limit",  # 429
+    "insufficient_quota",  # 429 (Anthropic's door: 402): a budget has no room for the call
     "api_error",  # 500: the gateway or a provider failed
     "bad_gateway",  # 502: a provider's answer could not be used
     "overloaded",  # 529/503: providers are overloaded or cooling down
@@ -30,6 +31,7 @@ STATUS: dict[str, int] = {
     "not_found": 404,
     "too_large": 413,
     "rate_limit": 429,
+    "insufficient_quota": 429,
     "api_error": 500,
     "bad_gateway": 502,
     "overloaded": 503,
@@ -98,6 +100,7 @@ _OPENAI_TYPES: dict[str, str] = {
     "not_found": "invalid_request_error",
     "too_large": "invalid_request_error",
     "rate_limit": "rate_limit_error",
+    "insufficient_quota": "insufficient_quota",
     "api_error": "api_error",
     "bad_gateway": "api_error",
     "overloaded": "api_error",
@@ -110,11 +113,22 @@ _ANTHROPIC_TYPES: dict[str, str] = {
     "not_found": "not_found_error",
     "too_large": "request_too_large",
     "rate_limit": "rate_limit_error",
+    "insufficient_quota": "billing_error",
     "api_error": "api_error",
     "bad_gateway": "api_error",
     "overloaded": "overloaded_error",
     "timeout": "timeout_error",
 }
+
+
+# Anthropic answers a spent budget with 402 `billing_error` (its SDKs: PaymentRequiredError, not
+# retried), where OpenAI answers 429 `insufficient_quota`.
+_ANTHROPIC_STATUS: dict[str, int] = {"insufficient_quota": 402}
+
+
+def anthropic_status(error: LlmError) -> int:
+    """The HTTP status of `error` at the Anthropic door."""
+    return _ANTHROPIC_STATUS.get(error.kind, error.status)
 
 
 def openai_error(error: LlmError) -> dict[str, object]:

@@ -22,13 +22,14 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import anyio
 import anyio.to_thread
 
 from mcp_gateway.config.models import DeploymentConfig, ModelConfig
 from mcp_gateway.llm.providers import Provider, Resolve, build_provider
-from mcp_gateway.llm.usage import Pricer, pricer
+from mcp_gateway.llm.usage import Pricer, Usage, pricer
 
 COOL_AFTER = 3  # consecutive failures
 RETIRED_KEPT = 32  # providers replaced after a secret change, kept open for streams still reading
@@ -175,6 +176,26 @@ class ModelRouter:
             return found
         return next((m for m in self._globs if m.matches(asked)), None)
 
+    def max_cost(self, model: ModelConfig, asked: str, prompt: int, output: int) -> Decimal | None:
+        """The most a call to `model` (asked as `asked`) of `prompt` tokens answering at most
+        `output` may cost, in USD: on the priciest of its deployments and of those of the models
+        it may fall back to, with every prompt token priced at the dearer of plain input and
+        cache write. None when no deployment has a price."""
+        plain, written = Usage(input=prompt, output=output), Usage(input=prompt, output=output, cache_write=prompt)
+        found: Decimal | None = None
+        chain = [(model, asked)]
+        for name in (*model.fallbacks, *model.context_window_fallbacks, *model.content_policy_fallbacks):
+            other = self.find(name)
+            if other is not None:
+                chain.append((other, name))
+        for config, name in chain:
+            for target in self.targets.get(config.name, ()):
+                price = target.pricer(name)
+                if price is not None:
+                    cost = max(price.cost(plain), price.cost(written))
+                    found = cost if found is None or cost > found else found
+        return found
+
     def names(self) -> list[str]:
         """The model names clients can ask for by name (globs are not names)."""
         return [m.name for m in self.models if not m.is_glob]
@@ -248,8 +269,6 @@ def _weighted_order(targets: list[Target]) -> list[Target]:
 
 
 def _price_key(target: Target, asked: str) -> float:
-    from mcp_gateway.llm.usage import Usage
-
     found = target.pricer(asked)
     if found is None:
         return float("inf")  # unknown price: last

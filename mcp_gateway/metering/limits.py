@@ -64,6 +64,22 @@ def subject_of(
     )
 
 
+Criteria = tuple[tuple[str, tuple[str, ...]], ...]  # (Subject field, name globs), all of which must match
+
+
+def scope_value(scope: str, criteria: Criteria, subject: Subject) -> str | None:
+    """What a rule scoped and matched so keeps `subject`'s counter under ("*" for global); None when
+    the rule does not apply to it (a criterion fails, or the subject lacks the scope's part)."""
+    for field, patterns in criteria:
+        value = getattr(subject, field)
+        if value is None or not any(fnmatch.fnmatchcase(value, p) for p in patterns):
+            return None
+    if scope == "global":
+        return "*"
+    value = getattr(subject, scope)
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """A configured rule, ready to match calls."""
@@ -73,7 +89,7 @@ class Rule:
     unit: Unit
     limit: int
     window: int  # seconds; 0 for concurrency
-    criteria: tuple[tuple[str, tuple[str, ...]], ...]
+    criteria: Criteria
 
     @classmethod
     def of(cls, config: LimitRule) -> Rule:
@@ -86,14 +102,7 @@ class Rule:
         """The value this rule keeps `subject`'s counter under; None when the rule does not apply."""
         if self.unit == "tokens" and subject.model is None:
             return None
-        for field, patterns in self.criteria:
-            value = getattr(subject, field)
-            if value is None or not any(fnmatch.fnmatchcase(value, p) for p in patterns):
-                return None
-        if self.scope == "global":
-            return "*"
-        value = getattr(subject, self.scope)
-        return value if isinstance(value, str) else None
+        return scope_value(self.scope, self.criteria, subject)
 
     def describe(self) -> str:
         """`60 requests per minute`, `100000 tokens per day`, `4 calls in flight`."""
@@ -194,6 +203,32 @@ class LimitsUnavailable(Exception):
         self.retry_after = 1
 
 
+class Unchecked:
+    """Calls that counters out of reach (Redis) could not check: counted, and logged at most one
+    line per `UNCHECKED_REPORT_SECONDS` with how many there were since the last line."""
+
+    def __init__(self, what: str, config: LimitsConfig) -> None:
+        self.what = what  # "limits", "budgets": the log lines' prefix
+        self.mode = config.redis_failure
+        self.count = 0
+        self._unreported = 0
+        self._reported_at = -math.inf
+
+    def note(self, why: str) -> None:
+        """Count one call; log, unless a line went out less than a report interval ago."""
+        self.count += 1
+        self._unreported += 1
+        now = time.monotonic()
+        if now - self._reported_at >= UNCHECKED_REPORT_SECONDS:
+            done = "let through unchecked" if self.mode == "fail_open" else "refused"
+            logging.getLogger(f"mcp_gateway.{self.what}").warning(
+                "%s: %s; %d call(s) %s since the last report (limits.redis_failure: %s)",
+                self.what, why, self._unreported, done, self.mode,
+            )  # fmt: skip
+            self._unreported = 0
+            self._reported_at = now
+
+
 class Admission:
     """An admitted call's hold on its counters, until `release`."""
 
@@ -245,9 +280,7 @@ class Limiter:
         self.rules = [Rule.of(r) for r in config.rules]
         self.fail_open = config.redis_failure == "fail_open"
         self.timeout = config.redis_timeout * 2  # a command's timeout plus connecting
-        self.unchecked = 0  # calls the limits could not check: let through (fail_open) or refused (fail_closed)
-        self._unreported = 0
-        self._reported_at = -math.inf
+        self.skipped = Unchecked("limits", config)
         self._plans: dict[tuple[Subject, bool], tuple[Counter, ...]] = {}
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(4)  # call ids unique across replicas sharing Redis
@@ -284,7 +317,7 @@ class Limiter:
         try:
             states = await self.backend.acquire(plan, amounts, call_id)
         except BackendDown as exc:
-            self._unchecked(str(exc))
+            self.skipped.note(str(exc))
             if not self.fail_open:
                 raise LimitsUnavailable() from None
             return None
@@ -292,19 +325,10 @@ class Limiter:
             raise LimitExceeded(states, tokens)
         return Admission(self.backend, states, call_id, tokens or 0, self.timeout)
 
-    def _unchecked(self, why: str) -> None:
-        """Count a call the limits could not check; log it, at most one line per report interval."""
-        self.unchecked += 1
-        self._unreported += 1
-        now = time.monotonic()
-        if now - self._reported_at >= UNCHECKED_REPORT_SECONDS:
-            done = "let through unchecked" if self.fail_open else "refused"
-            logger.warning(
-                "limits: %s; %d call(s) %s since the last report (limits.redis_failure: %s)",
-                why, self._unreported, done, self.config.redis_failure,
-            )  # fmt: skip
-            self._unreported = 0
-            self._reported_at = now
+    @property
+    def unchecked(self) -> int:
+        """Calls the limits could not check: let through (fail_open) or refused (fail_closed)."""
+        return self.skipped.count
 
     def set_rules(self, rules: Sequence[LimitRule]) -> None:
         """Apply `rules` from the next call on (the config file's and those added at run time).

@@ -120,7 +120,7 @@ return 0
 """
 
 
-class _Script:
+class Script:
     """A Lua script run by its SHA1 (EVALSHA), loaded again with EVAL when Redis lacks it."""
 
     def __init__(self, source: str) -> None:
@@ -134,25 +134,21 @@ class _Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-_ACQUIRE, _RELEASE, _RENEW = _Script(ACQUIRE), _Script(RELEASE), _Script(RENEW)
+_ACQUIRE, _RELEASE, _RENEW = Script(ACQUIRE), Script(RELEASE), Script(RENEW)
 
 
-class RedisCounters:
-    """Counters in Redis, shared by every replica pointed at it (see the module's docstring)."""
-
-    remote = True
+class RedisLink:
+    """One Redis, for counters: a connection pool made on first use, each script run bounded in
+    time, and a failure turned into BackendDown (its message free of the URL's password), after
+    which Redis is left alone for `RETRY_SECONDS`."""
 
     def __init__(self, config: LimitsConfig) -> None:
         assert config.redis_url is not None
         self.url = config.redis_url
         self.timeout = config.redis_timeout
-        self.prefix = config.redis_prefix + "{limits}:"
-        self.lease_ms = int(config.concurrency_lease_seconds * 1000)
         self._password = urlparse(self.url).password
         self._client: Redis | None = None
         self._down_until = 0.0
-        self._held: dict[str, set[str]] = {}  # call id -> its concurrency keys, renewed while held
-        self._renewer: asyncio.Task[None] | None = None
 
     def _redis(self) -> Redis:
         # Made on first use, on the event loop that serves calls (a pool belongs to one loop).
@@ -168,12 +164,6 @@ class RedisCounters:
             self._client = Redis(connection_pool=pool)
         return self._client
 
-    def _key(self, counter: Counter) -> str:
-        rule = counter.rule
-        # The window is part of the key: a rule renamed from per-minute to concurrent never
-        # meets its old counter (another Redis type).
-        return f"{self.prefix}{rule.name}:{rule.window or 'c'}:{counter.value}"
-
     def _down(self, exc: BaseException) -> BackendDown:
         """Note a failure; the error to raise, its message free of the URL's password."""
         self._down_until = time.monotonic() + RETRY_SECONDS
@@ -182,7 +172,8 @@ class RedisCounters:
             text = text.replace(self._password, "***")
         return BackendDown(text)
 
-    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> object:
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> object:
+        """Run `script`; BackendDown when Redis cannot be reached in time."""
         if time.monotonic() < self._down_until:
             raise BackendDown("Redis is unreachable (it failed less than a second ago)")
         try:
@@ -191,13 +182,51 @@ class RedisCounters:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._down(exc) from None
 
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key that starts with `prefix`, without it (SCAN: for listings, never on a call's
+        path; each command bounded by the timeout). BackendDown when Redis cannot be reached."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        found: list[str] = []
+        try:
+            async for key in self._redis().scan_iter(match=pattern, count=1000):
+                found.append((key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._down(exc) from None
+        return found
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            await self._client.connection_pool.disconnect()
+            self._client = None
+
+
+class RedisCounters:
+    """Counters in Redis, shared by every replica pointed at it (see the module's docstring)."""
+
+    remote = True
+
+    def __init__(self, config: LimitsConfig) -> None:
+        self.link = RedisLink(config)
+        self.prefix = config.redis_prefix + "{limits}:"
+        self.lease_ms = int(config.concurrency_lease_seconds * 1000)
+        self._held: dict[str, set[str]] = {}  # call id -> its concurrency keys, renewed while held
+        self._renewer: asyncio.Task[None] | None = None
+
+    def _key(self, counter: Counter) -> str:
+        rule = counter.rule
+        # The window is part of the key: a rule renamed from per-minute to concurrent never
+        # meets its old counter (another Redis type).
+        return f"{self.prefix}{rule.name}:{rule.window or 'c'}:{counter.value}"
+
     async def acquire(self, counters: Sequence[Counter], amounts: Sequence[int], call_id: str) -> list[State]:
         """One script: check every counter, charge all or none (see Backend.acquire)."""
         keys = [self._key(c) for c in counters]
         args: list[str | int] = [call_id, self.lease_ms]
         for counter, amount in zip(counters, amounts, strict=True):
             args += [counter.rule.limit, counter.rule.window * 1000, amount]
-        reply = await self._run(_ACQUIRE, keys, args)
+        reply = await self.link.run(_ACQUIRE, keys, args)
         assert isinstance(reply, list)
         states = [
             State(counter, int(reply[1 + 4 * i]), int(reply[2 + 4 * i]) / 1000, int(reply[3 + 4 * i]),
@@ -221,7 +250,7 @@ class RedisCounters:
             keys.append(self._key(state.counter))
             args += [str(state.start) if state.counter.rule.window else "0", delta]
         if keys:
-            await self._run(_RELEASE, keys, args)
+            await self.link.run(_RELEASE, keys, args)
 
     def _renew_soon(self) -> None:
         if self._renewer is None or self._renewer.done():
@@ -235,7 +264,7 @@ class RedisCounters:
             if not pairs:
                 continue
             try:
-                await self._run(_RENEW, [k for k, _ in pairs], [self.lease_ms, *(i for _, i in pairs)])
+                await self.link.run(_RENEW, [k for k, _ in pairs], [self.lease_ms, *(i for _, i in pairs)])
             except BackendDown as exc:
                 logger.warning("limits: could not renew %d concurrency slot(s): %s", len(pairs), exc)
 
@@ -245,7 +274,4 @@ class RedisCounters:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        if self._client is not None:
-            await self._client.aclose()
-            await self._client.connection_pool.disconnect()
-            self._client = None
+        await self.link.aclose()

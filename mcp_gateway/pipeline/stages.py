@@ -7,6 +7,8 @@ import time
 import mcp_types as types
 
 from mcp_gateway.metering import CallRecord, Meter
+from mcp_gateway.metering.budgets import BudgetExceeded, Budgets, BudgetsUnavailable
+from mcp_gateway.metering.costs import ZERO, ToolCosts
 from mcp_gateway.metering.limits import Limiter, LimitExceeded, LimitsUnavailable, subject_of
 from mcp_gateway.pipeline import Call, Handler, Stage
 from mcp_gateway.upstream.response import error_result
@@ -27,7 +29,7 @@ def validate_arguments(next_handler: Handler) -> Handler:
 
 def meter_calls(meter: Meter) -> Stage:
     """One record per call, handed to `meter` (the log line, the ledger): who, which tool, the
-    upstream's status, sizes and duration. Never the arguments or results."""
+    upstream's status, sizes, duration and cost (`price_calls`'). Never the arguments or results."""
 
     def stage(next_handler: Handler) -> Handler:
         async def handle(call: Call) -> types.CallToolResult:
@@ -48,6 +50,7 @@ def meter_calls(meter: Meter) -> Stage:
                     latency_ms=(time.perf_counter() - started) * 1000,
                     request_bytes=facts.get("request_bytes", 0),
                     response_bytes=facts.get("response_bytes", 0),
+                    cost=facts.get("cost", ZERO),
                 )
             )
             return result
@@ -83,6 +86,54 @@ def limit_calls(limiter: Limiter) -> Stage:
                 return await next_handler(call)
             finally:
                 await admission.release()
+
+        return handle
+
+    return stage
+
+
+def budget_calls(budgets: Budgets, costs: ToolCosts) -> Stage:
+    """Reserve each call's configured cost on every budget that applies before its upstream
+    request, and settle it to what the call cost (`price_calls`) after, however it ends. A
+    refusal is a tool error naming the budget, what is left and when it resets (the seconds
+    until then also in `_meta`), and the upstream is not called."""
+
+    def stage(next_handler: Handler) -> Handler:
+        async def handle(call: Call) -> types.CallToolResult:
+            name = call.tool.catalog_name
+            price = costs.of(call.api.config, name)
+            subject = subject_of(call.principal, api=call.api.name, tool=name)
+            try:
+                hold = await budgets.admit(subject, price.reserve if price is not None else ZERO)
+            except (BudgetExceeded, BudgetsUnavailable) as refusal:
+                result = error_result(refusal.message)
+                if refusal.retry_after is not None:
+                    result.meta = {RETRY_AFTER_META: refusal.retry_after}
+                return result
+            if hold is None:
+                return await next_handler(call)
+            try:
+                return await next_handler(call)
+            finally:
+                hold.spend(call.context.get("cost"))
+                await hold.release()
+
+        return handle
+
+    return stage
+
+
+def price_calls(costs: ToolCosts) -> Stage:
+    """What each call cost, by its API's or tool's configured cost and the upstream's response,
+    into `call.context["cost"]` (for the ledger's record and the budgets' settlement)."""
+
+    def stage(next_handler: Handler) -> Handler:
+        async def handle(call: Call) -> types.CallToolResult:
+            result = await next_handler(call)
+            price = costs.of(call.api.config, call.tool.catalog_name)
+            if price is not None:
+                call.context["cost"] = price.of(call.context)
+            return result
 
         return handle
 

@@ -37,11 +37,13 @@ def usage_query(params: Mapping[str, str], default_by: str = "consumer") -> dict
     return query
 
 
-async def usage_answer(ledger: LedgerStore, query: dict[str, Any], **only: str | None) -> JSONResponse:
-    """The usage rows of `query` as JSON (read in a worker thread)."""
+async def usage_answer(
+    ledger: LedgerStore, query: dict[str, Any], *, more: dict[str, Any] | None = None, **only: str | None
+) -> JSONResponse:
+    """The usage rows of `query` as JSON (read in a worker thread), and `more` fields."""
     by, since, until = query["by"], query.get("since"), query.get("until")
     rows = await anyio.to_thread.run_sync(lambda: ledger.usage(by, since=since, until=until, **only))
-    return JSONResponse({"by": by, "since": since, "until": until, "rows": [r.public() for r in rows]})
+    return JSONResponse({"by": by, "since": since, "until": until, "rows": [r.public() for r in rows], **(more or {})})
 
 
 def usage_routes(ledger: LedgerStore, guard: Callable[[Endpoint], Endpoint]) -> list[Route]:

@@ -28,12 +28,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.auth.service import AccessControl
+from mcp_gateway.config.models import ModelConfig
 from mcp_gateway.llm.call import ModelCaller, ModelRequest
-from mcp_gateway.llm.errors import LlmError, anthropic_error, model_not_found, openai_error
+from mcp_gateway.llm.errors import LlmError, anthropic_error, anthropic_status, model_not_found, openai_error
 from mcp_gateway.llm.usage import estimate_tokens
 from mcp_gateway.metering import CallRecord
+from mcp_gateway.metering.budgets import BudgetExceeded, Budgets, BudgetsUnavailable, Hold
 from mcp_gateway.metering.headers import ratelimit_headers
-from mcp_gateway.metering.limits import Admission, Limiter, LimitExceeded, LimitsUnavailable, subject_of
+from mcp_gateway.metering.limits import (
+    Admission,
+    BackendDown,
+    Limiter,
+    LimitExceeded,
+    LimitsUnavailable,
+    subject_of,
+)
 from mcp_gateway.server.admin_usage import UsageQueryError, usage_answer, usage_query
 from mcp_gateway.store.ledger import LedgerStore
 
@@ -48,6 +57,8 @@ _DOORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "/v1/messages/count_tokens": ("anthropic", "count_tokens", ("model", "messages")),
 }
 _CREATED = int(time.time())
+# A spent budget does not come back in seconds: the official SDKs retry a 429 unless told not to.
+NO_RETRY = {"x-should-retry": "false"}
 _EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -76,36 +87,44 @@ def _render(wire: str, error: LlmError) -> JSONResponse:
     headers = dict(error.headers or {})
     if error.retry_after:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return JSONResponse(body, status_code=error.status, headers=headers or None)
+    status = anthropic_status(error) if wire == "anthropic" else error.status
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def _reservation(body: dict[str, Any], size: int, operation: str, default_output: int) -> int | None:
-    """Tokens a call reserves on token limits: its prompt (about 4 bytes a token) and the most it
-    may answer (`max_tokens` and its kin, else `default_output`). None: token limits do not apply."""
+def _tokens(body: dict[str, Any], size: int, operation: str) -> tuple[int, int | None] | None:
+    """(prompt tokens, the most the answer may have) of a call: the prompt is its bytes / 4, the
+    answer's cap its `max_tokens` or kin (None when it sets none; 0 for embeddings). None for an
+    operation that costs nothing and counts no tokens (count_tokens)."""
     if operation == "count_tokens":
         return None
     if operation == "embeddings":
-        return estimate_tokens(size)
+        return estimate_tokens(size), 0
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return estimate_tokens(size) + value
-    return estimate_tokens(size) + default_output
+            return estimate_tokens(size), value
+    return estimate_tokens(size), None
 
 
 class _Held:
-    """A response whose call holds rate-limit counters (slots, token reservations) until it is
-    sent, a stream until its end or its client's going away."""
+    """A response whose call holds rate-limit counters (slots, token reservations) or a budget
+    reservation until it is sent, a stream until its end or its client's going away."""
 
-    def __init__(self, response: Response, admission: Admission) -> None:
+    def __init__(self, response: Response, holds: list[Admission | Hold]) -> None:
         self.response = response
-        self.admission = admission
+        self.holds = holds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.response(scope, receive, send)
         finally:
-            await self.admission.release()
+            await _release(self.holds)
+
+
+async def _release(holds: list[Admission | Hold]) -> None:
+    """Release each (each is shielded from cancellation, and once only)."""
+    for hold in holds:
+        await hold.release()
 
 
 class ModelDoors:
@@ -121,9 +140,10 @@ class ModelDoors:
         max_body: int = 32 * 1024 * 1024,
         ledger: LedgerStore | None = None,
         limiter: Limiter | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.app = app
-        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger, limiter)
+        self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger, limiter, budgets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -145,11 +165,15 @@ class ModelDoors:
         await response(scope, receive, send)
 
 
-def _settles(admission: Admission) -> Callable[[CallRecord], None]:
-    """The hook that counts each usage record's tokens (input and output) to `admission`."""
+def _settles(admission: Admission | None, hold: Hold | None) -> Callable[[CallRecord], None]:
+    """The hook that counts each usage record's tokens (input and output) to `admission` and its
+    cost to `hold`."""
 
     def settle(record: CallRecord) -> None:
-        admission.use_tokens(record.usage.input + record.usage.output)
+        if admission is not None:
+            admission.use_tokens(record.usage.input + record.usage.output)
+        if hold is not None:
+            hold.spend(record.cost)
 
     return settle
 
@@ -160,10 +184,12 @@ def _endpoints(
     max_body: int,
     ledger: LedgerStore | None,
     limiter: Limiter | None,
+    budgets: Budgets | None,
 ) -> tuple[dict[str, Endpoint], dict[str, Endpoint], Endpoint]:
     """(POST endpoints by path, GET endpoints by path, the endpoint of `/v1/models/{id}`)."""
     enabled = access is not None and access.enabled
     default_output = limiter.config.default_output_tokens if limiter is not None else 0
+    budget_output = budgets.config.default_output_tokens if budgets is not None else None
 
     async def principal_of(request: Request, wire: str) -> Principal | None:
         if not enabled:
@@ -202,6 +228,23 @@ def _endpoints(
         except LimitsUnavailable as down:
             raise LlmError("overloaded", down.message, status=503, retry_after=down.retry_after) from None
 
+    async def budget(
+        principal: Principal | None, found: ModelConfig, model: str, tokens: tuple[int, int | None]
+    ) -> Hold | None:
+        """Reserve the most the call may cost on its budgets; LlmError (429 insufficient_quota, or
+        503 when they cannot be checked) if refused."""
+        assert budgets is not None
+        prompt, output = tokens
+        if output is None:
+            output = budget_output or found.default_max_tokens
+        most = caller.router.max_cost(found, model, prompt, output)
+        try:
+            return await budgets.admit(subject_of(principal, model=model), most or 0)
+        except BudgetExceeded as refused:
+            raise LlmError("insufficient_quota", refused.message, code="insufficient_quota", headers=NO_RETRY) from None
+        except BudgetsUnavailable as down:
+            raise LlmError("overloaded", down.message, status=503, retry_after=down.retry_after) from None
+
     async def read_body(request: Request) -> tuple[dict[str, Any], int]:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body:
@@ -224,6 +267,7 @@ def _endpoints(
 
         async def endpoint(request: Request) -> ASGIApp:
             admission: Admission | None = None
+            hold: Hold | None = None
             try:
                 principal = await principal_of(request, wire)
                 body, size = await read_body(request)
@@ -237,21 +281,28 @@ def _endpoints(
                     raise model_not_found(model)  # a denied model looks exactly like an unknown one
                 stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
                 model_request = ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
-                if limiter is not None and limiter.rules:
-                    if caller.router.find(model) is None:
+                limited = limiter is not None and bool(limiter.rules)
+                if limited or budgets is not None:
+                    found = caller.router.find(model)
+                    if found is None:
                         raise model_not_found(model)  # before any quota is spent on it
-                    reserve = _reservation(body, size, operation, default_output)
-                    admission = await admit(principal, model, reserve)
-                    if admission is not None and reserve is not None:
-                        model_request.on_record = _settles(admission)
+                    tokens = _tokens(body, size, operation)
+                    if limited:
+                        assert limiter is not None
+                        estimate = None
+                        if tokens is not None:
+                            estimate = tokens[0] + (tokens[1] if tokens[1] is not None else default_output)
+                        admission = await admit(principal, model, estimate)
+                    if budgets is not None and tokens is not None:
+                        hold = await budget(principal, found, model, tokens)
+                    if (admission is not None and tokens is not None) or hold is not None:
+                        model_request.on_record = _settles(admission, hold)
                 answer = await caller(model_request)
             except LlmError as error:
-                if admission is not None:
-                    await admission.release()
+                await _release([h for h in (admission, hold) if h is not None])
                 return _render(wire, error)
             except BaseException:
-                if admission is not None:
-                    await admission.release()
+                await _release([h for h in (admission, hold) if h is not None])
                 raise
             response: Response
             if answer.events is not None:
@@ -259,10 +310,12 @@ def _endpoints(
                 response = StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
             else:
                 response = Response(answer.body, status_code=answer.status, media_type=answer.content_type)
-            if admission is None:
-                return response
-            response.headers.update(ratelimit_headers(admission.states))
-            return _Held(response, admission) if admission.holds else response
+            holds: list[Admission | Hold] = [hold] if hold is not None else []
+            if admission is not None:
+                response.headers.update(ratelimit_headers(admission.states))
+                if admission.holds:
+                    holds.append(admission)
+            return _Held(response, holds) if holds else response
 
         return endpoint
 
@@ -313,7 +366,15 @@ def _endpoints(
         except UsageQueryError as exc:
             return _render("openai", LlmError("invalid_request", str(exc)))
         assert ledger is not None
-        return await usage_answer(ledger, query, consumer=principal.consumer if principal else None)
+        more = None
+        if budgets is not None:
+            # The caller's budgets: those scoped to their key, consumer, team or org.
+            try:
+                mine = await budgets.mine(subject_of(principal))
+            except BackendDown as exc:
+                return _render("openai", LlmError("overloaded", f"budgets: {exc}", status=503, retry_after=1))
+            more = {"budgets": [b.public() for b in mine]}
+        return await usage_answer(ledger, query, more=more, consumer=principal.consumer if principal else None)
 
     gets: dict[str, Endpoint] = {"/v1/models": models}
     if ledger is not None:

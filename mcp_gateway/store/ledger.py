@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, delete, func, insert, not_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, insert, not_, select
 
 from mcp_gateway.metering.records import CallRecord
 from mcp_gateway.store.database import Database
@@ -26,6 +26,8 @@ ROLLUP_LOCK = "ledger_rollup"  # a counter each rollup bumps first: replicas tak
 # An hour is rolled up this long after it ended: a record is written when its call ends (a long
 # stream's row lands in the hour it started) and up to a flush interval later.
 ROLLUP_GRACE_HOURS = 2
+# The subject of a call, as budgets match it: who (consumer, team, org, key) and what (model, api, tool).
+SPEND_GROUP = ("consumer", "team", "org", "key_id", "model", "api", "tool")
 GROUPS = ("consumer", "team", "org", "key", "kind", "model", "provider", "api", "tool", "hour", "day")
 
 
@@ -199,6 +201,41 @@ class LedgerStore:
         """The last hour (epoch hours) whose rows are in the hourly totals; None before the first rollup."""
         rows = self.db.query(select(meta.c.value).where(meta.c.key == ROLLED))
         return int(rows[0][0]) if rows else None
+
+    def spend_since(
+        self, starts: Sequence[float], *, where: tuple[str, str] | None = None
+    ) -> list[tuple[tuple[str | None, ...], list[int]]]:
+        """What calls cost since each of `starts` (epoch seconds, whole hours: budget periods), in
+        picodollars, per distinct (consumer, team, org, key_id, model, api, tool) among the calls
+        that cost something since the earliest start; `where` (column, value) keeps one subject's.
+        Rolled-up hours are read from the hourly totals (their raw rows may be pruned), later
+        hours from raw rows: one grouped query each (budgets rebuild their spend from it)."""
+        if where is not None and where[0] not in SPEND_GROUP:
+            raise ValueError(f"cannot narrow spend by {where[0]!r}: one of {', '.join(SPEND_GROUP)}")
+        rolled = self.rolled_through()
+        first = min(starts)
+        totals: dict[tuple[str | None, ...], list[int]] = {}
+        for table, at in ((ledger, ledger.c.at), (ledger_hourly, ledger_hourly.c.hour * 3600)):
+            c = table.c
+            if table is ledger_hourly and rolled is None:
+                continue
+            group = [func.nullif(c[name], "") for name in SPEND_GROUP]  # the rollups' '' is the ledger's NULL
+            sums = [func.coalesce(func.sum(case((at >= start, c.cost_pusd), else_=0)), 0) for start in starts]
+            query = select(*group, *sums).where(c.cost_pusd > 0)
+            if rolled is not None:
+                query = query.where(c.hour > rolled) if table is ledger else query.where(c.hour <= rolled)
+            if first > 0:
+                # `hour` too, so the (consumer, hour) and (key_id, hour) indexes serve a narrowed query.
+                query = query.where(at >= first, c.hour >= int(first // 3600))
+            if where is not None:
+                query = query.where(c[where[0]] == where[1])
+            width = len(SPEND_GROUP)
+            for row in self.db.query(query.group_by(*group)):
+                key, amounts = tuple(row[:width]), [int(v) for v in row[width:]]
+                found = totals.setdefault(key, [0] * len(starts))
+                for n, amount in enumerate(amounts):
+                    found[n] += amount
+        return list(totals.items())
 
     def rollup(self, now: float) -> int:
         """Add the hours that ended at least ROLLUP_GRACE_HOURS before `now` to the hourly totals,

@@ -62,7 +62,8 @@ class RestUpstream:
     ) -> types.CallToolResult:
         """Build, authenticate, send and convert; every failure is a tool error naming its cause.
         `facts` (when given) gets what the exchange came to, for the ledger: `request_bytes`,
-        and once the upstream answered, `status` and `response_bytes`.
+        and once the upstream answered, `status`, `response_bytes` and the `response` (what a
+        tool's cost may be read from).
 
         Whatever leaves, a result or an error, is scrubbed of every secret in play for the call:
         those its credentials hold or put in the request, and the caller's own inbound token.
@@ -132,7 +133,7 @@ class RestUpstream:
             if not any(retry):
                 break
         if facts is not None:
-            facts["status"], facts["response_bytes"] = response.status, len(response.body)
+            facts["status"], facts["response_bytes"], facts["response"] = response.status, len(response.body), response
         return response
 
     async def aclose(self) -> None:

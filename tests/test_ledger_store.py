@@ -228,6 +228,8 @@ def test_rollups_and_pruning_keep_every_report_the_same(database_url: str) -> No
         queries = [("consumer", None, None), ("tool", None, None), ("hour", None, None), ("kind", None, None),
                    ("consumer", start + 1800, start + 4 * 3600 + 900), ("day", start + 3600, None)]  # fmt: skip
         before = {q: [r.public() for r in store.usage(q[0], since=q[1], until=q[2])] for q in queries}
+        starts = [0.0, float(start + 3600), float(start + 5 * 3600)]  # whole hours, as budget periods are
+        spent = dict(store.spend_since(starts))
 
         now = start + 6 * 3600 + 60  # hours 0-3 have ended at least 2 hours ago
         assert store.rollup(now) == 4 and store.rolled_through() == start // 3600 + 3
@@ -239,6 +241,10 @@ def test_rollups_and_pruning_keep_every_report_the_same(database_url: str) -> No
         assert store.count() == 29
         assert store.prune(now, keep_seconds=0, batch=7) == 9  # the rest of hour 3; hours 4-5: not rolled yet
         after = {q: [r.public() for r in store.usage(q[0], since=q[1], until=q[2])] for q in queries[:4]}
+        assert dict(store.spend_since(starts)) == spent  # budgets rebuild the same spend after pruning
+        assert dict(store.spend_since(starts, where=("consumer", "ann"))) == {
+            k: v for k, v in spent.items() if k[0] == "ann"
+        }
         assert after == {q: before[q] for q in queries[:4]}
         # A period cut inside a pruned hour can only be told by whole hours now: it counts the hour.
         cut = store.usage("kind", since=start + 1800, until=start + 3600)

@@ -121,3 +121,7 @@ def issuer() -> Iterator[Issuer]:
     with serve_in_thread(found.app()) as url:
         found.url = url
         yield found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "replica_config(config): more config for tests/test_replicas.py's replicas")

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -32,7 +33,12 @@ LIMIT = 60  # per hour, for getItem, across every replica
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url: str) -> Iterator[list[Replica]]:
+def replicas(
+    request: pytest.FixtureRequest, tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url: str
+) -> Iterator[list[Replica]]:
+    """Four `serve` processes; a test's `replica_config` marker adds to (or replaces parts of) their config."""
+    marker = request.node.get_closest_marker("replica_config")
+    extra: dict[str, object] = marker.args[0] if marker else {}
     database = postgres.database()
     env = {**os.environ, "MCP_GATEWAY_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
     prefix = f"replicas-{os.getpid()}-{time.monotonic_ns()}:"
@@ -59,6 +65,9 @@ def replicas(tmp_path: Path, upstream: str, postgres: PostgresServer, redis_url:
                     ],
                 },
             }
+            if "apis" in extra:
+                config["apis"] = [{**api, "base_url": upstream} for api in extra["apis"]]  # type: ignore[attr-defined]
+            config.update({k: v for k, v in extra.items() if k != "apis"})
             path = tmp_path / f"replica{n}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = (tmp_path / f"replica{n}.log").open("wb")
@@ -177,3 +186,45 @@ def test_kill_9_of_a_replica_mid_load_loses_no_row_older_than_a_flush_interval(
         database.close()
     # At most the killed replica's callers' calls in flight were recorded but never answered.
     assert must <= count <= len(acks) + CALLERS // REPLICAS, (must, count, len(acks))
+
+
+BUDGET_CALLS = 25  # a 1 USD budget at 0.1 USD a call: exactly 10 fit
+
+
+@pytest.mark.replica_config(
+    {
+        "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "cost": "0.1"}],
+        "budgets": {"rules": [{"name": "one-dollar", "scope": "global", "usd": "1", "period": "total"}]},
+    }
+)
+def test_four_replicas_never_spend_past_a_budget(replicas: list[Replica], tmp_path: Path) -> None:
+    """32 callers on four processes against one 1 USD budget of 0.1 USD calls: each call's cost is
+    reserved before it is sent, so exactly 10 are served (the bound: no call in flight can cost more
+    than it reserved) and the ledger holds 1 USD of spend."""
+    outcomes: list[bool] = []
+
+    async def caller(number: int, todo: list[int]) -> None:
+        async with Client(replicas[number % REPLICAS].url + "/mcp", mode="2026-07-28") as client:
+            while todo:
+                n = todo.pop()
+                result = await client.call_tool("getItem", {"id": str(n)})
+                if result.is_error:
+                    text = result.content[0].text  # type: ignore[union-attr]
+                    assert "one-dollar" in text, text  # refused by the budget, nothing else
+                outcomes.append(not result.is_error)
+
+    async def load() -> None:
+        todo = list(range(BUDGET_CALLS))
+        async with anyio.create_task_group() as tg:
+            for number in range(CALLERS):
+                tg.start_soon(caller, number, todo)
+
+    anyio.run(load)
+    assert (len(outcomes), sum(outcomes)) == (BUDGET_CALLS, 10)
+    time.sleep(1.5)
+    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    try:
+        (row,) = LedgerStore(database).usage("tool")
+        assert (row.calls, row.cost) == (BUDGET_CALLS, Decimal("1"))
+    finally:
+        database.close()

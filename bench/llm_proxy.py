@@ -180,20 +180,6 @@ def start_litellm(work: Path, executable: Path, provider: str) -> Target:
     return Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, process)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"exited early ({process.returncode}): {' '.join(map(str, process.args))}")
-        try:
-            if httpx2.get(url, timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout:g}s")
-
-
 def check(target: Target, prompt_chars: int) -> None:
     """One call of each kind answers as the provider did (the gateway drops the usage chunk it asked for)."""
     headers = {"Authorization": f"Bearer {target.key}", "Content-Type": "application/json"}
@@ -512,13 +498,15 @@ def main() -> None:
         if litellm is not None:
             targets.append(start_litellm(work, litellm, provider_url))
         processes += [t.process for t in targets if t.process is not None]
-        wait_ready(f"{provider_url}/health", provider)
+        proxy_latency.wait_ready(f"{provider_url}/health", provider)
         for target in targets[1:3]:
             assert target.process is not None
-            wait_ready(target.base.replace("/v1", "/readyz"), target.process)
+            proxy_latency.wait_ready(target.base.replace("/v1", "/readyz"), target.process, timeout=120)
         rss["start"] = rss_mb(gateway.process.pid)  # type: ignore[union-attr]
         if litellm is not None:
-            wait_ready(targets[3].base.replace("/v1", "/health/liveliness"), targets[3].process)  # type: ignore[arg-type]
+            proxy = targets[3]
+            assert proxy.process is not None
+            proxy_latency.wait_ready(proxy.base.replace("/v1", "/health/liveliness"), proxy.process, 120)
         for target in targets:
             check(target, args.prompt_chars)
         bodies = {"json": request_body(args.prompt_chars, False), "stream": request_body(args.prompt_chars, True)}

@@ -67,17 +67,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until `url` answers 200; SystemExit when `proc` exits first or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"process exited early: {proc.args}")
+            raise SystemExit(f"exited early ({proc.returncode}): {' '.join(map(str, proc.args))}")
         try:
             if httpx2.get(url, timeout=1).status_code == 200:
                 return
         except httpx2.HTTPError:
             pass
         time.sleep(0.1)
-    raise SystemExit(f"{url} not ready")
+    raise SystemExit(f"{url} not ready after {timeout:g}s")
 
 
 class Target:

@@ -145,7 +145,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         replaced = opened.store.put(model)
     print(f"{'replaced' if replaced else 'registered'} model {model.name}: {_labels(model)}")
     for name in missing:
-        print(f"warning: no secret named {name!r} in the vault yet (store it with `mcp-gateway secrets set {name}`)")
+        print(
+            f"warning: no secret named {name!r} in the vault yet (store it with `mcp-gateway secrets set {name}`)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -105,35 +105,46 @@ class Replica:
     process: subprocess.Popen[bytes]
 
 
-def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: list[Replica], tmp_path: Path) -> None:
-    if time.time() % 3600 > 3600 - 60:  # the hour's window must not turn over during the test
-        time.sleep(3600 - time.time() % 3600 + 1)
+def _served(replicas: list[Replica], calls: int, refused_by: str) -> list[bool]:
+    """`calls` getItem calls from 32 concurrent callers spread over the replicas: whether each was
+    served; a refusal must name `refused_by` (nothing else may refuse)."""
     outcomes: list[bool] = []
 
     async def caller(number: int, todo: list[int]) -> None:
-        url = replicas[number % REPLICAS].url + "/mcp"
-        async with Client(url, mode="2026-07-28") as client:
+        async with Client(replicas[number % REPLICAS].url + "/mcp", mode="2026-07-28") as client:
             while todo:
                 n = todo.pop()
                 result = await client.call_tool("getItem", {"id": str(n)})
                 if result.is_error:
                     text = result.content[0].text  # type: ignore[union-attr]
-                    assert "getitem-hourly" in text, text  # refused by the limit, nothing else
+                    assert refused_by in text, text
                 outcomes.append(not result.is_error)
 
     async def load() -> None:
-        todo = list(range(CALLS))
+        todo = list(range(calls))
         async with anyio.create_task_group() as tg:
             for number in range(CALLERS):
                 tg.start_soon(caller, number, todo)
 
     anyio.run(load)
+    return outcomes
+
+
+def _ledger(tmp_path: Path) -> Database:
+    """The database the replicas share."""
+    return Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+
+
+def test_four_replicas_admit_exactly_the_limit_and_share_one_ledger(replicas: list[Replica], tmp_path: Path) -> None:
+    if time.time() % 3600 > 3600 - 60:  # the hour's window must not turn over during the test
+        time.sleep(3600 - time.time() % 3600 + 1)
+    outcomes = _served(replicas, CALLS, "getitem-hourly")
     assert len(outcomes) == CALLS
     assert sum(outcomes) == LIMIT  # exactly the limit, across four processes
 
     # After a flush interval every call is in the one ledger, whichever replica served it.
     time.sleep(1.5)
-    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    database = _ledger(tmp_path)
     try:
         ledger = LedgerStore(database)
         deadline = time.monotonic() + 10
@@ -179,7 +190,7 @@ def test_kill_9_of_a_replica_mid_load_loses_no_row_older_than_a_flush_interval(
     cutoff = killed_at[0] - 0.5 - 0.5  # one flush interval, and the write it may have been doing
     must = sum(1 for which, at in acks if which != 0 or at < cutoff)
     time.sleep(1.5)
-    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    database = _ledger(tmp_path)
     try:
         count = LedgerStore(database).count()
     finally:
@@ -201,28 +212,10 @@ def test_four_replicas_never_spend_past_a_budget(replicas: list[Replica], tmp_pa
     """32 callers on four processes against one 1 USD budget of 0.1 USD calls: each call's cost is
     reserved before it is sent, so exactly 10 are served (the bound: no call in flight can cost more
     than it reserved) and the ledger holds 1 USD of spend."""
-    outcomes: list[bool] = []
-
-    async def caller(number: int, todo: list[int]) -> None:
-        async with Client(replicas[number % REPLICAS].url + "/mcp", mode="2026-07-28") as client:
-            while todo:
-                n = todo.pop()
-                result = await client.call_tool("getItem", {"id": str(n)})
-                if result.is_error:
-                    text = result.content[0].text  # type: ignore[union-attr]
-                    assert "one-dollar" in text, text  # refused by the budget, nothing else
-                outcomes.append(not result.is_error)
-
-    async def load() -> None:
-        todo = list(range(BUDGET_CALLS))
-        async with anyio.create_task_group() as tg:
-            for number in range(CALLERS):
-                tg.start_soon(caller, number, todo)
-
-    anyio.run(load)
+    outcomes = _served(replicas, BUDGET_CALLS, "one-dollar")
     assert (len(outcomes), sum(outcomes)) == (BUDGET_CALLS, 10)
     time.sleep(1.5)
-    database = Database(yaml.safe_load((tmp_path / "replica0.yaml").read_text())["database_url"])
+    database = _ledger(tmp_path)
     try:
         (row,) = LedgerStore(database).usage("tool")
         assert (row.calls, row.cost) == (BUDGET_CALLS, Decimal("1"))

@@ -112,9 +112,7 @@ def limits(rules: list[dict], redis_url: str | None) -> Limiter:
 
 def budgets(redis_url: str | None) -> Budgets:
     limits = LimitsConfig.model_validate({"redis_url": redis_url, "redis_prefix": f"bench-{uuid.uuid4().hex[:8]}:"})
-    found = budgets_for(BudgetsConfig.model_validate(BUDGETS), limits)
-    assert found is not None
-    return found
+    return budgets_for(BudgetsConfig.model_validate(BUDGETS), limits)
 
 
 def tool_call() -> Call:

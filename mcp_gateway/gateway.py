@@ -37,8 +37,8 @@ from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, 
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
 from mcp_gateway.server.admin_budgets import budget_routes
-from mcp_gateway.server.admin_limits import limit_routes
 from mcp_gateway.server.admin_models import model_routes
+from mcp_gateway.server.admin_rules import rule_routes
 from mcp_gateway.server.admin_usage import usage_routes
 from mcp_gateway.server.connect import connect_routes
 from mcp_gateway.server.http import create_app
@@ -50,9 +50,9 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.ledger import LedgerStore
-from mcp_gateway.store.limits import LimitStore, StoredRule
 from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
+from mcp_gateway.store.rules import R, RuleStore, budget_store, limit_store
 from mcp_gateway.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -109,19 +109,24 @@ class Gateway:
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         # The config file's rules and those added at run time (CLI, admin API), read at each poll.
         self.limiter = limiter_for(config.limits)
-        self.limit_store = LimitStore(self.db)
-        self._limits_revision = -1
-        # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; None without rules.
+        self.limit_store = limit_store(self.db)
+        # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; the config
+        # file's and those added at run time, as the limits.
+        self.budget_store = budget_store(self.db)
+        self._rule_revisions: dict[str, int] = {}
         self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
         source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
         self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts)
         self.tool_costs = ToolCosts()
         # Limits after validation (a malformed call costs no quota), budgets after limits (a refusal
         # there reserves nothing).
-        stages: list[Stage] = [meter_calls(self.meter), validate_arguments, limit_calls(self.limiter)]
-        if self.budgets is not None:
-            stages.append(budget_calls(self.budgets, self.tool_costs))
-        stages.append(price_calls(self.tool_costs))
+        stages: list[Stage] = [
+            meter_calls(self.meter),
+            validate_arguments,
+            limit_calls(self.limiter),
+            budget_calls(self.budgets, self.tool_costs),
+            price_calls(self.tool_costs),
+        ]
         self.handler = compose(stages, self.pool)
         self.mcp = GatewayMCP(self.catalog, self.handler, config.server, access=self.access)
         # Virtual servers: the same catalog, pipeline and policies, a curated view each.
@@ -157,8 +162,8 @@ class Gateway:
         await self.access.reload()
         await self.registry.load_all()
         await self.model_registry.load()
-        await self.refresh_limits()
         await self._rebuild_budgets()
+        await self.refresh_rules()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
@@ -168,7 +173,7 @@ class Gateway:
     async def _rebuild_budgets(self) -> None:
         """Counters in this process start from the ledger's spend of the current periods (in Redis
         they outlive the process, and missing ones are rebuilt on first use)."""
-        if self.budgets is None:
+        if not self.budgets.active:
             return
         if not self.config.metering.ledger:
             logger.warning("budgets: the ledger is off (metering.ledger: false): spend does not survive a restart")
@@ -202,8 +207,7 @@ class Gateway:
             tg.start_soon(self.ledger.run)
             tg.start_soon(self.keep_ledger)
             tg.start_soon(self.watch_store)
-            if self.budgets is not None:
-                tg.start_soon(self.alerts.run)
+            tg.start_soon(self.alerts.run)
 
     async def keep_ledger(self) -> None:
         """Every few minutes, roll finished hours of the ledger into hourly totals and prune raw rows
@@ -218,27 +222,35 @@ class Gateway:
                 logger.exception("rolling up or pruning the ledger failed")
             await anyio.sleep(LEDGER_UPKEEP_SECONDS)
 
-    async def refresh_limits(self) -> None:
-        """Apply the rate-limit rules added at run time, with the config file's, when they changed."""
+    async def refresh_rules(self) -> None:
+        """Apply the rate limits and budgets added at run time, with the config file's, when they changed."""
+        limits = await self._changed_rules(self.limit_store, self.config.limits.rules)
+        if limits is not None:
+            self.limiter.set_rules(limits)
+        budgets = await self._changed_rules(self.budget_store, self.config.budgets.rules)
+        if budgets is not None:
+            await self.budgets.set_rules(budgets)
 
-        def read() -> tuple[int, list[StoredRule]]:
-            return self.limit_store.revision(), self.limit_store.list()  # the revision first
+    async def _changed_rules(self, store: RuleStore[R], configured: list[R]) -> list[R] | None:
+        """The config file's rules and `store`'s, when the store changed since the last call; else None."""
 
-        revision = await anyio.to_thread.run_sync(self.limit_store.revision)
-        if revision == self._limits_revision:
-            return
+        def read() -> tuple[int, list[R]]:
+            return store.revision(), [entry.rule for entry in store.list()]  # the revision first
+
+        revision = await anyio.to_thread.run_sync(store.revision)
+        if revision == self._rule_revisions.get(store.kind):
+            return None
         revision, stored = await anyio.to_thread.run_sync(read)
-        rules = list(self.config.limits.rules)
+        rules = list(configured)
         taken = {rule.name for rule in rules}
-        for entry in stored:
-            if entry.rule.name in taken:  # the CLI and admin API refuse it; a config edit may still cause it
-                logger.error(
-                    "limit %r is in the config file and in the store: the config file's applies", entry.rule.name
-                )
+        for rule in stored:
+            if rule.name in taken:  # the CLI and admin API refuse it; a config edit may still cause it
+                logger.error("%s %r is in the config file and in the store: the config file's applies",
+                             store.kind, rule.name)  # fmt: skip
                 continue
-            rules.append(entry.rule)
-        self.limiter.set_rules(rules)
-        self._limits_revision = revision
+            rules.append(rule)
+        self._rule_revisions[store.kind] = revision
+        return rules
 
     async def watch_store(self) -> None:
         """Pick up registrations and identity changes made by other processes until cancelled."""
@@ -251,7 +263,7 @@ class Gateway:
                 await self.models.sweep()
                 await self.access.refresh()
                 await self.refresh_credentials()
-                await self.refresh_limits()
+                await self.refresh_rules()
             except Exception:  # a bad poll must not end the watcher
                 logger.exception("refreshing from the store failed")
 
@@ -310,8 +322,9 @@ class Gateway:
         return [
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
-            *limit_routes(self.limit_store, self.config.limits.rules, guard),
-            *(budget_routes(self.budgets, guard) if self.budgets is not None else []),
+            *rule_routes("/admin/limits", self.limit_store, self.config.limits.rules, guard),
+            *rule_routes("/admin/budgets/rules", self.budget_store, self.config.budgets.rules, guard),
+            *budget_routes(self.budgets, guard),
         ]
 
     async def aclose(self) -> None:
@@ -321,7 +334,6 @@ class Gateway:
         await self.drift.aclose()
         await self.access.aclose()
         await self.limiter.aclose()
-        if self.budgets is not None:
-            await self.budgets.aclose()
+        await self.budgets.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
         self.db.close()

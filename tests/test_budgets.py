@@ -433,5 +433,5 @@ async def test_a_redis_without_the_account_rebuilds_it_from_the_ledger(
 
 
 def test_budgets_without_rules_are_off() -> None:
-    assert budgets_for(BudgetsConfig(), LimitsConfig()) is None
+    assert not budgets_for(BudgetsConfig(), LimitsConfig()).active
     assert GatewayConfig.model_validate({}).budgets.rules == []

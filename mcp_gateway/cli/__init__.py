@@ -2,8 +2,9 @@
 
 `serve`/`stdio` (serve.py), `apis` (apis.py), `models` (models.py), `consumers`/`keys`/`policies`
 (access.py), `secrets`/`connections` (secrets.py), `db` (db.py), `usage` (usage.py), `limits`
-(limits.py). Ordinary mistakes (a bad flag, a missing file, a busy port, an unusable data dir) are
-one `error:` line and exit status 2, never a traceback.
+(limits.py), `budgets` (budgets.py; rules.py holds what limits and budgets share). Ordinary
+mistakes (a bad flag, a missing file, a busy port, an unusable data dir) are one `error:` line
+and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 
 from mcp_gateway import __version__
-from mcp_gateway.cli import access, apis, db, limits, models, secrets, serve, usage
+from mcp_gateway.cli import access, apis, budgets, db, limits, models, secrets, serve, usage
 from mcp_gateway.cli.common import CommandError
 from mcp_gateway.cli.serve import build_config
 from mcp_gateway.config import ConfigError
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_parsers(sub)
     usage.add_parsers(sub)
     limits.add_parsers(sub)
+    budgets.add_parsers(sub)
     return root
 
 

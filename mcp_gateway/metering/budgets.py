@@ -321,6 +321,28 @@ class Budgets:
         self._period_from, self._period_until = 0, 0  # the day the cached periods are for
 
     @property
+    def active(self) -> bool:
+        """Some budget is set (without one, `admit` reserves nothing)."""
+        return bool(self.budgets)
+
+    async def set_rules(self, rules: Sequence[BudgetRule]) -> None:
+        """Apply `rules` from the next call on (the config file's and those added at run time).
+
+        An account keeps its spend while its budget keeps its name, scope, match and period (a new
+        cap applies to what was spent). Counters in this process for budgets that are new here are
+        loaded from the ledger before the budgets apply, so a budget added at run time counts the
+        period's earlier spend (all but the ledger's unflushed second); in Redis, missing counters
+        are rebuilt on first use as always."""
+        budgets = [Budget.of(r, self.config.thresholds(r)) for r in rules]
+        old = {(b.name, b.tag) for b in self.budgets}
+        fresh = [b for b in budgets if (b.name, b.tag) not in old]
+        if fresh and not self.backend.remote and self.source is not None:
+            found = await self._spent(fresh)
+            await self.backend.seed([account for account, _ in found], [spent for _, spent in found])
+        self.budgets = budgets
+        self._plans = {}
+
+    @property
     def unchecked(self) -> int:
         """Calls the budgets could not check (Redis unreachable)."""
         return self.skipped.count
@@ -430,26 +452,39 @@ class Budgets:
             await self._seed(missing.accounts)
         return await self.backend.balances(accounts)
 
-    def tally(self, rows: SpendRows, starts: Sequence[int], now: float) -> dict[str, tuple[Account, int]]:
+    def tally(
+        self, rows: SpendRows, starts: Sequence[int], now: float, budgets: Sequence[Budget] | None = None
+    ) -> dict[str, tuple[Account, int]]:
         """What each account of the periods around `now` has spent, by key, from ledger rows (whose
-        costs are since each of `starts`, which hold those periods' starts)."""
+        costs are since each of `starts`, which hold those periods' starts); of `budgets` (default:
+        every budget)."""
         column = {s: i for i, s in enumerate(starts)}
         out: dict[str, tuple[Account, int]] = {}
         for subject, costs in rows:
-            for account in self.accounts(subject, now):
+            if budgets is None:
+                accounts = self.accounts(subject, now)
+            else:
+                accounts = [Account(b, v, *self._period(b.period, now)) for b in budgets
+                            if (v := b.counted_as(subject)) is not None]  # fmt: skip
+            for account in accounts:
                 _, before = out.get(account.key, (account, 0))
                 out[account.key] = (account, before + costs[column[account.start]])
         return out
+
+    async def _spent(self, budgets: Sequence[Budget]) -> list[tuple[Account, int]]:
+        """The accounts of `budgets` in the current periods that the ledger saw spend in, and that spend."""
+        assert self.source is not None
+        now = time.time()
+        starts = sorted({self._period(b.period, now)[0] for b in budgets})
+        rows = await anyio.to_thread.run_sync(self.source.rows, starts)
+        return list(self.tally(rows, starts, now, budgets).values())
 
     async def rebuild(self) -> int:
         """Load what every account of the current periods has spent from the ledger (counters in
         this process, at start); the number of accounts with spend."""
         if self.source is None or not self.budgets:
             return 0
-        now = time.time()
-        starts = sorted({self._period(b.period, now)[0] for b in self.budgets})
-        rows = await anyio.to_thread.run_sync(self.source.rows, starts)
-        found = list(self.tally(rows, starts, now).values())
+        found = await self._spent(self.budgets)
         await self.backend.seed([account for account, _ in found], [spent for _, spent in found])
         return len(found)
 
@@ -498,11 +533,10 @@ def budgets_for(
     limits: LimitsConfig,
     source: SpendSource | None = None,
     alerter: Alerter | None = None,
-) -> Budgets | None:
+) -> Budgets:
     """The budgets `config` sets, their accounts in Redis with `limits.redis_url`, else in this
-    process; None without rules."""
-    if not config.rules:
-        return None
+    process. Without rules it reserves nothing (one truth test per call) until rules are added at
+    run time."""
     backend: SpendBackend
     if limits.redis_url:
         from mcp_gateway.metering.budget_redis import RedisSpend

@@ -100,6 +100,8 @@ def budget_calls(budgets: Budgets, costs: ToolCosts) -> Stage:
 
     def stage(next_handler: Handler) -> Handler:
         async def handle(call: Call) -> types.CallToolResult:
+            if not budgets.active:
+                return await next_handler(call)
             name = call.tool.catalog_name
             price = costs.of(call.api.config, name)
             subject = subject_of(call.principal, api=call.api.name, tool=name)

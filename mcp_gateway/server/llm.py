@@ -282,7 +282,8 @@ def _endpoints(
                 stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
                 model_request = ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
                 limited = limiter is not None and bool(limiter.rules)
-                if limited or budgets is not None:
+                capped = budgets is not None and budgets.active
+                if limited or capped:
                     found = caller.router.find(model)
                     if found is None:
                         raise model_not_found(model)  # before any quota is spent on it
@@ -293,7 +294,7 @@ def _endpoints(
                         if tokens is not None:
                             estimate = tokens[0] + (tokens[1] if tokens[1] is not None else default_output)
                         admission = await admit(principal, model, estimate)
-                    if budgets is not None and tokens is not None:
+                    if capped and tokens is not None:
                         hold = await budget(principal, found, model, tokens)
                     if (admission is not None and tokens is not None) or hold is not None:
                         model_request.on_record = _settles(admission, hold)

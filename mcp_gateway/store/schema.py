@@ -202,14 +202,19 @@ ledger_hourly = Table(
 )
 
 
-# Rate-limit rules added at run time (CLI, admin API), beside the config file's.
-limit_rules = Table(
-    "limit_rules",
-    metadata,
-    Column("name", Text, primary_key=True),
-    Column("rule", Text, nullable=False),  # the LimitRule as JSON
-    Column("created_at", Double, nullable=False),
-)
+def _rules_table(name: str) -> Table:
+    """Rules of one kind added at run time (CLI, admin API), beside the config file's."""
+    return Table(
+        name,
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("rule", Text, nullable=False),  # the rule (LimitRule, BudgetRule) as JSON
+        Column("created_at", Double, nullable=False),
+    )
+
+
+limit_rules = _rules_table("limit_rules")
+budget_rules = _rules_table("budget_rules")
 
 
 def sealed_tables() -> list[tuple[Table, tuple[Column, ...]]]:

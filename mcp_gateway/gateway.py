@@ -108,7 +108,13 @@ class Gateway:
         self.model_caller = ModelCaller(self.models, self.meter)
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         # The config file's rules and those added at run time (CLI, admin API), read at each poll.
-        self.limiter = limiter_for(config.limits)
+        # With Redis, limits and budgets share one connection pool, so one outage is seen once.
+        link = None
+        if config.limits.redis_url:
+            from mcp_gateway.metering.redis import RedisLink
+
+            link = RedisLink(config.limits)
+        self.limiter = limiter_for(config.limits, link)
         self.limit_store = limit_store(self.db)
         # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; the config
         # file's and those added at run time, as the limits.
@@ -116,7 +122,7 @@ class Gateway:
         self._rule_revisions: dict[str, int] = {}
         self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
         source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
-        self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts)
+        self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts, link)
         self.tool_costs = ToolCosts()
         # Limits after validation (a malformed call costs no quota), budgets after limits (a refusal
         # there reserves nothing).

@@ -125,3 +125,4 @@ def issuer() -> Iterator[Issuer]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "replica_config(config): more config for tests/test_replicas.py's replicas")
+    config.addinivalue_line("markers", "own_redis: tests/test_replicas.py's replicas use the test's own redis_server")

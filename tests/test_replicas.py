@@ -1,6 +1,7 @@
 """Four gateway processes sharing one PostgreSQL and one Redis, under 32 concurrent callers: a
-limit admits exactly its count across them, every call lands in the one ledger, and a consumer
-and key made through one replica's database work on all of them."""
+limit admits exactly its count across them, every call lands in the one ledger, a kill -9 loses
+at most a flush interval of rows, a budget is never passed, and a Redis restart mid-load follows
+`limits.redis_failure` and leaves budgets consistent with the ledger."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.ledger import LedgerStore
 from tests.conftest import ECHO_SPEC
 from tests.db_servers import PostgresServer
+from tests.redis_server import RedisServer
 from tests.servers import free_port
 
 REPLICAS = 4
@@ -39,6 +41,8 @@ def replicas(
     """Four `serve` processes; a test's `replica_config` marker adds to (or replaces parts of) their config."""
     marker = request.node.get_closest_marker("replica_config")
     extra: dict[str, object] = marker.args[0] if marker else {}
+    if request.node.get_closest_marker("own_redis"):  # a Redis the test stops and starts
+        redis_url = request.getfixturevalue("redis_server").url
     database = postgres.database()
     env = {**os.environ, "MCP_GATEWAY_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
     prefix = f"replicas-{os.getpid()}-{time.monotonic_ns()}:"
@@ -67,7 +71,8 @@ def replicas(
             }
             if "apis" in extra:
                 config["apis"] = [{**api, "base_url": upstream} for api in extra["apis"]]  # type: ignore[attr-defined]
-            config.update({k: v for k, v in extra.items() if k != "apis"})
+            config.update({k: v for k, v in extra.items() if k not in ("apis", "limits_extra")})
+            config["limits"].update(extra.get("limits_extra", {}))  # type: ignore[attr-defined]
             path = tmp_path / f"replica{n}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = (tmp_path / f"replica{n}.log").open("wb")
@@ -221,3 +226,130 @@ def test_four_replicas_never_spend_past_a_budget(replicas: list[Replica], tmp_pa
         assert (row.calls, row.cost) == (BUDGET_CALLS, Decimal("1"))
     finally:
         database.close()
+
+
+RESTART_RULES = {
+    "redis_timeout": 0.2,
+    "rules": [{"name": "roomy", "scope": "global", "match": {"tool": ["getItem"]}, "requests_per_hour": 10**7}],
+}
+BUDGET = {"rules": [{"name": "roomy-budget", "scope": "global", "usd": "100000", "period": "total"}]}
+
+
+@dataclass
+class Outcome:
+    started: float
+    ended: float
+    served: bool
+    text: str
+
+
+def _through_a_redis_restart(replicas: list[Replica], redis: RedisServer) -> tuple[list[Outcome], float, float]:
+    """32 callers over the four replicas, calling for 0.5 s, Redis killed for 2 s, then 3 s after it is back;
+    every call's outcome, when Redis went down and when it answered again."""
+    outcomes: list[Outcome] = []
+    stop = anyio.Event()
+    marks: list[float] = []
+
+    async def caller(number: int) -> None:
+        async with Client(replicas[number % REPLICAS].url + "/mcp", mode="2026-07-28") as client:
+            n = 0
+            while not stop.is_set():
+                started = time.monotonic()
+                result = await client.call_tool("getItem", {"id": f"{number}-{n}"})
+                text = "" if not result.is_error else result.content[0].text  # type: ignore[union-attr]
+                outcomes.append(Outcome(started, time.monotonic(), not result.is_error, text))
+                n += 1
+
+    async def conductor() -> None:
+        while len(outcomes) < 2 * CALLERS:  # every caller connected and calling
+            await anyio.sleep(0.05)
+        await anyio.sleep(0.5)
+        await anyio.to_thread.run_sync(redis.stop)
+        marks.append(time.monotonic())
+        await anyio.sleep(2)
+        await anyio.to_thread.run_sync(redis.start)
+        marks.append(time.monotonic())
+        await anyio.sleep(3)
+        stop.set()
+
+    async def load() -> None:
+        async with anyio.create_task_group() as tg:
+            for number in range(CALLERS):
+                tg.start_soon(caller, number)
+            tg.start_soon(conductor)
+
+    anyio.run(load)
+    down, up = marks
+    return outcomes, down, up
+
+
+def _budget_and_ledger(replicas: list[Replica], tmp_path: Path) -> tuple[Decimal, Decimal]:
+    """After the ledger's flush: what the budget holds as spent (Redis, via /admin/budgets) and what
+    the ledger says the calls cost."""
+    time.sleep(1.5)
+    response = httpx2.get(replicas[1].url + "/admin/budgets", headers={"Authorization": f"Bearer {ADMIN}"})
+    (balance,) = response.json()["budgets"]
+    database = _ledger(tmp_path)
+    try:
+        (row,) = LedgerStore(database).usage("tool")
+    finally:
+        database.close()
+    return Decimal(balance["spent_usd"]), row.cost
+
+
+ADMIN = "replicas-admin-token-0123456789abcdef"
+
+
+def restarted(mode: str) -> dict[str, object]:
+    """The replicas' config for a Redis restart test in `mode` (limits.redis_failure)."""
+    return {
+        "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "cost": "0.1"}],
+        "admin_token": ADMIN,
+        "budgets": BUDGET,
+        "limits_extra": {**RESTART_RULES, "redis_failure": mode},
+    }
+
+
+@pytest.mark.own_redis
+@pytest.mark.replica_config(restarted("fail_closed"))
+def test_a_redis_restart_mid_load_refuses_while_down_with_fail_closed(
+    replicas: list[Replica], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """fail_closed: calls are refused quickly while Redis is down (a tool error that says why; never
+    a hang), served again once it is back; the budget's account, rebuilt from the ledger by the
+    first call after the restart, then equals the ledger's spend exactly (every call before the
+    outage was written long before the restart, and none was served during it)."""
+    outcomes, down, up = _through_a_redis_restart(replicas, redis_server)
+    before = [o for o in outcomes if o.ended < down]
+    during = [o for o in outcomes if down + 0.3 < o.started and o.ended < up]
+    after = [o for o in outcomes if o.started > up + 1.5]  # past the pause after a failure
+    assert before and during and after, (len(before), len(during), len(after))
+    assert all(o.served for o in before)
+    assert not any(o.served for o in during)
+    assert all("the limits store is unreachable" in o.text for o in during), during[0].text
+    assert all(o.served for o in after), sorted({(round(o.started - up, 1), o.text[:150]) for o in after if not o.served})[:8]
+    assert max(o.ended - o.started for o in outcomes) < 3  # never a hang
+    assert all(r.process.poll() is None for r in replicas)
+    spent, ledger = _budget_and_ledger(replicas, tmp_path)
+    assert ledger == Decimal("0.1") * sum(o.served for o in outcomes)
+    assert spent == ledger
+
+
+@pytest.mark.own_redis
+@pytest.mark.replica_config(restarted("fail_open"))
+def test_a_redis_restart_mid_load_lets_calls_through_with_fail_open(
+    replicas: list[Replica], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """fail_open: every call is served through the outage, none waits long; after the restart the
+    budget's account is rebuilt from the ledger, so it lacks at most the calls not yet written
+    when the first call after the restart rebuilt it (those answered within a flush interval,
+    0.5 s, and a write before the restart), and never holds more than the ledger."""
+    outcomes, down, up = _through_a_redis_restart(replicas, redis_server)
+    assert all(o.served for o in outcomes), next(o.text for o in outcomes if not o.served)
+    assert any(down + 0.3 < o.started and o.ended < up for o in outcomes)
+    assert max(o.ended - o.started for o in outcomes) < 3
+    assert all(r.process.poll() is None for r in replicas)
+    spent, ledger = _budget_and_ledger(replicas, tmp_path)
+    assert ledger == Decimal("0.1") * len(outcomes)
+    unwritten = sum(1 for o in outcomes if up - 1.5 < o.ended < up + 0.5 or (o.started < up < o.ended))
+    assert ledger - Decimal("0.1") * unwritten <= spent <= ledger, (spent, ledger, unwritten)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -36,6 +36,9 @@ from mcp_gateway.config.budgets import BudgetRule, BudgetsConfig
 from mcp_gateway.config.limits import LimitsConfig
 from mcp_gateway.metering.limits import MAX_CACHED_SUBJECTS, BackendDown, Criteria, Subject, Unchecked, scope_value
 from mcp_gateway.store.ledger import LedgerStore, from_pusd, to_pusd
+
+if TYPE_CHECKING:  # the Redis module imports this one; only its type is needed here
+    from mcp_gateway.metering.redis import RedisLink
 
 logger = logging.getLogger("mcp_gateway.budgets")
 
@@ -533,6 +536,7 @@ def budgets_for(
     limits: LimitsConfig,
     source: SpendSource | None = None,
     alerter: Alerter | None = None,
+    link: RedisLink | None = None,
 ) -> Budgets:
     """The budgets `config` sets, their accounts in Redis with `limits.redis_url`, else in this
     process. Without rules it reserves nothing (one truth test per call) until rules are added at
@@ -541,7 +545,7 @@ def budgets_for(
     if limits.redis_url:
         from mcp_gateway.metering.budget_redis import RedisSpend
 
-        backend = RedisSpend(limits)
+        backend = RedisSpend(limits, link)
     else:
         from mcp_gateway.metering.budget_counters import LocalSpend
 

@@ -25,12 +25,15 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.config.limits import QUANTITIES, LimitRule, LimitsConfig
+
+if TYPE_CHECKING:  # the Redis module imports this one; only its type is needed here
+    from mcp_gateway.metering.redis import RedisLink
 
 logger = logging.getLogger("mcp_gateway.limits")
 
@@ -341,13 +344,13 @@ class Limiter:
         await self.backend.aclose()
 
 
-def limiter_for(config: LimitsConfig) -> Limiter:
+def limiter_for(config: LimitsConfig, link: RedisLink | None = None) -> Limiter:
     """The limiter `config` asks for: counters in Redis with `redis_url`, else in this process.
     Without rules it checks nothing (a dictionary lookup per call) until rules are added at run time."""
     if config.redis_url:
         from mcp_gateway.metering.redis import RedisCounters
 
-        return Limiter(config, RedisCounters(config))
+        return Limiter(config, RedisCounters(config, link))
     from mcp_gateway.metering.counters import LocalCounters
 
     return Limiter(config, LocalCounters())

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
@@ -180,7 +181,24 @@ class RedisLink:
             with anyio.fail_after(self.timeout * 3):  # connect + command, each bounded; this bounds the rest
                 return await script(self._redis(), keys, args)
         except (RedisError, OSError, TimeoutError) as exc:
+            if isinstance(exc, RedisConnectionError | OSError):
+                await self._renew_connections()
             raise self._down(exc) from None
+
+    async def _renew_connections(self) -> None:
+        """A connection failed: the pool's others likely point at the same dead server (a Redis
+        restart). Idle ones are closed now and busy ones when released, so each is made anew on
+        next use; else every stale one would fail one call after Redis is back, each failure
+        pausing Redis for `RETRY_SECONDS` again."""
+        if self._client is None:
+            return
+        pool = self._client.connection_pool
+        try:
+            with anyio.move_on_after(self.timeout):
+                await pool.update_active_connections_for_reconnect()
+                await pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError):
+            pass  # closing a broken socket may fail; it is closed either way
 
     async def keys(self, prefix: str) -> list[str]:
         """Every key that starts with `prefix`, without it (SCAN: for listings, never on a call's
@@ -207,8 +225,8 @@ class RedisCounters:
 
     remote = True
 
-    def __init__(self, config: LimitsConfig) -> None:
-        self.link = RedisLink(config)
+    def __init__(self, config: LimitsConfig, link: RedisLink | None = None) -> None:
+        self.link = link or RedisLink(config)
         self.prefix = config.redis_prefix + "{limits}:"
         self.lease_ms = int(config.concurrency_lease_seconds * 1000)
         self._held: dict[str, set[str]] = {}  # call id -> its concurrency keys, renewed while held

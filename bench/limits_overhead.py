@@ -51,10 +51,10 @@ from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.config.budgets import BudgetsConfig
 from mcp_gateway.config.limits import LimitsConfig
-from mcp_gateway.metering import LogMeter
 from mcp_gateway.metering.budgets import Budgets, budgets_for
 from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.limits import Limiter, limiter_for, subject_of
+from mcp_gateway.observe.access_log import AccessLog
 from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.pipeline import Call, Handler, compose
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
@@ -144,7 +144,7 @@ async def measure(rounds: int, calls: int, redis_url: str) -> dict[str, list[flo
     call = tool_call()
     variants: dict[str, Callable[[], Awaitable[object]]] = {}
     limiters: list[Limiter | Budgets] = []
-    meter = meter_calls(LogMeter())
+    meter = meter_calls(AccessLog())
     base: Handler = compose([meter, validate_arguments], answered)
     variants["tool: none"] = lambda: base(call)
     for backend, url in (("local", None), ("redis", redis_url)):

@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import mcp_types as types
 
@@ -51,14 +52,15 @@ from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.config import ApiConfig
 from mcp_gateway.config.budgets import BudgetsConfig
 from mcp_gateway.config.limits import LimitsConfig
-from mcp_gateway.metering import LogMeter
 from mcp_gateway.metering.budgets import Budgets, budgets_for
 from mcp_gateway.metering.costs import ToolCosts
 from mcp_gateway.metering.limits import Limiter, limiter_for, subject_of
+from mcp_gateway.observe.access_log import AccessLog
 from mcp_gateway.openapi.tools import ingest_api
 from mcp_gateway.pipeline import Call, Handler, compose
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 SPEC = str(HERE / "bench_api.yaml")
 BIG = 1_000_000_000  # limits that never refuse
@@ -142,7 +144,7 @@ async def measure(rounds: int, calls: int, redis_url: str) -> dict[str, list[flo
     call = tool_call()
     variants: dict[str, Callable[[], Awaitable[object]]] = {}
     limiters: list[Limiter | Budgets] = []
-    meter = meter_calls(LogMeter())
+    meter = meter_calls(AccessLog())
     base: Handler = compose([meter, validate_arguments], answered)
     variants["tool: none"] = lambda: base(call)
     for backend, url in (("local", None), ("redis", redis_url)):
@@ -191,6 +193,15 @@ async def measure(rounds: int, calls: int, redis_url: str) -> dict[str, list[flo
     return samples
 
 
+def run_loop(main: Awaitable[T]) -> T:
+    """Run `main` on uvloop when it is installed (as `serve` does), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)  # type: ignore[arg-type]
+    return uvloop.run(main)  # type: ignore[arg-type]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -205,12 +216,7 @@ def main() -> None:
     process, url = (None, args.redis_url) if args.redis_url else start_redis()
     load = os.getloadavg()
     try:
-        try:
-            import uvloop
-
-            samples = uvloop.run(measure(args.rounds, args.calls, url))
-        except ImportError:
-            samples = asyncio.run(measure(args.rounds, args.calls, url))
+        samples = run_loop(measure(args.rounds, args.calls, url))
     finally:
         if process is not None:
             process.kill()

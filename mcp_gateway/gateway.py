@@ -25,12 +25,16 @@ from mcp_gateway.drift.monitor import DriftMonitor
 from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
-from mcp_gateway.metering import LogMeter, Meters
+from mcp_gateway.metering import Meter, Meters
 from mcp_gateway.metering.alerts import Alerts
 from mcp_gateway.metering.budgets import LedgerSpend, budgets_for
 from mcp_gateway.metering.costs import ToolCosts
+from mcp_gateway.metering.hooks import NOBODY, Observer
 from mcp_gateway.metering.ledger import Ledger
 from mcp_gateway.metering.limits import limiter_for
+from mcp_gateway.observe.access_log import AccessLog
+from mcp_gateway.observe.metrics import PrometheusMeter
+from mcp_gateway.observe.requests import RequestMetrics
 from mcp_gateway.pipeline import Stage, compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
@@ -104,8 +108,18 @@ class Gateway:
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
         self.ledger_store = LedgerStore(self.db)
         self.ledger = Ledger(self.ledger_store, flush_interval=config.metering.flush_seconds)
-        self.meter = Meters(LogMeter(), *([self.ledger] if config.metering.ledger else []))
+        # Metrics: one more meter of call records, and the observer of refusals, retries and spend.
+        self.metrics: PrometheusMeter | None = None
+        if config.metrics.enabled:
+            self.metrics = PrometheusMeter(consumer_labels=config.metrics.consumer_labels)
+            self.metrics.sample_from(self.metrics.ledger_queue, lambda: self.ledger.pending)
+        meters: list[Meter] = [AccessLog()]
+        meters += [self.metrics] if self.metrics is not None else []
+        meters += [self.ledger] if config.metering.ledger else []
+        self.meter = Meters(*meters)
+        self.observer: Observer = self.metrics if self.metrics is not None else NOBODY
         self.model_caller = ModelCaller(self.models, self.meter)
+        self.model_caller.observer = self.observer
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         # The config file's rules and those added at run time (CLI, admin API), read at each poll.
         # With Redis, limits and budgets share one connection pool, so one outage is seen once.
@@ -115,6 +129,7 @@ class Gateway:
 
             link = RedisLink(config.limits)
         self.limiter = limiter_for(config.limits, link)
+        self.limiter.observer = self.observer
         self.limit_store = limit_store(self.db)
         # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; the config
         # file's and those added at run time, as the limits.
@@ -123,6 +138,7 @@ class Gateway:
         self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
         source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
         self.budgets = budgets_for(config.budgets, config.limits, source, self.alerts, link)
+        self.budgets.observer = self.observer
         self.tool_costs = ToolCosts()
         # Limits after validation (a malformed call costs no quota), budgets after limits (a refusal
         # there reserves nothing).
@@ -214,6 +230,8 @@ class Gateway:
             tg.start_soon(self.keep_ledger)
             tg.start_soon(self.watch_store)
             tg.start_soon(self.alerts.run)
+            if self.metrics is not None:
+                tg.start_soon(self.metrics.run)
 
     async def keep_ledger(self) -> None:
         """Every few minutes, roll finished hours of the ledger into hourly totals and prune raw rows
@@ -304,7 +322,9 @@ class Gateway:
             extra_routes=[
                 *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
                 *self._admin_routes(),
+                *self._metrics_routes(),
             ],
+            outer=[Middleware(RequestMetrics, meter=self.metrics)] if self.metrics is not None else [],
             front_doors=[
                 Middleware(
                     ModelDoors,
@@ -317,6 +337,18 @@ class Gateway:
                 )
             ],
         )
+
+    def _metrics_routes(self) -> list[Route]:
+        """`GET /metrics`: open with `metrics.public`, else behind the admin token (and, like `/admin`,
+        not served at all without one: 404)."""
+        if self.metrics is None:
+            return []
+        if self.config.metrics.public:
+            return [Route("/metrics", self.metrics.endpoint, methods=["GET"])]
+        token = self.config.admin_token
+        if not token:
+            return []
+        return [Route("/metrics", admin_guard(token, self.access)(self.metrics.endpoint), methods=["GET"])]
 
     def _admin_routes(self) -> list[Route]:
         """`/admin/models`, `/admin/usage`, `/admin/limits` and `/admin/budgets` (with the rest of

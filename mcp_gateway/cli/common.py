@@ -15,8 +15,10 @@ from typing import Any
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.durations import DurationError, parse_duration
 from mcp_gateway.logs import hide_payloads
+from mcp_gateway.observe.json_log import JsonFormatter
 
 Handler = Callable[[argparse.Namespace], int]
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CommandError(Exception):
@@ -75,13 +77,18 @@ def config_of(args: argparse.Namespace) -> GatewayConfig:
     return config
 
 
-def setup_logging(level: str, log_payloads: bool = False) -> None:
-    """Logs go to stderr only: on stdio, stdout is the MCP channel. Never payloads, unless asked."""
+def setup_logging(level: str, log_payloads: bool = False, log_format: str = "text") -> None:
+    """Logs go to stderr only: on stdio, stdout is the MCP channel. Never payloads, unless asked.
+    `log_format` json: one JSON object per line, for every logger."""
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
     )
+    # The stderr handler basicConfig made (a test runner's capturing handlers are subclasses: kept).
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     hide_payloads(log_payloads)
     # The SDK and HTTP client log every request at INFO; keep them at WARNING unless debugging.
     if level != "debug":

@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     config.check_data_dir()
-    setup_logging(config.log_level, config.log_payloads)
+    setup_logging(config.log_level, config.log_payloads, config.log_format)
     workers = args.workers or 1
     if workers > 1 and not config.server.stateless:
         raise ConfigError("--workers needs stateless mode: MCP sessions live in one process (drop --stateful)")
@@ -117,7 +117,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/mcp"
         return run_workers(
-            config.model_dump_json(), host, port, workers, lambda: logger.info("%s", _ready_line(config, url, workers))
+            config.model_dump_json(),
+            host,
+            port,
+            workers,
+            lambda: logger.info("%s", _ready_line(config, url, workers)),
+            metrics=config.metrics.enabled,
         )
     sock = bind(host, port)
     gateway = Gateway(config)
@@ -133,7 +138,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     config.check_data_dir()
-    setup_logging(config.log_level, config.log_payloads)
+    setup_logging(config.log_level, config.log_payloads, config.log_format)
     if args.server is not None and args.server not in {v.name for v in config.servers}:
         raise ConfigError(f"no virtual server named {args.server!r} in the config")
 

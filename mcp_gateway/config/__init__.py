@@ -10,7 +10,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -125,6 +125,20 @@ class MeteringConfig(StrictModel):
     )  # fmt: skip
 
 
+class MetricsConfig(StrictModel):
+    """`GET /metrics` in the Prometheus text format."""
+
+    enabled: bool = Field(default=True, description="serve /metrics and count calls")
+    public: bool = Field(
+        default=False,
+        description="false: /metrics needs the admin token, as /admin does (without an admin token it is not "
+        "served: 404); true: anyone who reaches the port may read it",
+    )
+    consumer_labels: bool = Field(
+        default=False, description="label tool and model call counts by consumer (one series per consumer)"
+    )
+
+
 class GatewayConfig(StrictModel):
     """The whole gateway configuration (the `gateway.yaml` root)."""
 
@@ -155,7 +169,11 @@ class GatewayConfig(StrictModel):
         default_factory=BudgetsConfig,
         description="spend caps in USD per day, week, month or in total, on tool and model calls (and alerts)",
     )
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     log_level: LogLevel = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line, the call lines' fields as keys"
+    )
     log_payloads: bool = Field(
         default=False,
         description="log message payloads (tool arguments and results, prompts) that libraries write at debug "
@@ -239,6 +257,8 @@ def _env_overrides() -> dict[str, Any]:
         out["database_url"] = os.environ["MCP_GATEWAY_DATABASE_URL"]
     if "MCP_GATEWAY_LOG_LEVEL" in os.environ:
         out["log_level"] = os.environ["MCP_GATEWAY_LOG_LEVEL"].lower()
+    if "MCP_GATEWAY_LOG_FORMAT" in os.environ:
+        out["log_format"] = os.environ["MCP_GATEWAY_LOG_FORMAT"].lower()
     # Where `serve` listens: containers set these, and the image's health check reads the same.
     server = {
         key: os.environ[f"MCP_GATEWAY_{key.upper()}"]
@@ -367,6 +387,7 @@ __all__ = [
     "LimitRule",
     "LimitsConfig",
     "LogLevel",
+    "MetricsConfig",
     "ModelConfig",
     "ServerConfig",
     "Switch",

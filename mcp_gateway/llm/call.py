@@ -47,6 +47,7 @@ from mcp_gateway.llm.usage import (
     from_openai,
 )
 from mcp_gateway.metering import CallRecord, Meter
+from mcp_gateway.metering.hooks import NOBODY, Observer
 from mcp_gateway.upstream.client import UpstreamError
 from mcp_gateway.upstream.scrub import scrubber
 
@@ -203,6 +204,7 @@ class ModelCaller:
     def __init__(self, router: ModelRouter, meter: Meter) -> None:
         self.router = router
         self.meter = meter
+        self.observer: Observer = NOBODY  # told of retries and fallbacks (metrics)
 
     async def __call__(self, request: ModelRequest) -> ModelAnswer:
         """Serve `request`; raises LlmError for what the front door renders as an error."""
@@ -230,6 +232,7 @@ class ModelCaller:
                 if other is None or attempt.left <= 0:
                     continue
                 attempt.fallbacks += 1
+                self.observer.fell_back(asked, name)
                 logger.warning("model %s failed (%s); falling back to %s", asked, error.message, name)
                 try:
                     return await self._model(other, name, attempt, fallback_depth + 1)
@@ -244,6 +247,7 @@ class ModelCaller:
             target = order[number % len(order)]
             if number:
                 attempt.retries += 1
+                self.observer.retried(asked, attempt.last.kind if attempt.last is not None else "timeout")
                 wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (number - 1)) * random.random()
                 if attempt.last is not None and attempt.last.retry_after is not None:
                     wait = max(wait, attempt.last.retry_after if len(order) == 1 else 0.0)
@@ -277,6 +281,7 @@ class ModelCaller:
             return await self._send_once(target, model, asked, attempt, renew=True)
         except _Renew:
             attempt.retries += 1
+            self.observer.retried(asked, "authentication")
             return await self._send_once(target, model, asked, attempt, renew=False)
 
     async def _send_once(
@@ -342,6 +347,7 @@ class ModelCaller:
             except UpstreamError as exc:
                 message = scrubber(provider.secrets).text(str(exc))
                 target.health.failed(message, model.cooldown_seconds)
+                record.error_kind = exc.kind
                 self._finish(record, target, started, 504 if "timeout" in exc.kind else 502, request)
                 raise _Retry(LlmError("timeout" if "timeout" in exc.kind else "bad_gateway", message)) from None
             if response.status >= 400:
@@ -355,6 +361,7 @@ class ModelCaller:
             try:
                 payload = await response.read()
             except UpstreamError as exc:
+                record.error_kind = exc.kind
                 self._finish(record, target, started, 502, request)
                 raise LlmError("bad_gateway", scrubber(provider.secrets).text(str(exc))) from None
             data = _json_object(payload)
@@ -493,6 +500,7 @@ class ModelCaller:
                     yield framed
             account(200)
         except UpstreamError as exc:
+            record.error_kind = exc.kind
             account(502)
             message = scrubber(provider.secrets).text(f"the provider's stream broke off: {exc}")
             logger.warning("model %s: %s", record.model, message)

@@ -34,7 +34,16 @@ import anyio
 
 from mcp_gateway.config.budgets import BudgetRule, BudgetsConfig
 from mcp_gateway.config.limits import LimitsConfig
-from mcp_gateway.metering.limits import MAX_CACHED_SUBJECTS, BackendDown, Criteria, Subject, Unchecked, scope_value
+from mcp_gateway.metering.hooks import NOBODY, Observer
+from mcp_gateway.metering.limits import (
+    MAX_CACHED_SUBJECTS,
+    BackendDown,
+    Criteria,
+    Subject,
+    Unchecked,
+    call_kind,
+    scope_value,
+)
 from mcp_gateway.store.ledger import LedgerStore, from_pusd, to_pusd
 
 if TYPE_CHECKING:  # the Redis module imports this one; only its type is needed here
@@ -322,6 +331,7 @@ class Budgets:
         self._plans: dict[Subject, tuple[tuple[Budget, str], ...]] = {}
         self._periods: dict[str, tuple[int, int]] = {}
         self._period_from, self._period_until = 0, 0  # the day the cached periods are for
+        self.observer: Observer = NOBODY  # told of refusals and settled spend (metrics)
 
     @property
     def active(self) -> bool:
@@ -393,9 +403,12 @@ class Budgets:
         except BackendDown as exc:
             self.skipped.note(str(exc))
             if not self.fail_open:
+                self.observer.refused("budget", "unavailable", "", call_kind(subject))
                 raise BudgetsUnavailable() from None
             return None
         if any(b.refused for b in balances):
+            name = next(b.account.budget.name for b in balances if b.refused)
+            self.observer.refused("budget", "exceeded", name, call_kind(subject))
             raise BudgetExceeded(balances, amount)
         return Hold(self, balances, amount)
 
@@ -405,6 +418,9 @@ class Budgets:
         spent = to_pusd(hold.spent) or 0
         if not hold.reserved and not spent:
             return
+        if hold.spent:
+            for account in hold.accounts:
+                self.observer.spent(account.budget.name, account.budget.scope, hold.spent)
         crossed: list[Crossed] = []
         try:
             if not self.backend.remote:  # never suspends: a cancellation cannot cut it short

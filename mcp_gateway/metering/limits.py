@@ -31,6 +31,7 @@ import anyio
 
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.config.limits import QUANTITIES, LimitRule, LimitsConfig
+from mcp_gateway.metering.hooks import NOBODY, Observer
 
 if TYPE_CHECKING:  # the Redis module imports this one; only its type is needed here
     from mcp_gateway.metering.redis import RedisLink
@@ -287,6 +288,7 @@ class Limiter:
         self._plans: dict[tuple[Subject, bool], tuple[Counter, ...]] = {}
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(4)  # call ids unique across replicas sharing Redis
+        self.observer: Observer = NOBODY  # told of each refusal (metrics)
 
     def counters(self, subject: Subject, tokens: bool) -> tuple[Counter, ...]:
         """The counters a call by `subject` is checked against (token rules only with `tokens`)."""
@@ -322,9 +324,12 @@ class Limiter:
         except BackendDown as exc:
             self.skipped.note(str(exc))
             if not self.fail_open:
+                self.observer.refused("limit", "unavailable", "", call_kind(subject))
                 raise LimitsUnavailable() from None
             return None
         if any(s.refused for s in states):
+            rule = next(s.counter.rule.name for s in states if s.refused)
+            self.observer.refused("limit", "exceeded", rule, call_kind(subject))
             raise LimitExceeded(states, tokens)
         return Admission(self.backend, states, call_id, tokens or 0, self.timeout)
 
@@ -342,6 +347,11 @@ class Limiter:
     async def aclose(self) -> None:
         """Close the backend."""
         await self.backend.aclose()
+
+
+def call_kind(subject: Subject) -> str:
+    """`model` or `tool`: what `subject` calls."""
+    return "model" if subject.model is not None else "tool"
 
 
 def limiter_for(config: LimitsConfig, link: RedisLink | None = None) -> Limiter:

@@ -1,22 +1,19 @@
 """One record per call, tool or model: who, what, how it went, what it used and cost.
 
 The tool pipeline and the model router both hand their records to one `Meter`; the ledger
-implements it (batched writes off the hot path), and `LogMeter` writes the call's log line.
+implements it (batched writes off the hot path), and so do the access log and the metrics
+(observe/).
 Records hold no secret, argument, prompt or answer: only names, counts and times.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 Kind = Literal["tool", "model"]
-
-tool_logger = logging.getLogger("mcp_gateway.calls")
-model_logger = logging.getLogger("mcp_gateway.models")
 
 
 @dataclass(slots=True)
@@ -75,6 +72,7 @@ class CallRecord:
     streamed: bool = False
     endpoint: str = ""
     trace_id: str | None = None
+    error_kind: str | None = None  # how reaching the upstream failed (dns, refused, read-timeout...)
     started_at: float = field(default_factory=time.time)
 
     def public(self) -> dict[str, Any]:
@@ -92,34 +90,8 @@ class Meter(Protocol):
         ...
 
 
-class LogMeter:
-    """One log line per call: the tool's or the model's. Never arguments, prompts or answers."""
-
-    def record(self, record: CallRecord) -> None:
-        if record.kind == "tool":
-            if tool_logger.isEnabledFor(logging.INFO):
-                tool_logger.info(
-                    "tool=%s api=%s consumer=%s error=%s status=%d ms=%.1f bytes_in=%d bytes_out=%d",
-                    record.tool, record.api, record.consumer, record.error, record.status, record.latency_ms,
-                    record.request_bytes, record.response_bytes,
-                )  # fmt: skip
-            return
-        if not model_logger.isEnabledFor(logging.INFO):
-            return
-        u = record.usage
-        model_logger.info(
-            "model=%s deployment=%s consumer=%s status=%d in=%d out=%d cache_read=%d cache_write=%d reasoning=%d%s "
-            "cost=%s ms=%.1f ttft_ms=%s retries=%d fallbacks=%d stream=%s",
-            record.model, record.deployment, record.consumer, record.status, u.input, u.output, u.cache_read,
-            u.cache_write, u.reasoning, " estimated" if u.estimated else "",
-            "-" if record.cost is None else f"{record.cost:.6f}", record.latency_ms,
-            "-" if record.ttft_ms is None else f"{record.ttft_ms:.1f}", record.retries, record.fallbacks,
-            record.streamed,
-        )  # fmt: skip
-
-
 class Meters:
-    """Several meters as one (the log line and the ledger)."""
+    """Several meters as one (the access log, the metrics, the ledger)."""
 
     def __init__(self, *meters: Meter) -> None:
         self.meters = meters

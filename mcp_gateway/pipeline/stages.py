@@ -51,6 +51,7 @@ def meter_calls(meter: Meter) -> Stage:
                     request_bytes=facts.get("request_bytes", 0),
                     response_bytes=facts.get("response_bytes", 0),
                     cost=facts.get("cost", ZERO),
+                    error_kind=facts.get("error_kind"),
                 )
             )
             return result

@@ -99,6 +99,7 @@ def create_app(
     virtual: dict[str, GatewayMCP] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     front_doors: Sequence[Middleware] = (),
+    outer: Sequence[Middleware] = (),
     vault: Vault | None = None,
     connections: Connections | None = None,
     drift: DriftStore | None = None,
@@ -107,7 +108,8 @@ def create_app(
     running (the store watcher) and runs `on_stop` (close pools) at shutdown.
     `virtual` adds one endpoint per virtual server, at `/mcp/<name>`; `extra_routes` are
     other front-door routes (the per-user OAuth connect flow); `front_doors` are middleware
-    that answer their own paths right after the Host/Origin guard (the `/v1` model doors)."""
+    that answer their own paths right after the Host/Origin guard (the `/v1` model doors); `outer`
+    middleware sees every request first (the per-front-door metrics)."""
     endpoints = {"/mcp": mcp, **{f"/mcp/{name}": server for name, server in (virtual or {}).items()}}
     managers = {
         path: StreamableHTTPSessionManager(
@@ -193,6 +195,7 @@ def create_app(
                     await on_stop()
 
     middleware = [
+        *outer,
         Middleware(
             HostOriginGuard,
             bind_host=settings.host,

@@ -18,8 +18,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
+from mcp_gateway.observe.multiprocess import shared_metrics_dir, worker_exited
 from mcp_gateway.server.runner import EXIT_UNSERVABLE, FATAL_EXITS, ServeError, bind, check_free
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def _worker(config_json: str, ready: Any) -> None:
     from mcp_gateway.server.runner import serve
 
     config = GatewayConfig.model_validate_json(config_json)
-    setup_logging(config.log_level, config.log_payloads)
+    setup_logging(config.log_level, config.log_payloads, config.log_format)
     try:
         sock = bind(config.server.host, config.server.port, reuse_port=True)
     except ServeError as exc:
@@ -47,9 +49,19 @@ def _worker(config_json: str, ready: Any) -> None:
     sys.exit(serve(gateway.http_app(), sock, gateway.unservable, lambda: ready.put(os.getpid())))
 
 
-def run_workers(config_json: str, host: str, port: int, workers: int, on_ready: Callable[[], None]) -> int:
+def run_workers(
+    config_json: str, host: str, port: int, workers: int, on_ready: Callable[[], None], *, metrics: bool = False
+) -> int:
     """Run `workers` gateway processes on host:port until SIGTERM or SIGINT; returns the exit status.
-    `on_ready` is called once, when the first worker has started."""
+    `on_ready` is called once, when the first worker has started. With `metrics`, the workers share
+    a metrics directory (`/metrics` in any of them reports all)."""
+    with shared_metrics_dir() if metrics else nullcontext() as metrics_dir:
+        return _run(config_json, host, port, workers, on_ready, metrics_dir)
+
+
+def _run(
+    config_json: str, host: str, port: int, workers: int, on_ready: Callable[[], None], metrics_dir: str | None
+) -> int:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ServeError("--workers needs SO_REUSEPORT (Linux, BSD, macOS): run one worker")
     check_free(host, port)
@@ -89,6 +101,7 @@ def run_workers(config_json: str, host: str, port: int, workers: int, on_ready: 
                     stop.set()
                     break
                 logger.error("worker %s exited with %s; restarting it", proc.pid, proc.exitcode)
+                worker_exited(proc.pid, metrics_dir)
                 time.sleep(RESTART_PAUSE)
                 procs[i] = start()
     finally:
@@ -99,6 +112,8 @@ def run_workers(config_json: str, host: str, port: int, workers: int, on_ready: 
             proc.join(timeout=15)
             if proc.is_alive():
                 proc.kill()
+                proc.join(timeout=5)
+            worker_exited(proc.pid, metrics_dir)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         reserve.close()

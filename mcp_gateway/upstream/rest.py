@@ -78,6 +78,8 @@ class RestUpstream:
             message = f"Invalid arguments: {exc}"
         except UpstreamError as exc:
             message = f"Upstream call failed: {exc}"
+            if facts is not None:
+                facts["error_kind"] = exc.kind
             # One line per failure: who, where, what kind; never the URL (its query may hold a key),
             # the arguments or a secret.
             logger.warning(

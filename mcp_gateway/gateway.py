@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.applications import Starlette
@@ -35,6 +36,7 @@ from mcp_gateway.metering.limits import limiter_for
 from mcp_gateway.observe.access_log import AccessLog
 from mcp_gateway.observe.metrics import PrometheusMeter
 from mcp_gateway.observe.requests import RequestMetrics
+from mcp_gateway.observe.trace_context import TraceHeaders, current_trace_id, tracing_on
 from mcp_gateway.pipeline import Stage, compose
 from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
@@ -59,6 +61,9 @@ from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.store.rules import R, RuleStore, budget_store, limit_store
 from mcp_gateway.vault import Vault
 
+if TYPE_CHECKING:
+    from mcp_gateway.observe.traces import Traces
+
 logger = logging.getLogger(__name__)
 
 LEDGER_UPKEEP_SECONDS = 300.0  # rollups and pruning; an hour is rolled 2 hours after it ends
@@ -76,6 +81,14 @@ class Gateway:
         self.identities = IdentityStore(self.db)
         # Upstream credentials (and the introspection client's secret) are sealed in the vault.
         self.vault = Vault.open(self.db, config.data_dir)
+        # Traces: only set up (and the SDK only imported) when switched on, by config or OTEL_* variables.
+        self.traces: Traces | None = None
+        if tracing_on(config.traces):
+            from mcp_gateway.observe.traces import setup_traces
+
+            self.traces = setup_traces(config.traces)
+        # With content capture, what is captured is scrubbed of every secret resolved.
+        resolve = self.traces.remembering(self.vault.resolve) if self.traces is not None else self.vault.resolve
         # Read before anything reads a secret: a change made any time later is seen at the next poll.
         self._secrets_revision = self.vault.revision()
         jwt = JwtVerifier(config.auth, user_agent=config.user_agent) if config.auth.issuers else None
@@ -94,16 +107,17 @@ class Gateway:
         self.drift = DriftMonitor(self.drift_store, self.catalog, self._uploaded_spec)
         self.pool = UpstreamPool(
             user_agent=config.user_agent,
-            resolve=self.vault.resolve,
+            resolve=resolve,
             user_tokens=self.connections,
             revision=self.vault.revision,
             observer_for=self.drift.observer_for,
+            spans=self.traces.upstream_span if self.traces is not None else None,
         )
         self.catalog.subscribe(self.pool.on_change)
         self.catalog.subscribe(self.drift.on_change)
         # Models (/v1): the config file's and the registered ones; with neither, those the
         # environment's provider keys serve. Loaded at start, then at each store poll.
-        self.models = ModelRouter([], self.vault.resolve, config.user_agent, revision=self.vault.revision)
+        self.models = ModelRouter([], resolve, config.user_agent, revision=self.vault.revision)
         environment = models_from_environment() if config.models_from_env and not config.models else []
         self.model_registry = ModelRegistry(self.models, ModelStore(self.db), config.models, environment)
         self.ledger_store = LedgerStore(self.db)
@@ -120,6 +134,7 @@ class Gateway:
         self.observer: Observer = self.metrics if self.metrics is not None else NOBODY
         self.model_caller = ModelCaller(self.models, self.meter)
         self.model_caller.observer = self.observer
+        self.model_caller.traces = self.traces
         # Rate limits: counted in this process, or in Redis when replicas share them; None without rules.
         # The config file's rules and those added at run time (CLI, admin API), read at each poll.
         # With Redis, limits and budgets share one connection pool, so one outage is seen once.
@@ -143,7 +158,8 @@ class Gateway:
         # Limits after validation (a malformed call costs no quota), budgets after limits (a refusal
         # there reserves nothing).
         stages: list[Stage] = [
-            meter_calls(self.meter),
+            *([self.traces.trace_calls] if self.traces is not None else []),
+            meter_calls(self.meter, current_trace_id),
             validate_arguments,
             limit_calls(self.limiter),
             budget_calls(self.budgets, self.tool_costs),
@@ -163,6 +179,11 @@ class Gateway:
             )
             for v in config.servers
         }
+        # Before the SDK's own OpenTelemetry middleware: a caller's traceparent header becomes the
+        # context of its request span (traced), or of the call record and upstream request (not).
+        headers = self.traces.middleware() if self.traces is not None else TraceHeaders()
+        for server in (self.mcp, *self.virtual.values()):
+            server.server.middleware.insert(0, headers)
 
     def _uploaded_spec(self, api: str) -> str | None:
         """The spec text of a registered API whose spec was uploaded (blocking)."""
@@ -334,6 +355,7 @@ class Gateway:
                     ledger=self.ledger_store,
                     limiter=self.limiter,
                     budgets=self.budgets,
+                    traces=self.traces,
                 )
             ],
         )

@@ -139,6 +139,34 @@ class MetricsConfig(StrictModel):
     )
 
 
+class TracesConfig(StrictModel):
+    """OpenTelemetry traces (observe/traces.py), exported over OTLP/HTTP."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="default: on when OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+        "OTEL_TRACES_EXPORTER (otlp or console) is set, off otherwise (and off with OTEL_SDK_DISABLED=true)",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="the collector's OTLP/HTTP base URL, e.g. http://127.0.0.1:4318 (/v1/traces is appended); "
+        "default: the OTEL_EXPORTER_OTLP_* variables",
+    )
+    service_name: str | None = Field(default=None, description="default: OTEL_SERVICE_NAME, else mcp-gateway")
+    capture_content: bool = Field(
+        default=False,
+        description="record prompts, completions, tool arguments and results on spans, with every known secret "
+        "scrubbed (also on with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (the collector's OTLP/HTTP address)")
+        return value
+
+
 class GatewayConfig(StrictModel):
     """The whole gateway configuration (the `gateway.yaml` root)."""
 
@@ -170,6 +198,7 @@ class GatewayConfig(StrictModel):
         description="spend caps in USD per day, week, month or in total, on tool and model calls (and alerts)",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    traces: TracesConfig = Field(default_factory=TracesConfig)
     log_level: LogLevel = "info"
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per log line, the call lines' fields as keys"
@@ -395,6 +424,7 @@ __all__ = [
     "ToolCost",
     "ToolFilter",
     "ToolPick",
+    "TracesConfig",
     "UserOAuthCredential",
     "VirtualServerConfig",
     "check_authority_url",

@@ -25,8 +25,9 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -74,6 +75,31 @@ class ModelRequest:
     # Told of each usage record the request makes (every attempt's; a stream's when it ends):
     # token limits settle their reservations with it.
     on_record: Callable[[CallRecord], None] | None = None
+    trace_id: str | None = None  # the trace the call is in (the caller's traceparent, or its span's)
+
+
+class AttemptSpan(Protocol):
+    """One provider request's trace span (observe/traces.py): current while the request is sent
+    (`with`); ended with the attempt's final call record."""
+
+    answer: dict[str, Any] | None  # a whole JSON answer (content capture)
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def end(self, record: CallRecord) -> None: ...
+
+
+class ModelTraces(Protocol):
+    """What the model path tells tracing (observe/traces.py's `Traces`)."""
+
+    def requested(self, wire: str, operation: str, model: str, body: Mapping[str, Any], headers: Any) -> None: ...
+
+    def attempt(self, record: CallRecord, method: str, url: str) -> AttemptSpan: ...
+
+
+_UNTRACED = nullcontext()
 
 
 @dataclass(slots=True)
@@ -205,12 +231,15 @@ class ModelCaller:
         self.router = router
         self.meter = meter
         self.observer: Observer = NOBODY  # told of retries and fallbacks (metrics)
+        self.traces: ModelTraces | None = None  # tracing on: the spans of calls and provider requests
 
     async def __call__(self, request: ModelRequest) -> ModelAnswer:
         """Serve `request`; raises LlmError for what the front door renders as an error."""
         model = self.router.find(request.model)
         if model is None:
             raise model_not_found(request.model)
+        if self.traces is not None:
+            self.traces.requested(request.wire, request.operation, request.model, request.body, request.headers)
         attempt = _Attempt(request, model.total_timeout)
         return await self._model(model, request.model, attempt, fallback_depth=0)
 
@@ -337,13 +366,16 @@ class ModelCaller:
             retries=attempt.retries,
             fallbacks=attempt.fallbacks,
             request_bytes=len(native.content),
+            trace_id=request.trace_id,
         )
+        span = self.traces.attempt(record, native.method, native.url) if self.traces is not None else None
         started = time.perf_counter()
         streaming = False
         target.health.in_flight += 1
         try:
             try:
-                response = await provider.send(native)
+                with span or _UNTRACED:  # current while sent: the provider's traceparent names it
+                    response = await provider.send(native)
             except UpstreamError as exc:
                 message = scrubber(provider.secrets).text(str(exc))
                 target.health.failed(message, model.cooldown_seconds)
@@ -356,7 +388,9 @@ class ModelCaller:
             record.ttft_ms = (response.first_byte_at - started) * 1000
             if request.stream and response.content_type == provider.stream_type:
                 streaming = True  # in flight until the stream ends: _relay lets go
-                events = self._relay(response, target, record, started, added_usage, provider, request, translator)
+                events = self._relay(
+                    response, target, record, started, added_usage, provider, request, translator, span
+                )
                 return ModelAnswer(200, "text/event-stream", events=events, headers=[("Cache-Control", "no-cache")])
             try:
                 payload = await response.read()
@@ -375,6 +409,8 @@ class ModelCaller:
                     else clean.text(payload.decode("utf-8", errors="replace")).encode()
                 )
             record.response_bytes = len(payload)
+            if span is not None:
+                span.answer = data
             record.usage = self._usage_of(provider.wire, data, request, len(payload))
             record.cost = self._cost(target, asked, record.usage)
             self._finish(record, target, started, response.status, request)
@@ -387,6 +423,8 @@ class ModelCaller:
         finally:
             if not streaming:
                 target.health.in_flight -= 1
+                if span is not None:
+                    span.end(record)
 
     async def _refused(
         self,
@@ -464,6 +502,7 @@ class ModelCaller:
         provider: Provider,
         request: ModelRequest,
         translator: translate.Translator | None,
+        span: AttemptSpan | None,
     ) -> AsyncIterator[bytes]:
         """The client's stream: the provider's events as they come (translated when the formats
         differ), usage read from them on the way, the usage chunk the gateway asked for dropped,
@@ -487,6 +526,8 @@ class ModelCaller:
             record.response_bytes = tap.bytes
             record.cost = self._cost(target, record.model or "", usage)
             self._finish(record, target, started, status, request)
+            if span is not None:
+                span.end(record)
 
         tap = UsageTap(provider.wire, added_usage, provider.secrets, lambda: account(200))
         try:

@@ -30,7 +30,7 @@ from mcp_gateway.upstream import Upstream
 from mcp_gateway.upstream.client import ClientSettings, UpstreamResponse
 from mcp_gateway.upstream.credentials import UserTokens
 from mcp_gateway.upstream.response import error_result
-from mcp_gateway.upstream.rest import RestUpstream
+from mcp_gateway.upstream.rest import RestUpstream, UpstreamSpans
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def rest_upstream(
     resolve: Resolve = plain,
     user_tokens: UserTokens | None = None,
     observer_for: ObserverFor | None = None,
+    spans: UpstreamSpans | None = None,
 ) -> Upstream:
     """The upstream for a REST API entry, with that API's limits and credentials. Blocking."""
     cfg = entry.config
@@ -88,7 +89,7 @@ def rest_upstream(
         binding.for_operation(security)
     own = {t.operation.base_url for t in entry.ingest.tools if t.operation.base_url is not None}
     observe = observer_for(entry) if observer_for is not None else None
-    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own), observe=observe)
+    return RestUpstream(entry.name, base_url, settings, binding, own_servers=sorted(own), observe=observe, spans=spans)
 
 
 class UpstreamPool:
@@ -101,13 +102,16 @@ class UpstreamPool:
         user_tokens: UserTokens | None = None,
         revision: Callable[[], int] = lambda: 0,
         observer_for: ObserverFor | None = None,
+        spans: UpstreamSpans | None = None,
     ) -> None:
-        """`revision` (blocking) is the secrets' revision: it moves whenever `resolve` may answer otherwise."""
+        """`revision` (blocking) is the secrets' revision: it moves whenever `resolve` may answer otherwise.
+        `spans`: the trace span of each upstream request (tracing on)."""
         self.user_agent = user_agent
         self.resolve = resolve
         self.user_tokens = user_tokens
         self.revision = revision
         self.observer_for = observer_for
+        self.spans = spans
         self._slots: dict[str, _Slot] = {}
         self._building = anyio.Lock()
 
@@ -128,7 +132,9 @@ class UpstreamPool:
         # The revision first: a secret written after this read is seen at the next poll, even
         # one written while the upstream below is being built.
         revision = self.revision()
-        return revision, rest_upstream(entry, self.user_agent, self.resolve, self.user_tokens, self.observer_for)
+        return revision, rest_upstream(
+            entry, self.user_agent, self.resolve, self.user_tokens, self.observer_for, self.spans
+        )
 
     async def __call__(self, call: Call) -> types.CallToolResult:
         slot = self._slots.get(call.api.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import mcp_types as types
 
@@ -27,9 +28,14 @@ def validate_arguments(next_handler: Handler) -> Handler:
     return handle
 
 
-def meter_calls(meter: Meter) -> Stage:
+def _no_trace() -> str | None:
+    return None
+
+
+def meter_calls(meter: Meter, trace_id: Callable[[], str | None] = _no_trace) -> Stage:
     """One record per call, handed to `meter` (the log line, the ledger): who, which tool, the
-    upstream's status, sizes, duration and cost (`price_calls`'). Never the arguments or results."""
+    upstream's status, sizes, duration, cost (`price_calls`') and the trace the call is in
+    (`trace_id`, asked once per call). Never the arguments or results."""
 
     def stage(next_handler: Handler) -> Handler:
         async def handle(call: Call) -> types.CallToolResult:
@@ -52,6 +58,7 @@ def meter_calls(meter: Meter) -> Stage:
                     response_bytes=facts.get("response_bytes", 0),
                     cost=facts.get("cost", ZERO),
                     error_kind=facts.get("error_kind"),
+                    trace_id=trace_id(),
                 )
             )
             return result

@@ -19,7 +19,8 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -43,6 +44,7 @@ from mcp_gateway.metering.limits import (
     LimitsUnavailable,
     subject_of,
 )
+from mcp_gateway.observe.trace_context import current_trace_id, trace_id_of
 from mcp_gateway.server.admin_usage import UsageQueryError, usage_answer, usage_query
 from mcp_gateway.store.ledger import LedgerStore
 
@@ -127,6 +129,14 @@ async def _release(holds: list[Admission | Hold]) -> None:
         await hold.release()
 
 
+class DoorTraces(Protocol):
+    """Tracing of the model calls (observe/traces.py's `Traces`)."""
+
+    def model_span(self, scope: Scope, send: Send) -> AbstractContextManager[Send]:
+        """The span of one call, current while it is served; yields the `send` to answer through."""
+        ...
+
+
 class ModelDoors:
     """ASGI middleware serving the `/v1` endpoints of `caller`'s models; every other request
     (and an unknown `/v1` path) goes on to `app`."""
@@ -141,8 +151,10 @@ class ModelDoors:
         ledger: LedgerStore | None = None,
         limiter: Limiter | None = None,
         budgets: Budgets | None = None,
+        traces: DoorTraces | None = None,
     ) -> None:
         self.app = app
+        self.traces = traces
         self.posts, self.gets, self.model_path = _endpoints(caller, access, max_body, ledger, limiter, budgets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,6 +172,11 @@ class ModelDoors:
         if method not in allow:
             headers = {"Allow": ", ".join(allow)}
             response: ASGIApp = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
+        elif self.traces is not None and path in self.posts:
+            with self.traces.model_span(scope, send) as sending:  # to the last byte of the answer
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, sending)
+            return
         else:
             response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
@@ -281,6 +298,8 @@ def _endpoints(
                     raise model_not_found(model)  # a denied model looks exactly like an unknown one
                 stream = body.get("stream") is True and operation in ("chat", "responses", "messages")
                 model_request = ModelRequest(wire, operation, model, body, stream, request.headers, principal, path)
+                # The trace: its span's when traced, else the caller's traceparent (for the ledger).
+                model_request.trace_id = current_trace_id() or trace_id_of(request.headers.get("traceparent"))
                 limited = limiter is not None and bool(limiter.rules)
                 capped = budgets is not None and budgets.active
                 if limited or capped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -12,13 +13,16 @@ import mcp_types as types
 from mcp_gateway.definitions import ToolDefinition
 from mcp_gateway.upstream.client import ClientSettings, HttpClient, UpstreamError, UpstreamResponse
 from mcp_gateway.upstream.credentials import Binding, Caller, CredentialError
-from mcp_gateway.upstream.request import RequestBuildError, build_request
+from mcp_gateway.upstream.request import RequestBuildError, UpstreamRequest, build_request
 from mcp_gateway.upstream.response import error_result, to_result
 from mcp_gateway.upstream.scrub import scrubber
 
 logger = logging.getLogger(__name__)
 CONNECT_META = "mcp-gateway/connect-url"
 _ANONYMOUS = Caller()
+# Tracing (observe/traces.py): the span of one upstream request, current while it is sent; it
+# yields the function that takes the answer's status. None when tracing is off.
+UpstreamSpans = Callable[[str, ToolDefinition, UpstreamRequest], AbstractContextManager[Callable[[int], None]]]
 
 
 class _Refused(Exception):
@@ -36,11 +40,14 @@ class RestUpstream:
         binding: Binding | None = None,
         own_servers: Iterable[str] = (),
         observe: Callable[[ToolDefinition, UpstreamResponse], None] | None = None,
+        spans: UpstreamSpans | None = None,
     ) -> None:
         """Blocking (TLS contexts load CA files): build it off the event loop. `observe` sees every
-        response before it is converted; it must return at once (drift sampling)."""
+        response before it is converted; it must return at once (drift sampling). `spans`: each
+        request's trace span (tracing on)."""
         self.api = api
         self.observe = observe
+        self.spans = spans
         self.base_url = base_url
         self.binding = binding
         self._client = HttpClient(base_url, settings) if base_url else None
@@ -127,7 +134,12 @@ class RestUpstream:
                 put = await applier.apply(request, caller)
                 used += put
                 secrets += put
-            response = await client.send(request)
+            if self.spans is None:
+                response = await client.send(request)
+            else:
+                with self.spans(self.api, tool, request) as answered:
+                    response = await client.send(request)
+                    answered(response.status)
             # A 401 to a token we obtained may mean it was revoked or expired early: once, get a new one.
             if response.status != 401 or attempt or not appliers:
                 break

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,17 @@ async def test_a_traced_call_without_a_traceparent_gets_its_own_trace(
     assert f"trace_id={trace_id}" in line
 
 
+def check_chat_attributes(attributes: Mapping[str, Any]) -> None:
+    """The GenAI attributes of a served `chat gpt-test` call (the fake's gpt-4o behind it)."""
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == "gpt-test"
+    assert attributes["gen_ai.response.model"] == "gpt-4o"
+    assert attributes["gen_ai.usage.input_tokens"] > 0 and attributes["gen_ai.usage.output_tokens"] > 0
+    assert "gen_ai.usage.cache_read.input_tokens" in attributes
+    assert attributes["http.response.status_code"] == 200
+
+
 async def _chat(base: str, body: dict[str, Any], headers: dict[str, str]) -> httpx2.Response:
     return await anyio.to_thread.run_sync(
         lambda: httpx2.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=30)
@@ -224,13 +235,7 @@ async def test_a_chat_call_is_a_genai_span_with_a_child_per_provider_request(
     assert served["http.response.status_code"] == 200 and "error.type" not in served
     assert served["gen_ai.provider.name"] == "openai" and served["gen_ai.request.model"] == "gpt-4o"
     attributes = dict(call.attributes or {})
-    assert attributes["gen_ai.operation.name"] == "chat"
-    assert attributes["gen_ai.provider.name"] == "openai"
-    assert attributes["gen_ai.request.model"] == "gpt-test"
-    assert attributes["gen_ai.response.model"] == "gpt-4o"
-    assert attributes["gen_ai.usage.input_tokens"] > 0 and attributes["gen_ai.usage.output_tokens"] > 0
-    assert "gen_ai.usage.cache_read.input_tokens" in attributes
-    assert attributes["http.response.status_code"] == 200
+    check_chat_attributes(attributes)
     if stream:
         assert 0 < attributes["gen_ai.response.time_to_first_chunk"] < 30
     else:

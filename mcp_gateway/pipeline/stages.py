@@ -44,7 +44,7 @@ def meter_calls(meter: Meter) -> Stage:
                     org=principal.org if principal else None,
                     key_id=principal.credential_id if principal else None,
                     api=call.api.name,
-                    tool=call.tool.name,
+                    tool=call.tool.catalog_name,  # as policies, limits and budgets name it
                     status=facts.get("status", 0),
                     error=bool(result.is_error),
                     latency_ms=(time.perf_counter() - started) * 1000,

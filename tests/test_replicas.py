@@ -6,6 +6,7 @@ at most a flush interval of rows, a budget is never passed, and a Redis restart 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import sys
@@ -354,3 +355,47 @@ def test_a_redis_restart_mid_load_lets_calls_through_with_fail_open(
     assert ledger == Decimal("0.1") * len(outcomes)
     unwritten = sum(1 for o in outcomes if up - 1.5 < o.ended < up + 0.5 or (o.started < up < o.ended))
     assert ledger - Decimal("0.1") * unwritten <= spent <= ledger, (spent, ledger, unwritten)
+
+
+@pytest.mark.replica_config(
+    {
+        "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "cost": "0.1"}],
+        "admin_token": ADMIN,
+        "budgets": BUDGET,
+        "limits_extra": {"concurrency_lease_seconds": 1},
+    }
+)
+def test_a_killed_replicas_reservations_lapse_with_its_lease(replicas: list[Replica]) -> None:
+    """Eight slow calls in flight on one replica hold 0.8 USD of a budget; kill -9 of that replica
+    leaves them held only until its lease (1 s here) lapses, while a live replica's long call keeps
+    its reservation (renewed) and settles to its cost."""
+
+    def balance() -> dict[str, str]:
+        response = httpx2.get(replicas[2].url + "/admin/budgets", headers={"Authorization": f"Bearer {ADMIN}"})
+        budgets = response.json()["budgets"]
+        return budgets[0] if budgets else {"reserved_usd": "0", "spent_usd": "0"}
+
+    async def wait_for(reserved: str, within: float) -> None:
+        deadline = time.monotonic() + within
+        while (seen := await anyio.to_thread.run_sync(balance))["reserved_usd"] != reserved:
+            assert time.monotonic() < deadline, (reserved, seen)
+            await anyio.sleep(0.1)
+
+    async def slow(replica: Replica, seconds: float) -> None:
+        with contextlib.suppress(Exception):  # the killed replica's callers lose their connection
+            async with Client(replica.url + "/mcp", mode="2026-07-28") as client:
+                await client.call_tool("slow", {"seconds": seconds})
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(slow, replicas[0], 20)
+            tg.start_soon(slow, replicas[1], 5)
+            await wait_for("0.9", 15)
+            replicas[0].process.kill()
+            await wait_for("0.1", 4)  # the dead replica's 0.8 dropped, the live one's 0.1 kept
+            await wait_for("0", 10)  # the live call ended and settled
+            tg.cancel_scope.cancel()
+
+    anyio.run(scenario)
+    assert balance()["spent_usd"] == "0.1"

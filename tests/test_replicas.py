@@ -252,6 +252,9 @@ def test_four_replicas_never_spend_past_a_budget(replicas: list[Replica], tmp_pa
         database.close()
 
 
+# A call waits on Redis at most 3 x limits.redis_timeout (2 s in these tests: connecting and the
+# command, each bounded, and the whole bounded), plus a second of a loaded machine's slack.
+HANG_BOUND = 3 * 2.0 + 1
 RESTART_RULES = {
     "rules": [{"name": "roomy", "scope": "global", "match": {"tool": ["getItem"]}, "requests_per_hour": 10**7}],
 }
@@ -347,16 +350,17 @@ def test_a_redis_restart_mid_load_refuses_while_down_with_fail_closed(
     during = [o for o in outcomes if down + 0.3 < o.started and o.ended < up]
     after = [o for o in outcomes if o.started > up + 1.5]  # past the pause after a failure
     assert before and during and after, (len(before), len(during), len(after))
-    assert all(o.served for o in before)
-    assert not any(o.served for o in during)
+    assert all(o.served for o in before), next(o.text for o in before if not o.served)
+    assert not any(o.served for o in during), [round(o.started - down, 2) for o in during if o.served][:8]
     assert all("the limits store is unreachable" in o.text for o in during), during[0].text
     refused_after = sorted({(round(o.started - up, 1), o.text[:150]) for o in after if not o.served})
     assert not refused_after, refused_after[:8]
-    assert max(o.ended - o.started for o in outcomes) < 3  # never a hang
+    longest = max(o.ended - o.started for o in outcomes)
+    assert longest < HANG_BOUND, longest  # never a hang
     assert all(r.process.poll() is None for r in replicas)
     spent, ledger = _budget_and_ledger(replicas, tmp_path)
     assert ledger == Decimal("0.1") * sum(o.served for o in outcomes)
-    assert spent == ledger
+    assert spent == ledger, (spent, ledger)
 
 
 @pytest.mark.own_redis
@@ -371,7 +375,8 @@ def test_a_redis_restart_mid_load_lets_calls_through_with_fail_open(
     outcomes, down, up = _through_a_redis_restart(replicas, redis_server)
     assert all(o.served for o in outcomes), next(o.text for o in outcomes if not o.served)
     assert any(down + 0.3 < o.started and o.ended < up for o in outcomes)
-    assert max(o.ended - o.started for o in outcomes) < 3
+    longest = max(o.ended - o.started for o in outcomes)
+    assert longest < HANG_BOUND, longest
     assert all(r.process.poll() is None for r in replicas)
     spent, ledger = _budget_and_ledger(replicas, tmp_path)
     assert ledger == Decimal("0.1") * len(outcomes)

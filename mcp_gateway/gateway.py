@@ -207,6 +207,7 @@ class Gateway:
         await self.model_registry.load()
         await self._rebuild_budgets()
         await self.refresh_rules()
+        self._warn_unpriced()
         snapshot = self.catalog.snapshot
         logger.info(
             "serving %d tools from %d APIs (access control %s)",
@@ -223,6 +224,19 @@ class Gateway:
         elif not self.budgets.backend.remote:
             accounts = await self.budgets.rebuild()
             logger.info("budgets: spend of %d account(s) rebuilt from the ledger", accounts)
+
+    def _warn_unpriced(self) -> None:
+        """Budgets, and models no price is known for: say what becomes of their calls."""
+        if not self.budgets.active:
+            return
+        router = self.models
+        unpriced = [m.name for m in router.models if not m.is_glob and router.max_cost(m, m.name, 1, 1) is None]
+        if unpriced:
+            fate = "refused under a budget" if self.config.budgets.unpriced_models == "refuse" else "free under budgets"
+            logger.warning(
+                "budgets: no price is known for model(s) %s: their calls are %s (set a price on their deployments)",
+                ", ".join(unpriced), fate,
+            )  # fmt: skip
 
     def unservable(self) -> str | None:
         """Why this gateway must not run: APIs were configured and none of them could be loaded.

@@ -17,7 +17,13 @@ BACKENDS = ["local", "redis"]
 
 def limits_config(backend: str, redis_url: str | None, rules: list[dict[str, Any]], **extra: Any) -> LimitsConfig:
     """`rules` counted in this process or in the test's Redis, under a key prefix of their own."""
-    shared = {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}:"} if backend == "redis" else {}
+    # A roomy timeout: a loaded test machine must not turn a slow round trip into "Redis is down"
+    # (the tests of timeouts give their own).
+    shared = (
+        {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}:", "redis_timeout": 2.0}
+        if backend == "redis"
+        else {}
+    )
     return LimitsConfig.model_validate({"rules": rules, **shared, **extra})
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import calendar
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from mcp_gateway.metering.budgets import (
 from mcp_gateway.metering.limits import BackendDown, Subject
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.ledger import LedgerStore
+from tests.limits_helpers import limits_config
 from tests.redis_server import RedisServer
 
 ALICE = Subject(consumer="alice", team="payments", org="acme", key="k1", api="echo", tool="getItem")
@@ -50,8 +50,7 @@ def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
 
 def limits_for(backend: str, redis_url: str | None, **extra: Any) -> LimitsConfig:
     """The limits' settings that place the accounts: this process, or the test's Redis under a prefix of its own."""
-    shared = {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}:"} if backend == "redis" else {}
-    return LimitsConfig.model_validate({**shared, **extra})
+    return limits_config(backend, redis_url, [], **extra)
 
 
 class Recorder:

@@ -184,3 +184,34 @@ async def test_32_callers_at_once_never_pass_the_cap(
         assert spent == served * OPENAI_COST and balance["reserved_usd"] == "0"
         assert spent <= Decimal("0.0005")  # never past the cap: the reservations were true maxima
         assert served >= 1 and statuses.count(429) >= 1
+
+
+@pytest.mark.parametrize("mode", ["refuse", "allow"])
+def test_a_model_without_a_price_under_a_budget_is_refused_unless_allowed(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider], mode: str
+) -> None:
+    """A model no price is known for cannot have its cost reserved: under a budget its calls are
+    refused (403, before any provider request, saying what to set), or with `unpriced_models:
+    allow` served as costing nothing. A priced model is served either way."""
+    openai_fake, anthropic_fake = fakes
+    house = {"name": "house", "deployments": [{"provider": "openai", "model": "house-model-7b",
+             "base_url": openai_fake.url + "/v1", "api_key": "secret:openai-key"}]}  # fmt: skip
+    models = [*_models(openai_fake.url, anthropic_fake.url), house]
+    budgets = {
+        "rules": [{"name": "alice-day", "scope": "consumer", "usd": "1", "period": "day"}],
+        "unpriced_models": mode,
+    }
+    for running in _start(tmp_path, models, budgets=budgets):
+        door = Door(running.url, running.key, running.gateway, openai_fake, anthropic_fake)
+        seen = len(openai_fake.seen)
+        answer = door.post("/v1/chat/completions", {**CHAT, "model": "house"})
+        if mode == "refuse":
+            assert answer.status_code == 403 and answer.headers["x-should-retry"] == "false"
+            assert "The model `house` has no price" in answer.json()["error"]["message"]
+            assert "budgets.unpriced_models: allow" in answer.json()["error"]["message"]
+            assert len(openai_fake.seen) == seen
+        else:
+            assert answer.status_code == 200
+            [balance] = budgets_seen(door)
+            assert balance["spent_usd"] == "0"
+        assert door.post("/v1/chat/completions", CHAT).status_code == 200  # a priced model: served

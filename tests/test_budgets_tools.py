@@ -272,7 +272,7 @@ async def test_two_gateways_sharing_redis_enforce_one_budget(
 ) -> None:
     api, base = priced
     budgets = [{"name": "team", "scope": "team", "usd": "0.10", "period": "day"}]
-    limits = {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}:"}
+    limits = {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}:", "redis_timeout": 2.0}
     config = _config(tmp_path, base, budgets, database_url=database_url, limits=limits)
     key: list[str] = []
     with ExitStack() as stack:

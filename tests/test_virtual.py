@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, ToolPick, VirtualServerConfig
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import IdentityStore, Selector
+from mcp_gateway.store.ledger import LedgerStore
 from tests.conftest import ECHO_SPEC, running_gateway
 
 pytestmark = pytest.mark.anyio
@@ -93,3 +94,21 @@ async def test_stdio_serves_a_virtual_server(tmp_path: Path, upstream: str) -> N
 def test_rename_needs_a_single_tool() -> None:
     with pytest.raises(ValidationError):
         ToolPick(api="echo", tool="get*", rename="x")
+
+
+async def test_the_ledger_and_budgets_know_a_renamed_tool_by_its_catalog_name(tmp_path: Path, upstream: str) -> None:
+    """A call through a virtual server's `fetch_item` is a `getItem` call in the ledger, as for
+    policies and budgets: a budget on getItem rebuilt from the ledger counts it after a restart."""
+    budgets = {"rules": [{"name": "getitem", "scope": "tool", "match": {"tool": ["getItem"]}, "usd": "2.5"}]}
+    priced = ApiConfig.model_validate({"name": "echo", "spec": str(ECHO_SPEC), "base_url": upstream, "cost": 1})
+    cfg = config(tmp_path, upstream, budgets=budgets)
+    cfg = cfg.model_copy(update={"apis": [priced, cfg.apis[1]]})
+    with running_gateway(cfg) as (url, _):
+        async with Client(f"{url}/curated", mode="2026-07-28") as client:
+            assert not (await client.call_tool("fetch_item", {"id": "1"})).is_error
+            assert not (await client.call_tool("fetch_item", {"id": "2"})).is_error
+    (row,) = LedgerStore(Database(tmp_path / "gateway.db")).usage("tool")
+    assert (row.group, row.calls) == ("getItem", 2)
+    with running_gateway(cfg) as (url, _):  # spend rebuilt from the ledger: 2 of 2.5 spent
+        async with Client(url, mode="2026-07-28") as client:
+            assert (await client.call_tool("getItem", {"id": "3"})).is_error

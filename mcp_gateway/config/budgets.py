@@ -99,6 +99,11 @@ class BudgetsConfig(StrictModel):
         description="tokens a model call without max_tokens reserves for its answer; default: the model's "
         "default_max_tokens",
     )
+    unpriced_models: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="a model call under a budget to a model without a price (genai-prices' data or a deployment's "
+        "price): refuse (its cost cannot be reserved) or allow (it counts as costing nothing)",
+    )
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="before")

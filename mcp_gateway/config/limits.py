@@ -147,7 +147,8 @@ class LimitsConfig(StrictModel):
     concurrency_lease_seconds: float = Field(
         default=30.0,
         ge=1,
-        description="Redis: a replica renews its in-flight slots this often / 3; a dead replica's slots free after it",
+        description="Redis: a replica renews its in-flight slots and budget reservations this often / 3; a dead "
+        "replica's free after it",
     )
     default_output_tokens: int = Field(
         default=1024, ge=0, description="tokens reserved for the answer of a model call that sets no max_tokens"

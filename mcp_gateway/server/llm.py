@@ -255,8 +255,17 @@ def _endpoints(
         if output is None:
             output = budget_output or found.default_max_tokens
         most = caller.router.max_cost(found, model, prompt, output)
+        subject = subject_of(principal, model=model)
+        if most is None and budgets.config.unpriced_models == "refuse" and budgets.plan(subject):
+            raise LlmError(
+                "permission",
+                f"The model `{model}` has no price, so its cost cannot be reserved on the budgets that apply to this "
+                "call; the gateway's operator can set a price on its deployments (0 for a free model) or "
+                "budgets.unpriced_models: allow",
+                headers=NO_RETRY,
+            )
         try:
-            return await budgets.admit(subject_of(principal, model=model), most or 0)
+            return await budgets.admit(subject, most or 0)
         except BudgetExceeded as refused:
             raise LlmError("insufficient_quota", refused.message, code="insufficient_quota", headers=NO_RETRY) from None
         except BudgetsUnavailable as down:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, insert, not_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, insert, or_, select
 
 from mcp_gateway.metering.records import CallRecord
 from mcp_gateway.store.database import Database
@@ -178,7 +178,10 @@ class LedgerStore:
         if key_id is not None:
             query = query.where(c.key_id == key_id)
         if hours is not None:  # the rows of those hours are counted from the rollups
-            query = query.where(not_(_within(c.hour, hours)))
+            # As ranges of `at` (hour = at // 3600), so that the index on `at` reads only the rest.
+            first, last = hours
+            after = c.at >= (last + 1) * 3600
+            query = query.where(or_(c.at < first * 3600, after) if first is not None else after)
         return query.group_by(group)
 
     def _rolled(self, by: str, consumer: str | None, key_id: str | None, hours: tuple[int | None, int]) -> Select[Any]:
@@ -279,7 +282,9 @@ class LedgerStore:
             sums = [func.coalesce(func.sum(case((at >= start, c.cost_pusd), else_=0)), 0) for start in starts]
             query = select(*group, *sums).where(c.cost_pusd > 0)
             if rolled is not None:
-                query = query.where(c.hour > rolled) if table is ledger else query.where(c.hour <= rolled)
+                # Raw rows: as a range of `at` too (hour = at // 3600), which the index on `at` serves.
+                later = and_(c.hour > rolled, ledger.c.at >= (rolled + 1) * 3600)
+                query = query.where(later) if table is ledger else query.where(c.hour <= rolled)
             if first > 0:
                 # `hour` too, so the (consumer, hour) and (key_id, hour) indexes serve a narrowed query.
                 query = query.where(at >= first, c.hour >= int(first // 3600))

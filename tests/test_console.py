@@ -376,3 +376,59 @@ def test_logging_out_ends_the_session(setup: Setup, browser: webdriver.Chrome) -
     assert browser.current_url == setup.base + "/ui/login" and "mcpgw_console" not in cookie_jar(browser)
     # The old cookie, replayed, is no session any more.
     assert httpx2.get(setup.base + "/ui/", cookies=session).status_code == 303
+
+
+def test_apis_registered_from_a_url_and_a_file_then_removed(
+    setup: Setup, browser: webdriver.Chrome, upstream: str
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    base = setup.base
+    spec = ECHO_SPEC.read_text()
+    served = Starlette(routes=[Route("/echo.yaml", lambda request: PlainTextResponse(spec))])
+    with serve_in_thread(served) as spec_host:
+        logged_in(browser, base)
+        for name, source in (("byurl", "url"), ("byfile", "file")):
+            visit(browser, base + "/ui/apis")
+            form = browser.find_element(By.ID, "register-api")
+            form.find_element(By.NAME, "name").send_keys(name)
+            if source == "url":
+                form.find_element(By.NAME, "spec_url").send_keys(spec_host + "/echo.yaml")
+            else:  # the page's script reads the picked file into the form
+                form.find_element(By.CSS_SELECTOR, "input.spec-file").send_keys(str(ECHO_SPEC))
+                WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, "spec_content").get_property("value"))
+            form.find_element(By.NAME, "base_url").send_keys(upstream)
+            form.find_element(By.NAME, "prefix").send_keys(name)
+            navigate(browser, form.find_element(By.CSS_SELECTOR, "button"))
+            checked(browser, "api-registered" if source == "url" else None)
+            assert browser.current_url == f"{base}/ui/apis/{name}?done=registered"
+            tools = len(setup.gateway.catalog.snapshot.apis[name].ingest.tools)
+            assert text_of(browser, "#tool-count").startswith(f"{tools} ")
+            assert browser.find_elements(By.ID, f"tool-{name}_getItem")
+    for name in ("byurl", "byfile"):
+        visit(browser, base + "/ui/apis")
+        navigate(
+            browser, browser.find_element(By.CSS_SELECTOR, f'form[action="/ui/apis/{name}/remove"] button'), alert=True
+        )
+        assert "The API was removed." in checked(browser)
+        assert name not in setup.gateway.catalog.snapshot.apis
+    # A config-file API has no remove button, and a forged post is refused with the registry's reason.
+    source = visit(browser, base + "/ui/apis")
+    assert 'action="/ui/apis/echo/remove"' not in source
+    refused = httpx2.post(base + "/ui/apis/echo/remove", data={"csrf": csrf_of(source)}, cookies=cookie_jar(browser))
+    assert (
+        refused.status_code == 409 and "config file" in refused.text and "echo" in setup.gateway.catalog.snapshot.apis
+    )
+
+
+def test_names_are_escaped(setup: Setup, browser: webdriver.Chrome) -> None:
+    hostile = '<img src=x onerror="document.title=1">'
+    setup.gateway.identities.add_consumer("<script>alert(1)</script>", hostile, "acme")
+    logged_in(browser, setup.base)
+    visit(browser, setup.base + "/ui/consumers")
+    table = text_of(browser, "#consumers")
+    assert "<script>alert(1)</script>" in table and hostile in table  # shown as text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#consumers script, #consumers img")
+    assert browser.title == "Consumers & keys · mcp-gateway console"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mcp_gateway.auth.connections import Connections, OAuthApp
 from mcp_gateway.auth.introspection import Introspector
@@ -59,6 +59,7 @@ from mcp_gateway.store.ledger import LedgerStore
 from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.store.rules import R, RuleStore, budget_store, limit_store
+from mcp_gateway.ui import Services, console_routes
 from mcp_gateway.vault import Vault
 
 if TYPE_CHECKING:
@@ -358,6 +359,7 @@ class Gateway:
                 *connect_routes(self.connections, self.access.authenticate if self.access.enabled else None),
                 *self._admin_routes(),
                 *self._metrics_routes(),
+                *self._console_routes(),
             ],
             outer=[Middleware(RequestMetrics, meter=self.metrics)] if self.metrics is not None else [],
             front_doors=[
@@ -400,6 +402,19 @@ class Gateway:
             *rule_routes("/admin/budgets/rules", self.budget_store, self.config.budgets.rules, guard),
             *budget_routes(self.budgets, guard),
         ]
+
+    def _console_routes(self) -> list[BaseRoute]:
+        """The web console at `/ui` (only when an admin token is set: it is how operators log in)."""
+        token = self.config.admin_token
+        if not token:
+            return []
+        services = Services(
+            ledger=self.ledger_store, registry=self.registry, models=self.model_registry, access=self.access,
+            budgets=self.budgets, limit_store=self.limit_store, limit_rules=self.config.limits.rules,
+            budget_store=self.budget_store, budget_rules=self.config.budgets.rules,
+            key_grace=self.config.auth.key_rotation_grace_seconds,
+        )  # fmt: skip
+        return console_routes(token, services)
 
     async def aclose(self) -> None:
         """Close upstream pools, the drift worker, the JWKS client and the store."""

@@ -28,8 +28,11 @@ def test_a_built_wheel_serves_the_bundled_specs(tmp_path: Path) -> None:
         "from mcp_gateway.store.database import Database; from mcp_gateway.store import upgrade; "
         "c = build_config(parser().parse_args(['serve'])); "
         "db = Database('sqlite:///gateway.db'); "  # the store's migrations ship in the package too
+        "from importlib.resources import files; from mcp_gateway.ui.render import environment; "
+        "ui = files('mcp_gateway.ui'); environment().get_template('overview.html'); "  # the console's files
         "print(json.dumps({'package': mcp_gateway.__file__, 'specs': [a.spec for a in c.apis], "
-        "'revision': db.current(), 'migrations': str(upgrade.MIGRATIONS)}))"
+        "'revision': db.current(), 'migrations': str(upgrade.MIGRATIONS), "
+        "'console': sorted(f'{d}/{p.name}' for d in ('templates', 'static') for p in (ui / d).iterdir())}))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run(
@@ -40,3 +43,6 @@ def test_a_built_wheel_serves_the_bundled_specs(tmp_path: Path) -> None:
     assert sorted(Path(s).name for s in found["specs"]) == SHIPPED and len(SHIPPED) >= 4
     assert all(Path(s).is_relative_to(target) and Path(s).is_file() for s in found["specs"])
     assert Path(found["migrations"]).is_relative_to(target) and found["revision"] == head()
+    # The web console's templates and static files ship in the wheel: no build at install time.
+    ui = REPO / "mcp_gateway" / "ui"
+    assert found["console"] == sorted(f"{d}/{p.name}" for d in ("templates", "static") for p in (ui / d).iterdir())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, insert, not_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, insert, or_, select
 
 from mcp_gateway.metering.records import CallRecord
 from mcp_gateway.store.database import Database
@@ -178,7 +178,10 @@ class LedgerStore:
         if key_id is not None:
             query = query.where(c.key_id == key_id)
         if hours is not None:  # the rows of those hours are counted from the rollups
-            query = query.where(not_(_within(c.hour, hours)))
+            # As ranges of `at` (hour = at // 3600), so that the index on `at` reads only the rest.
+            first, last = hours
+            after = c.at >= (last + 1) * 3600
+            query = query.where(or_(c.at < first * 3600, after) if first is not None else after)
         return query.group_by(group)
 
     def _rolled(self, by: str, consumer: str | None, key_id: str | None, hours: tuple[int | None, int]) -> Select[Any]:
@@ -192,6 +195,62 @@ class LedgerStore:
         if key_id is not None:
             query = query.where(r.key_id == key_id)
         return query.group_by(group)
+
+    def recent(
+        self, limit: int = 50, *, before: int | None = None, consumer: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest calls (raw rows, newest first), older than row id `before` when given, optionally
+        of one consumer: a walk down the primary key, fast at any ledger size."""
+        c = ledger.c
+        query = select(ledger).order_by(c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(c.id < before)
+        if consumer is not None:
+            query = query.where(c.consumer == consumer)
+        return [_call(row) for row in self.db.query(query)]
+
+    def call(self, call_id: int) -> dict[str, Any] | None:
+        """One raw row by id (None when there is none, or it was pruned)."""
+        rows = self.db.query(select(ledger).where(ledger.c.id == call_id))
+        return _call(rows[0]) if rows else None
+
+    def latency_percentiles(
+        self, since: float, until: float, *, bucket_hours: int = 1, max_rows: int = 50_000
+    ) -> list[tuple[int, float, float, int]]:
+        """(bucket start in epoch seconds, p50 ms, p95 ms, calls counted) per bucket of `bucket_hours`
+        between `since` and `until`, from raw rows (nearest rank, computed by the database).
+
+        Percentiles need the raw latencies: hours already pruned have none. Over `max_rows`, every
+        k-th row by id is counted (an even sample, unrelated to latency) so that a page stays fast
+        over a million rows."""
+        c = ledger.c
+        window = and_(c.at >= since, c.at < until)
+        total = int(self.db.query(select(func.count()).select_from(ledger).where(window))[0][0])
+        if not total:
+            return []
+        step = math.ceil(total / max_rows)
+        bucket = c.hour // bucket_hours if bucket_hours > 1 else c.hour
+        ranked = select(
+            bucket.label("bucket"),
+            c.latency_ms,
+            func.row_number().over(partition_by=bucket, order_by=c.latency_ms).label("rank"),
+            func.count().over(partition_by=bucket).label("n"),
+        ).where(window)
+        if step > 1:
+            ranked = ranked.where(c.id % step == 0)
+        r = ranked.subquery()
+        query = (
+            select(
+                r.c.bucket,
+                func.max(case((r.c.rank == (r.c.n * 50 + 99) // 100, r.c.latency_ms))),
+                func.max(case((r.c.rank == (r.c.n * 95 + 99) // 100, r.c.latency_ms))),
+                func.max(r.c.n),
+            )
+            .group_by(r.c.bucket)
+            .order_by(r.c.bucket)
+        )
+        width = 3600 * bucket_hours
+        return [(int(b) * width, float(p50), float(p95), int(n)) for b, p50, p95, n in self.db.query(query)]
 
     def count(self) -> int:
         """Raw rows in the ledger."""
@@ -223,7 +282,9 @@ class LedgerStore:
             sums = [func.coalesce(func.sum(case((at >= start, c.cost_pusd), else_=0)), 0) for start in starts]
             query = select(*group, *sums).where(c.cost_pusd > 0)
             if rolled is not None:
-                query = query.where(c.hour > rolled) if table is ledger else query.where(c.hour <= rolled)
+                # Raw rows: as a range of `at` too (hour = at // 3600), which the index on `at` serves.
+                later = and_(c.hour > rolled, ledger.c.at >= (rolled + 1) * 3600)
+                query = query.where(later) if table is ledger else query.where(c.hour <= rolled)
             if first > 0:
                 # `hour` too, so the (consumer, hour) and (key_id, hour) indexes serve a narrowed query.
                 query = query.where(at >= first, c.hour >= int(first // 3600))
@@ -276,6 +337,16 @@ class LedgerStore:
             deleted += gone
             if gone < batch:
                 return deleted
+
+
+def _call(row: Any) -> dict[str, Any]:
+    """A raw ledger row as data for people: cost in USD, flags as booleans."""
+    out = dict(row._mapping)
+    out["cost"] = None if out["cost_pusd"] is None else from_pusd(out.pop("cost_pusd"))
+    out.pop("cost_pusd", None)
+    for flag in ("error", "estimated", "streamed"):
+        out[flag] = bool(out[flag])
+    return out
 
 
 def _within(hour: Any, hours: tuple[int | None, int]) -> ColumnElement[bool]:

@@ -71,6 +71,18 @@ LEDGER_UPKEEP_SECONDS = 300.0  # rollups and pruning; an hour is rolled 2 hours 
 STORE_POLL_SECONDS = 2.0
 
 
+def _import_lazy_dependencies() -> None:
+    """Import here, on the starting thread, what worker threads would otherwise import on first
+    use: openapi-core (drift checks) and genai-prices (model prices). Two threads importing
+    overlapping packages at once can deadlock on Python's per-module import locks, which Python
+    breaks by handing one of them a partially initialized module (an ImportError, seen now and
+    then under load). CLI commands that never serve do not pay for these imports."""
+    import genai_prices  # noqa: F401
+
+    import mcp_gateway.drift.check
+    import mcp_gateway.openapi.documents  # noqa: F401
+
+
 class Gateway:
     """Everything one gateway process serves."""
 
@@ -203,6 +215,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Ingest and serve every configured and registered API; load identities and policies."""
+        _import_lazy_dependencies()
         await self.access.reload()
         await self.registry.load_all()
         await self.model_registry.load()

@@ -138,8 +138,8 @@ class DriftMonitor:
         if failed is not None and failed[0] is entry and failed[1] > time.monotonic():
             return failed[2]
         text = self.spec_text(entry.name) if entry.config.spec.startswith(f"{UPLOAD_SCHEME}:") else None
-        # Imported here, in the worker: openapi-core takes a tenth of a second to import, which a
-        # gateway (or CLI command) that never checks a response should not pay at start.
+        # Imported by Gateway.start on its own thread (importing openapi-core here first raced other
+        # threads' imports); here it is a lookup, and keeps this module light for the CLI.
         from mcp_gateway.drift.check import ApiChecker
         from mcp_gateway.openapi.documents import spec_error_in
 

@@ -43,13 +43,14 @@ from pathlib import Path
 
 import httptools
 import httpx2
+import peer_venv
 import proxy_latency  # bench/ is on sys.path when this script runs: same helpers
 import uvloop
 import yaml
 
 HERE = Path(__file__).resolve().parent
 LITELLM_VERSION = "1.106.12"
-LITELLM_VENV = Path.home() / ".cache" / "mcp-gateway" / "bench" / "litellm-venv"
+LITELLM_VENV = peer_venv.ROOT / "litellm-venv"
 MODEL = "gpt-4o-mini"  # genai-prices and LiteLLM both price it: each proxy computes a cost per call
 PROVIDER_KEY = "sk-bench-provider-0123456789abcdef"
 LITELLM_KEY = "sk-bench-litellm-master"
@@ -105,19 +106,7 @@ def request_body(prompt_chars: int, stream: bool) -> bytes:
 
 def litellm_executable(venv: Path, version: str) -> Path:
     """LiteLLM proxy `version` in `venv`, installed there (from PyPI) when missing or another version."""
-    python = venv / "bin" / "python"
-    if python.exists():
-        found = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if found == version:
-            return venv / "bin" / "litellm"
-    print(f"installing litellm[proxy]=={version} into {venv} (once)", file=sys.stderr)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"litellm[proxy]=={version}"], check=True)
+    peer_venv.ensure(venv, "litellm", version, [f"litellm[proxy]=={version}"])
     return venv / "bin" / "litellm"
 
 

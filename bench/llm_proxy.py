@@ -183,20 +183,6 @@ def check(target: Target, prompt_chars: int) -> None:
         raise SystemExit(f"{target.name}: the usage chunk the client did not ask for reached it")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB (Linux /proc)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 # -- load -----------------------------------------------------------------------------------------------
 
 
@@ -325,10 +311,10 @@ def memory(target: Target, bodies: dict[str, bytes], total: int) -> list[tuple[s
     points: list[tuple[str, int, float]] = []
     for kind, body in bodies.items():
         done = 0
-        points.append((kind, 0, rss_mb(target.process.pid)))
+        points.append((kind, 0, proxy_latency.rss_mb(target.process.pid)))
         for mark in (total // 10, total // 2, total):
             done += calls(target, body, 32, mark - done)
-            points.append((kind, done, rss_mb(target.process.pid)))
+            points.append((kind, done, proxy_latency.rss_mb(target.process.pid)))
     return points
 
 
@@ -491,7 +477,7 @@ def main() -> None:
         for target in targets[1:3]:
             assert target.process is not None
             proxy_latency.wait_ready(target.base.replace("/v1", "/readyz"), target.process, timeout=120)
-        rss["start"] = rss_mb(gateway.process.pid)  # type: ignore[union-attr]
+        rss["start"] = proxy_latency.rss_mb(gateway.process.pid)  # type: ignore[union-attr]
         if litellm is not None:
             proxy = targets[3]
             assert proxy.process is not None
@@ -507,9 +493,9 @@ def main() -> None:
             for c in args.concurrency:
                 for target in targets:
                     ttft.append(measure_ttft(target, bodies["stream"], c, ttft_seconds))
-        rss["timed"] = rss_mb(gateway.process.pid)  # type: ignore[union-attr]
+        rss["timed"] = proxy_latency.rss_mb(gateway.process.pid)  # type: ignore[union-attr]
         if litellm is not None:
-            rss["litellm"] = rss_mb(targets[3].process.pid)  # type: ignore[union-attr]
+            rss["litellm"] = proxy_latency.rss_mb(targets[3].process.pid)  # type: ignore[union-attr]
         if args.requests_for_memory:
             mem = memory(gateway, bodies, args.requests_for_memory)
     finally:

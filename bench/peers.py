@@ -4,6 +4,8 @@ Starts, as separate processes on loopback, in one run:
   direct    bench/upstream.py, the same fast upstream for everyone: GET /items/42?q=bench
   gateway   `mcp-gateway serve` of bench/bench_api.yaml, access control off
   gw+key    the same with access control on, called with a gateway API key (as in production)
+  baseline  with `--baseline CHECKOUT`: the gateway of another checkout (a lever's before and
+            after in one run), access control off
   fastmcp   FastMCP's OpenAPI server (`FastMCP.from_openapi`, pinned, installed by this script into
             its own venv under ~/.cache/mcp-gateway/bench/, never a project dependency) of the
             same spec (bench/fastmcp_server.py), stateless Streamable HTTP
@@ -20,8 +22,8 @@ table, the ratios to FastMCP and to direct calls, the issue's targets met or not
 command line. The machine is small and shared: the ratios within one run are what count.
 
     python bench/peers.py [--duration 5] [--concurrency 1 32] [--eras 2025-11-25 2026-07-28]
-                          [--workers 1 2] [--sse] [--quick] [--skip-fastmcp] [--keep]
-                          [--memory-calls 100000]
+                          [--workers 1 2] [--rounds 1] [--sse] [--quick] [--skip-fastmcp] [--keep]
+                          [--memory-calls 100000] [--baseline CHECKOUT]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import httpx2
 import ingest_corpus
+import llm_proxy
 import peer_venv  # bench/ is on sys.path when this script runs
 import proxy_latency
 import yaml
@@ -83,6 +86,7 @@ def start_gateway(
     auth: bool,
     sse: bool,
     more_specs: tuple[Path, ...] = (),
+    checkout: Path | None = None,
 ) -> Server:
     port = proxy_latency.free_port()
     apis = [{"name": "bench", "spec": str(HERE / "bench_api.yaml"), "base_url": upstream}]
@@ -92,7 +96,8 @@ def start_gateway(
     path.write_text(yaml.safe_dump(config))
     log = (work / f"{name}-{workers}.log").open("wb")
     command = [sys.executable, "-m", "mcp_gateway.cli", "serve", "-c", str(path), "--workers", str(workers)]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    # From another checkout: `python -m` imports the package from the working directory first.
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=checkout)
     return Server(name, f"http://127.0.0.1:{port}/mcp", process)
 
 
@@ -180,10 +185,13 @@ def report(
     fastmcp: str | None,
     rss: list[tuple[int, float]],
 ) -> None:
+    fields = ("p50_ms", "p99_ms", "rps", "gateway_cpu_ms")
+    rows = llm_proxy.median_rows(rows, ("workers", "concurrency", "era", "path"), fields)
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"machine: {os.cpu_count()} cpus, load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
-        f"python {sys.version.split()[0]}; {args.duration:g} s per row after a warm-up; "
+        f"python {sys.version.split()[0]}; {args.duration:g} s per row after a warm-up, {args.rounds} round(s) "
+        "(medians); "
         f"{'SSE' if args.sse else 'JSON'} responses; FastMCP {fastmcp or 'skipped'}; wrk -t1"
     )
     direct = {(r["workers"], r["concurrency"]): r for r in rows if r["path"] == "direct"}
@@ -210,9 +218,15 @@ def report(
                 fm = by[(workers, era, low, "fastmcp")]
                 share = (gw["p50_ms"] - base) / (fm["p50_ms"] - base)
                 rps = by[(workers, era, high, "gateway")]["rps"] / by[(workers, era, high, "fastmcp")]["rps"]
+                # On a busy 2-core machine calls/s moves with other load; CPU per call much less so.
+                cpu = (
+                    by[(workers, era, high, "fastmcp")]["gateway_cpu_ms"]
+                    / by[(workers, era, high, "gateway")]["gateway_cpu_ms"]
+                )
                 line += (
                     f" added p50 at c{low} {share:.0%} of FastMCP's (target <= 25%: {verdict(share <= 0.25)});"
                     f" calls/s at c{high} {rps:.2f}x FastMCP's (target >= 4x: {verdict(rps >= 4)});"
+                    f" FastMCP's CPU per call at c{high} {cpu:.2f}x the gateway's;"
                 )
             gw_high, key_high = by[(workers, era, high, "gateway")], by[(workers, era, high, "gw+key")]
             auth = key_high["rps"] / gw_high["rps"] - 1
@@ -245,6 +259,13 @@ def main() -> None:
     parser.add_argument("--eras", nargs="+", default=list(ERAS), choices=ERAS)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes of each server")
     parser.add_argument("--sse", action="store_true", help="SSE responses from both servers (default: JSON)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure the gateway of another checkout (e.g. a `git worktree` of main), access control off",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the timed rows; medians are printed")
     parser.add_argument("--quick", action="store_true", help="2 s rows, the 2026-07-28 era, one worker")
     parser.add_argument("--skip-fastmcp", action="store_true", help="direct and the gateway only")
     parser.add_argument("--fastmcp-version", default=FASTMCP_VERSION)
@@ -283,12 +304,16 @@ def main() -> None:
                 start_gateway(work, env, "gw+key", url, workers, auth=True, sse=args.sse),
             ]
             servers[1].key = key
+            if args.baseline is not None:
+                baseline = start_gateway(work, env, "baseline", url, workers, False, args.sse, checkout=args.baseline)
+                servers.append(baseline)
             if python is not None:
                 servers.append(start_fastmcp(work, python, url, workers, args.sse))
             try:
                 for server in servers:
                     wait_answering(server, url)
-                rows += measure_block(args, servers, upstream, workers)
+                for _ in range(args.rounds):  # rounds interleave the targets: changing load hits all alike
+                    rows += measure_block(args, servers, upstream, workers)
             finally:
                 stop([s.process for s in servers])
         if args.memory_calls:

@@ -43,13 +43,14 @@ from pathlib import Path
 
 import httptools
 import httpx2
+import peer_venv
 import proxy_latency  # bench/ is on sys.path when this script runs: same helpers
 import uvloop
 import yaml
 
 HERE = Path(__file__).resolve().parent
 LITELLM_VERSION = "1.106.12"
-LITELLM_VENV = Path.home() / ".cache" / "mcp-gateway" / "bench" / "litellm-venv"
+LITELLM_VENV = peer_venv.ROOT / "litellm-venv"
 MODEL = "gpt-4o-mini"  # genai-prices and LiteLLM both price it: each proxy computes a cost per call
 PROVIDER_KEY = "sk-bench-provider-0123456789abcdef"
 LITELLM_KEY = "sk-bench-litellm-master"
@@ -105,19 +106,7 @@ def request_body(prompt_chars: int, stream: bool) -> bytes:
 
 def litellm_executable(venv: Path, version: str) -> Path:
     """LiteLLM proxy `version` in `venv`, installed there (from PyPI) when missing or another version."""
-    python = venv / "bin" / "python"
-    if python.exists():
-        found = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if found == version:
-            return venv / "bin" / "litellm"
-    print(f"installing litellm[proxy]=={version} into {venv} (once)", file=sys.stderr)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"litellm[proxy]=={version}"], check=True)
+    peer_venv.ensure(venv, "litellm", version, [f"litellm[proxy]=={version}"])
     return venv / "bin" / "litellm"
 
 
@@ -192,20 +181,6 @@ def check(target: Target, prompt_chars: int) -> None:
         raise SystemExit(f"{target.name}: unexpected stream {streamed.status_code}: {text[:300]}")
     if '"choices":[]' in text.replace(" ", ""):
         raise SystemExit(f"{target.name}: the usage chunk the client did not ask for reached it")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB (Linux /proc)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 # -- load -----------------------------------------------------------------------------------------------
@@ -336,10 +311,10 @@ def memory(target: Target, bodies: dict[str, bytes], total: int) -> list[tuple[s
     points: list[tuple[str, int, float]] = []
     for kind, body in bodies.items():
         done = 0
-        points.append((kind, 0, rss_mb(target.process.pid)))
+        points.append((kind, 0, proxy_latency.rss_mb(target.process.pid)))
         for mark in (total // 10, total // 2, total):
             done += calls(target, body, 32, mark - done)
-            points.append((kind, done, rss_mb(target.process.pid)))
+            points.append((kind, done, proxy_latency.rss_mb(target.process.pid)))
     return points
 
 
@@ -502,7 +477,7 @@ def main() -> None:
         for target in targets[1:3]:
             assert target.process is not None
             proxy_latency.wait_ready(target.base.replace("/v1", "/readyz"), target.process, timeout=120)
-        rss["start"] = rss_mb(gateway.process.pid)  # type: ignore[union-attr]
+        rss["start"] = proxy_latency.rss_mb(gateway.process.pid)  # type: ignore[union-attr]
         if litellm is not None:
             proxy = targets[3]
             assert proxy.process is not None
@@ -518,9 +493,9 @@ def main() -> None:
             for c in args.concurrency:
                 for target in targets:
                     ttft.append(measure_ttft(target, bodies["stream"], c, ttft_seconds))
-        rss["timed"] = rss_mb(gateway.process.pid)  # type: ignore[union-attr]
+        rss["timed"] = proxy_latency.rss_mb(gateway.process.pid)  # type: ignore[union-attr]
         if litellm is not None:
-            rss["litellm"] = rss_mb(targets[3].process.pid)  # type: ignore[union-attr]
+            rss["litellm"] = proxy_latency.rss_mb(targets[3].process.pid)  # type: ignore[union-attr]
         if args.requests_for_memory:
             mem = memory(gateway, bodies, args.requests_for_memory)
     finally:

@@ -66,6 +66,20 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB (Linux /proc)."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """Until `url` answers 200; SystemExit when `proc` exits first or `timeout` passes."""
     deadline = time.monotonic() + timeout

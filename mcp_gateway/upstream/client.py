@@ -1,7 +1,10 @@
 """One pooled HTTP client per upstream API, with timeouts and a response-size cap.
 
-A failure to get an answer is an `UpstreamError` that names the host and the kind of failure
-(DNS, refused, TLS, which timeout, reset...), never the URL: its query may carry an API key.
+The client is aiohttp's: on this hot path it costs about a sixth of the CPU per request of an
+httpx2 transport, whose pool probes every idle connection's socket on each request (measured
+with bench/peers.py; see the README). A failure to get an answer is an `UpstreamError` that
+names the host and the kind of failure (DNS, refused, TLS, which timeout, reset...), never the
+URL: its query may carry an API key.
 """
 
 from __future__ import annotations
@@ -10,18 +13,26 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 import anyio
 import httpx2
 from opentelemetry.propagate import inject
+from yarl import URL
 
 from mcp_gateway.upstream.request import UpstreamRequest
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# Message framing and connection headers: the HTTP client sets them from the body and the URL.
+# The ingest never makes such header parameters (openapi/wire.py); one coming here anyway is
+# refused, since aiohttp would send it as given and mis-frame the request.
+_FRAMING = frozenset(
+    ("content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade", "expect")
+)
 # A "." or ".." path segment, literal or percent-encoded ("%2e%2E"), optionally with ";params"
 # (some servers read "..;" as ".."). urljoin leaves these in absolute URLs and httpx2 (or the
 # server) resolves them later, so "/api/../admin" passes a prefix check yet reaches "/admin".
@@ -44,7 +55,7 @@ class UpstreamResponse:
 
     status: int
     reason: str
-    headers: httpx2.Headers
+    headers: Mapping[str, str]  # names case-insensitive
     body: bytes
     elapsed: float
 
@@ -94,19 +105,33 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> UpstreamError:
-    """An httpx2 (or lower) failure of one request as an UpstreamError naming the host and the kind."""
+    """An aiohttp or httpx2 (or lower) failure of one request as an UpstreamError naming the host and
+    the kind. (The upstream client is aiohttp's; the model router's is httpx2's.)"""
     host, address = _host(url)
     causes = list(_causes(exc))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        causes.append(exc.os_error)  # what the connect failed with, not always chained
 
     def found(kind: type[BaseException]) -> BaseException | None:
         return next((c for c in causes if isinstance(c, kind)), None)
 
-    if isinstance(exc, httpx2.ConnectTimeout):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        dns = found(socket.gaierror)
+        why = dns.strerror if isinstance(dns, socket.gaierror) else "no such host"
+        return UpstreamError(f"DNS lookup failed for {host} ({why})", address, "dns")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None) or type(exc.certificate_error).__name__
+        return UpstreamError(f"TLS handshake with {host} failed: {reason}", address, "tls")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamError(f"{host} closed the connection without answering", address, "closed")
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError) and not found(ConnectionResetError):
+        return UpstreamError(f"{host} sent an invalid HTTP response", address, "protocol")
+    if isinstance(exc, httpx2.ConnectTimeout | aiohttp.ConnectionTimeoutError):
         return UpstreamError(
             f"connect timeout: {address} did not accept a connection within {settings.connect_timeout:g}s",
             address, "connect-timeout",
         )  # fmt: skip
-    if isinstance(exc, httpx2.ReadTimeout):
+    if isinstance(exc, httpx2.ReadTimeout | aiohttp.SocketTimeoutError):
         return UpstreamError(f"read timeout: {host} sent nothing for {settings.timeout:g}s", address, "read-timeout")
     if isinstance(exc, httpx2.WriteTimeout):
         return UpstreamError(f"write timeout: {host} took no data for {settings.timeout:g}s", address, "write-timeout")
@@ -129,11 +154,11 @@ def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> Upst
         if "disconnected" in str(exc):
             return UpstreamError(f"{host} closed the connection without answering", address, "closed")
         return UpstreamError(f"{host} sent an invalid HTTP response", address, "protocol")
-    if isinstance(exc, httpx2.ConnectError):
+    if isinstance(exc, httpx2.ConnectError | aiohttp.ClientConnectorError):
         os_error = found(OSError)
         why = os_error.strerror if isinstance(os_error, OSError) and os_error.strerror else "no connection"
         return UpstreamError(f"cannot connect to {address}: {why}", address, "connect")
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, httpx2.TransportError | aiohttp.ClientError):
         return UpstreamError(f"connection to {host} failed ({type(exc).__name__})", address, "transport")
     # Anything else the HTTP stack raises for one request (h11's LocalProtocolError is no httpx2
     # error) is this call's failure, never the gateway's.
@@ -150,29 +175,38 @@ class HttpClient:
     def __init__(self, base_url: str, settings: ClientSettings) -> None:
         self.base_url = base_url
         self.settings = settings
-        # The transport, not an AsyncClient: a client keeps a cookie jar shared by every
-        # caller (one agent's upstream session cookie would ride along on another's
-        # calls), and its auth/redirect/hook layers cost time on every call. Redirects
-        # are handled below; nothing else of the client is wanted.
-        self._transport = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(
-                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-            ),
-            trust_env=False,
-            **({"verify": settings.ssl_context} if settings.ssl_context is not None else {}),
+        # Made on the event loop at the first request (aiohttp binds a session to its loop);
+        # this object may be built in a worker thread.
+        self._session: aiohttp.ClientSession | None = None
+        # The whole call is bounded by `send`; these bound connecting and each read.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.timeout
         )
-        self._timeouts = {
-            "connect": settings.connect_timeout,
-            "read": settings.timeout,
-            "write": settings.timeout,
-            "pool": settings.timeout,
-        }
         # No Accept-Encoding: an identity body keeps the size cap exact (a compressed
         # body can expand a thousandfold inside one chunk before the cap is checked).
         self._default_headers = [("User-Agent", settings.user_agent)]
         base = base_url if base_url.endswith("/") else base_url + "/"
         self._base_prefix = base
         self._base_origin = _origin(base_url)
+
+    def _open(self) -> aiohttp.ClientSession:
+        # No cookie jar: it would be shared by every caller (one agent's upstream session cookie
+        # would ride along on another's calls). No automatic headers but Host (and the body's
+        # Content-Type/Length), no decompression, no redirects (followed below, within the base
+        # URL), no proxy from the environment.
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_connections,
+            limit_per_host=0,
+            ssl=self.settings.ssl_context if self.settings.ssl_context is not None else True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+            auto_decompress=False,
+            trust_env=False,
+            timeout=self._timeout,
+        )
 
     def _defaults(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The gateway's User-Agent, unless the operation sets one itself (a spec's header parameter)."""
@@ -230,13 +264,20 @@ class HttpClient:
         # the only headers besides the operation's own and the User-Agent.
         trace: dict[str, str] = {}
         inject(trace)
-        request = httpx2.Request(
-            method, url, headers=[*self._defaults(headers), *trace.items(), *headers], content=content,
-            extensions={"timeout": self._timeouts},
-        )  # fmt: skip
+        framing = next((name for name, _ in headers if name.lower() in _FRAMING), None)
+        if framing is not None:
+            raise UpstreamError(
+                f"the request to {_host(url)[0]} could not be sent (it sets {framing}, which the HTTP client owns)",
+                _host(url)[1], "request",
+            )  # fmt: skip
+        if self._session is None:
+            self._session = self._open()
         try:
-            resp = await self._transport.handle_async_request(request)
-            try:
+            # encoded=True: the URL is sent as built (request.py encodes every part), not re-quoted.
+            async with self._session.request(
+                method, URL(url, encoded=True), headers=[*self._defaults(headers), *trace.items(), *headers],
+                data=content, allow_redirects=False,
+            ) as resp:  # fmt: skip
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > cap:
                     raise UpstreamError(
@@ -246,16 +287,14 @@ class HttpClient:
                     )
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp.content.iter_any():
                     size += len(chunk)
                     if size > cap:
                         raise UpstreamError(
                             f"upstream response too large (over the {cap}-byte limit)", _host(url)[1], "too-large"
                         )
                     chunks.append(chunk)
-            finally:
-                await resp.aclose()
-            return UpstreamResponse(resp.status_code, resp.reason_phrase, resp.headers, b"".join(chunks), 0.0)
+                return UpstreamResponse(resp.status, resp.reason or "", resp.headers, b"".join(chunks), 0.0)
         except UpstreamError:
             raise
         except Exception as exc:
@@ -263,4 +302,5 @@ class HttpClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.close()

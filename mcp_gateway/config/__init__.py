@@ -67,6 +67,11 @@ class ServerConfig(StrictModel):
     port: int = Field(default=8080, ge=0, le=65535)
     stateless: bool = Field(default=True, description="no MCP sessions: any replica can answer any request")
     json_response: bool = Field(default=False, description="plain JSON responses instead of SSE streams")
+    fast_path: bool = Field(
+        default=True,
+        description="serve a plain stateless tools/call with JSON responses without the SDK's per-request "
+        "transport (same answers; anything else takes the SDK path)",
+    )
     allowed_hosts: list[str] = Field(default_factory=list, description="Host header values; port may be *")
     allowed_origins: list[str] = Field(default_factory=list)
     page_size: int = Field(default=500, gt=0, description="tools per tools/list page")

@@ -27,6 +27,7 @@ from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_routes
+from mcp_gateway.server.fast_call import FastToolCall
 from mcp_gateway.server.mcp import GatewayMCP
 from mcp_gateway.server.security import HostOriginGuard
 from mcp_gateway.store.drift import DriftStore
@@ -158,8 +159,14 @@ def create_app(
             return app
         return RequireCredential(app, access.authenticate, resource_metadata=metadata_url, scope=scope)
 
+    def transport(path: str, manager: StreamableHTTPSessionManager) -> ASGIApp:
+        app: ASGIApp = StreamableHTTPASGIApp(manager)
+        if settings.fast_path and settings.json_response:
+            app = FastToolCall(app, endpoints[path], stateless=settings.stateless)
+        return guarded(TrimMcpHeaders(app))
+
     routes: list[BaseRoute] = [
-        *(Route(path, guarded(TrimMcpHeaders(StreamableHTTPASGIApp(manager)))) for path, manager in managers.items()),
+        *(Route(path, transport(path, manager)) for path, manager in managers.items()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *well_known,

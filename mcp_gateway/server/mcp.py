@@ -128,8 +128,7 @@ class GatewayMCP:
     # -- handlers ------------------------------------------------------------
 
     def _input_schema(self, name: str) -> Mapping[str, Any] | None:
-        snapshot = self.view.of(self.catalog.snapshot)
-        self._models(snapshot)
+        snapshot = self.current()
         if name in self._meta_schemas:
             return self._meta_schemas[name]
         tool = snapshot.tools.get(name)
@@ -156,14 +155,45 @@ class GatewayMCP:
 
     def _visible(self, ctx: ServerRequestContext[Any], snapshot: Snapshot) -> frozenset[str] | None:
         """The tools this request's principal may use; None when access control is off."""
-        if self.access is None:
-            return None
         principal = self.local_principal
         if ctx.request is not None:
             principal = getattr(ctx.request, "scope", {}).get("state", {}).get("principal")
+        return self.visible_to(principal, snapshot)
+
+    def visible_to(self, principal: Principal | None, snapshot: Snapshot) -> frozenset[str] | None:
+        """The tools `principal` may use; None when access control is off."""
+        if self.access is None:
+            return None
         if principal is None:
             return frozenset()
         return self.access.policy.visible(principal, snapshot.version, snapshot.ordered, self.view.name)
+
+    def current(self) -> Snapshot:
+        """This server's view of the live catalog, its listed tools (and meta-tools) built."""
+        snapshot = self.view.of(self.catalog.snapshot)
+        self._models(snapshot)
+        return snapshot
+
+    def is_meta_tool(self, name: str) -> bool:
+        """Whether `name` is one of the discovery meta-tools at the current catalog version."""
+        return name in self._meta_schemas
+
+    def direct_call(
+        self,
+        snapshot: Snapshot,
+        visible: frozenset[str] | None,
+        name: str,
+        arguments: Mapping[str, Any],
+        principal: Principal | None,
+        token: str | None,
+    ) -> Call | None:
+        """The pipeline call of tool `name`; None when it does not exist or the caller may not use it
+        (the two are answered alike)."""
+        tool = snapshot.tools.get(name)
+        if tool is None or (visible is not None and tool.name not in visible):
+            return None
+        caller = Caller(principal.consumer, token) if principal is not None else ANONYMOUS
+        return Call(tool, snapshot.apis[tool.api], dict(arguments), caller, principal)
 
     def _listed(self, snapshot: Snapshot, visible: frozenset[str] | None) -> list[types.Tool]:
         models = self._models(snapshot)
@@ -194,18 +224,17 @@ class GatewayMCP:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        snapshot = self.view.of(self.catalog.snapshot)
-        self._models(snapshot)
+        snapshot = self.current()
         visible = self._visible(ctx, snapshot)
         if params.name in self._meta_schemas and any(m.name == params.name for m in self._listed(snapshot, visible)):
             principal, caller = self._caller(ctx)
             return await self.discovery.call(params.name, params.arguments or {}, snapshot, visible, caller, principal)
-        tool = snapshot.tools.get(params.name)
+        principal, token = self._who(ctx)
+        call = self.direct_call(snapshot, visible, params.name, params.arguments or {}, principal, token)
         # A tool the caller may not use is answered exactly like one that does not exist.
-        if tool is None or (visible is not None and tool.name not in visible):
+        if call is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
-        principal, caller = self._caller(ctx)
-        call = Call(tool, snapshot.apis[tool.api], dict(params.arguments or {}), caller, principal)
+        tool = call.tool
         result = await self.handler(call)
         connect_url = (result.meta or {}).get(CONNECT_META) if result.is_error else None
         if connect_url and _takes_url_elicitation(ctx):
@@ -220,11 +249,15 @@ class GatewayMCP:
     def _caller(self, ctx: ServerRequestContext[Any]) -> tuple[Principal | None, Caller]:
         """Who a call runs for (for policies, limits and the ledger) and what the upstream side
         knows of them: the consumer and, for token exchange, the inbound OAuth token."""
-        principal, token = self.local_principal, None
-        if ctx.request is not None:
-            state = getattr(ctx.request, "scope", {}).get("state", {})
-            principal, token = state.get("principal"), state.get("subject_token")
+        principal, token = self._who(ctx)
         return principal, (Caller(principal.consumer, token) if principal is not None else ANONYMOUS)
+
+    def _who(self, ctx: ServerRequestContext[Any]) -> tuple[Principal | None, str | None]:
+        """The request's principal and inbound OAuth token (HTTP), or the local principal (stdio)."""
+        if ctx.request is None:
+            return self.local_principal, None
+        state = getattr(ctx.request, "scope", {}).get("state", {})
+        return state.get("principal"), state.get("subject_token")
 
     async def _initialized(self, ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
         # The SDK has no public per-connection handle on the low-level context; the

@@ -1,0 +1,290 @@
+"""A hot path for stateless JSON `tools/call` on /mcp, in front of the SDK's Streamable HTTP app.
+
+The SDK answers a stateless `tools/call` through a per-request transport, a task group, memory
+streams and several pydantic validate/dump passes; at high concurrency that is a large share of
+the gateway's CPU. This layer takes a POST only when it is exactly a request it fully understands:
+one JSON-RPC `tools/call` object, of a tool that exists and that the caller may use, in the
+stateless era it serves (2026-07-28; 2025-era only with `server.stateless`), with JSON responses
+(`server.json_response`), no session id, no `Mcp-Param-*` headers, a `Content-Length` within the
+body limit and the headers the SDK would accept. It then runs the same MCP server middleware
+(the caller's trace context, the SDK's OpenTelemetry span) around the same pipeline call, and
+writes the response the SDK would have written. Anything else, malformed or unusual included,
+goes on to the SDK untouched (the body it read is replayed), so every error answer and every
+other method stays the SDK's. tests/test_fast_path.py compares both paths on a corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from mcp.server._streamable_http_modern import _write as write_modern  # the SDK's own error writer
+from mcp.server.context import HandlerResult, ServerRequestContext
+from mcp.server.runner import modern_error_data
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request, x_mcp_header_map
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    INTERNAL_ERROR,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+    ErrorData,
+    JSONRPCError,
+)
+from mcp_types import methods as spec_methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_gateway.server.mcp import GatewayMCP
+
+logger = logging.getLogger(__name__)
+
+_ENVELOPE = frozenset(("jsonrpc", "id", "method", "params"))
+_PARAMS = frozenset(("name", "arguments", "_meta"))
+_MODERN_META = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY})
+# Headers whose repetition the SDK treats specially (routing headers) or reads only once.
+_SINGLE = frozenset(
+    (b"content-type", b"content-length", b"accept", b"mcp-protocol-version", b"mcp-method", b"mcp-name")
+)
+_MAX_ID = 2**53  # larger integer ids take the SDK path (its parser's limits decide them)
+_CONTENT_TYPE = (b"content-type", b"application/json")
+# A `\ud800`-`\udfff` escape: surrogates, which the two eras' JSON parsers treat differently.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON
+
+
+def _accepts_json(accept: bytes) -> bool:
+    """The SDK's Accept test for a JSON response (`check_accept_headers`)."""
+    types = [part.split(b";")[0].strip().lower() for part in accept.split(b",")]
+    return any(t in (b"*/*", b"application/json", b"application/*") for t in types)
+
+
+def _jsonable_id(value: Any) -> bool:
+    return (isinstance(value, str)) or (type(value) is int and -_MAX_ID < value < _MAX_ID)
+
+
+class FastToolCall:
+    """ASGI layer for one MCP endpoint (`/mcp` or `/mcp/<name>`): serves the plain stateless
+    JSON `tools/call` itself and hands every other request to `app` (the SDK's transport)."""
+
+    def __init__(self, app: ASGIApp, mcp: GatewayMCP, *, stateless: bool) -> None:
+        self.app = app
+        self.mcp = mcp
+        self.stateless = stateless
+        self.max_body = mcp.settings.max_request_bytes
+        # x-mcp-header annotations per input schema (by identity: schemas live as long as their
+        # catalog version); a tool with any takes the SDK path, which validates Mcp-Param headers.
+        self._annotated: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        era = self._era(scope)
+        if era is None:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        served = False
+        if messages[-1]["type"] == "http.request" and len(body) <= self.max_body:
+            served = await self._serve(era, body, scope, receive, send)
+        if not served:
+            await self.app(scope, _replay(messages, receive), send)
+
+    def _era(self, scope: Scope) -> str | None:
+        """The protocol version of a POST whose headers this path accepts, else None."""
+        seen: set[bytes] = set()
+        version = content_type = accept = length = None
+        for name, value in scope["headers"]:
+            if name in _SINGLE:
+                if name in seen:
+                    return None
+                seen.add(name)
+            if name == b"mcp-protocol-version":
+                version = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = value
+            elif name in (b"mcp-session-id", b"transfer-encoding", b"last-event-id") or name.startswith(b"mcp-param-"):
+                return None
+        if version is None or content_type is None or accept is None or length is None:
+            return None
+        # Both eras' Content-Type tests: the SDK's security check and the handshake-era transport's.
+        if content_type.split(b";")[0].strip() != b"application/json" or not _accepts_json(accept):
+            return None
+        if not length.isdigit() or int(length) > self.max_body:
+            return None  # the SDK answers 413 (and anything odd about the length)
+        era = version.decode("latin-1")
+        if era in MODERN_PROTOCOL_VERSIONS or (self.stateless and era in HANDSHAKE_PROTOCOL_VERSIONS):
+            return era
+        return None
+
+    async def _serve(self, era: str, body: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request if it is a plain `tools/call` of a callable tool; False (nothing sent,
+        nothing called) to leave it to the SDK."""
+        if _SURROGATE.search(body):
+            return False
+        try:
+            message = json.loads(body.decode(), parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return False
+        if type(message) is not dict or message.keys() != _ENVELOPE or message["jsonrpc"] != "2.0":
+            return False
+        request_id, params = message["id"], message["params"]
+        if message["method"] != "tools/call" or not _jsonable_id(request_id) or type(params) is not dict:
+            return False
+        name, arguments, meta = params.get("name"), params.get("arguments", {}), params.get("_meta")
+        if not params.keys() <= _PARAMS or type(name) is not str or type(arguments) is not dict:
+            return False
+        modern = era in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            # The 2026 envelope; a client that can take URL elicitation may be answered with one.
+            if type(meta) is not dict or not meta.keys() <= _MODERN_META:
+                return False
+            capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY)
+            if type(capabilities) is not dict or "elicitation" in capabilities:
+                return False
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
+                return False
+        elif meta is not None:
+            return False
+        try:
+            spec_methods.validate_client_request("tools/call", era, params)
+        except (KeyError, ValidationError):
+            return False
+
+        mcp = self.mcp
+        snapshot = mcp.current()
+        if mcp.is_meta_tool(name):
+            return False
+        state = scope.get("state", {})
+        principal = state.get("principal")
+        call = mcp.direct_call(
+            snapshot, mcp.visible_to(principal, snapshot), name, arguments, principal, state.get("subject_token")
+        )
+        if call is None or (arguments and self._has_param_headers(call.tool.input_schema)):
+            return False
+
+        server = mcp.server
+        request = Request(scope, receive)
+        ctx: ServerRequestContext[Any, Any] = ServerRequestContext(
+            session=None,  # type: ignore[arg-type]  # nothing on this path reads a session
+            lifespan_context=None,
+            protocol_version=era,
+            method="tools/call",
+            params=params,
+            request_id=request_id,
+            meta=meta,
+            request=request,
+        )
+
+        async def invoke(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
+            return await mcp.handler(call)
+
+        chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]] = invoke
+        for middleware in reversed(server.middleware):
+            chain = _bind(middleware, chain)
+        try:
+            result = await chain(ctx)
+        except Exception as exc:  # mapped to the wire as each era's SDK path maps it
+            await _write_error(modern, request_id, exc, scope, receive, send)
+            return True
+        try:
+            # The SDK's per-version result sieve: what each era's CallToolResult carries, in its order.
+            dumped = spec_methods.serialize_server_result(
+                "tools/call", era, result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            )
+        except ValidationError:
+            logger.exception("handler for 'tools/call' returned an invalid result")
+            await _write_error(
+                modern, request_id, MCPError(INTERNAL_ERROR, "Handler returned an invalid result"), scope, receive, send
+            )
+            return True
+        if modern:
+            if dumped.get("resultType") is None:
+                dumped["resultType"] = "complete"
+            meta_out = dumped.get("_meta")
+            if meta_out is None or (isinstance(meta_out, dict) and meta_out.get(SERVER_INFO_META_KEY) is None):
+                dumped["_meta"] = {**(meta_out or {}), SERVER_INFO_META_KEY: server.server_info_stamp}
+            text = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"))
+        else:
+            text = json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"), ensure_ascii=False
+            )
+        await _send_json(text.encode(), modern, send)
+        return True
+
+    def _has_param_headers(self, schema: Mapping[str, Any]) -> bool:
+        entry = self._annotated.get(id(schema))
+        if entry is None or entry[0] is not schema:
+            if len(self._annotated) > 4096:
+                self._annotated.clear()
+            entry = self._annotated[id(schema)] = (schema, bool(x_mcp_header_map(schema)))
+        return entry[1]
+
+
+def _bind(middleware: Any, call_next: Any) -> Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]]:
+    """One server middleware around the rest of the chain (the SDK's composition)."""
+
+    def run(ctx: ServerRequestContext[Any, Any]) -> Awaitable[HandlerResult]:
+        return middleware(ctx, call_next)
+
+    return run
+
+
+async def _write_error(
+    modern: bool, request_id: Any, exc: Exception, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """A handler failure as the SDK's path writes it: 2026-07-28 by its single-exchange writer;
+    handshake era as its dispatcher maps it (code 0 for an unexpected exception) in a 200."""
+    if modern:
+        await write_modern(
+            JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(exc)), scope, receive, send
+        )
+        return
+    error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
+    body = JSONRPCError(jsonrpc="2.0", id=request_id, error=error).model_dump_json(by_alias=True, exclude_unset=True)
+    await _send_json(body.encode(), False, send)
+
+
+async def _send_json(payload: bytes, modern: bool, send: Send) -> None:
+    """A 200 JSON response, its headers in the order each era's SDK path sends them."""
+    length = (b"content-length", str(len(payload)).encode())
+    headers = [length, _CONTENT_TYPE] if modern else [_CONTENT_TYPE, length]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that first gives back what was read, then reads on."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

@@ -42,7 +42,7 @@ from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
-from mcp_gateway.server.admin_budgets import budget_routes
+from mcp_gateway.server.admin_budgets import budget_routes, limit_usage_routes
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.admin_rules import rule_routes
 from mcp_gateway.server.admin_usage import usage_routes
@@ -411,6 +411,7 @@ class Gateway:
         return [
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
+            *limit_usage_routes(self.limiter, guard),
             *rule_routes("/admin/limits", self.limit_store, self.config.limits.rules, guard),
             *rule_routes("/admin/budgets/rules", self.budget_store, self.config.budgets.rules, guard),
             *budget_routes(self.budgets, guard),
@@ -423,7 +424,8 @@ class Gateway:
             return []
         services = Services(
             ledger=self.ledger_store, registry=self.registry, models=self.model_registry, access=self.access,
-            budgets=self.budgets, limit_store=self.limit_store, limit_rules=self.config.limits.rules,
+            budgets=self.budgets, limiter=self.limiter, limit_store=self.limit_store,
+            limit_rules=self.config.limits.rules,
             budget_store=self.budget_store, budget_rules=self.config.budgets.rules,
             key_grace=self.config.auth.key_rotation_grace_seconds,
         )  # fmt: skip

@@ -88,7 +88,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, upstream: str, fake: FakePro
             "models_from_env": False,
             "metering": {"flush_seconds": 0.1},
             "budgets": {"rules": [{"name": "team-month", "scope": "team", "usd": "5"}]},
-            "limits": {"rules": [{"name": "alice-rpm", "scope": "consumer", "requests_per_minute": 1000}]},
+            # A daily window: the calls made at the start are still counted when the page is read.
+            "limits": {"rules": [{"name": "alice-daily", "scope": "consumer", "requests_per_day": 100000}]},
         }
     )  # fmt: skip
     gateway = Gateway(config)
@@ -312,7 +313,9 @@ def test_each_page_shows_the_calls_made(calls_made: Setup, browser: webdriver.Ch
     assert "consumer alice allow" in text_of(browser, "#policies tbody")
 
     visit(browser, base + "/ui/limits", "limits")
-    assert "alice-rpm" in text_of(browser, "#limit-rules")
+    assert "alice-daily" in text_of(browser, "#limit-rules")
+    usage = text_of(browser, "#limit-usage tbody tr")
+    assert usage.startswith("alice-daily consumer alice 100000 requests per day"), usage
     balance = text_of(browser, "#balances tbody tr")
     assert balance.startswith("team-month team payments month") and "$5" in balance
     spent = calls_made.gateway.ledger_store.usage("team")[0].cost

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.metering.budgets import Budgets
+from mcp_gateway.metering.limits import Limiter
 from mcp_gateway.registry import Registry
 from mcp_gateway.store.ledger import LedgerStore
 from mcp_gateway.store.rules import RuleStore
@@ -47,6 +48,7 @@ class Services:
     models: ModelRegistry
     access: AccessControl
     budgets: Budgets
+    limiter: Limiter
     limit_store: RuleStore[Any]
     limit_rules: Sequence[Any]  # the config file's
     budget_store: RuleStore[Any]

@@ -372,13 +372,23 @@ def test_forms_without_the_csrf_token_change_nothing(setup: Setup, browser: webd
     assert taken.status_code == 303 and setup.gateway.identities.consumer("mallory") is not None
 
 
-def test_logging_out_ends_the_session(setup: Setup, browser: webdriver.Chrome) -> None:
-    logged_in(browser, setup.base)
-    session = cookie_jar(browser)
-    navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
-    assert browser.current_url == setup.base + "/ui/login" and "mcpgw_console" not in cookie_jar(browser)
-    # The old cookie, replayed, is no session any more.
-    assert httpx2.get(setup.base + "/ui/", cookies=session).status_code == 303
+def test_logging_out_ends_the_session_on_every_replica(setup: Setup, browser: webdriver.Chrome) -> None:
+    """A second gateway on the same database (a replica) takes the session cookie; after logging
+    out on the first, the replayed cookie is refused there at once and on the replica within its
+    store polls."""
+    replica = Gateway(setup.gateway.config)
+    with serve_in_thread(replica.http_app(), lifespan="on") as other:
+        logged_in(browser, setup.base)
+        session = cookie_jar(browser)
+        assert httpx2.get(other + "/ui/", cookies=session).status_code == 200
+        navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
+        assert browser.current_url == setup.base + "/ui/login" and "mcpgw_console" not in cookie_jar(browser)
+        # The old cookie, replayed, is no session any more.
+        assert httpx2.get(setup.base + "/ui/", cookies=session).status_code == 303
+        deadline = time.monotonic() + 15
+        while httpx2.get(other + "/ui/", cookies=session).status_code != 303:
+            assert time.monotonic() < deadline, "the replica still takes a logged-out session"
+            time.sleep(0.2)
 
 
 def test_apis_registered_from_a_url_and_a_file_then_removed(

@@ -42,7 +42,7 @@ from mcp_gateway.pipeline.invoke import UpstreamPool
 from mcp_gateway.pipeline.stages import budget_calls, limit_calls, meter_calls, price_calls, validate_arguments
 from mcp_gateway.registry import Registry
 from mcp_gateway.server.admin import admin_guard
-from mcp_gateway.server.admin_budgets import budget_routes
+from mcp_gateway.server.admin_budgets import budget_routes, limit_usage_routes
 from mcp_gateway.server.admin_models import model_routes
 from mcp_gateway.server.admin_rules import rule_routes
 from mcp_gateway.server.admin_usage import usage_routes
@@ -56,6 +56,7 @@ from mcp_gateway.store.database import Database
 from mcp_gateway.store.drift import DriftStore
 from mcp_gateway.store.identities import IdentityStore
 from mcp_gateway.store.ledger import LedgerStore
+from mcp_gateway.store.logouts import LogoutStore
 from mcp_gateway.store.models import ModelStore
 from mcp_gateway.store.registrations import RegistrationStore
 from mcp_gateway.store.rules import R, RuleStore, budget_store, limit_store
@@ -162,6 +163,7 @@ class Gateway:
         # Budgets: accounts where the limits' counters are, spend rebuilt from the ledger; the config
         # file's and those added at run time, as the limits.
         self.budget_store = budget_store(self.db)
+        self.logouts = LogoutStore(self.db)  # the console's ended sessions, shared by replicas
         self._rule_revisions: dict[str, int] = {}
         self.alerts = Alerts(config.budgets.alerts, self.vault.resolve, config.user_agent)
         source = LedgerSpend(self.ledger_store) if config.metering.ledger else None
@@ -221,6 +223,7 @@ class Gateway:
         await self.model_registry.load()
         await self._rebuild_budgets()
         await self.refresh_rules()
+        await anyio.to_thread.run_sync(self.logouts.load)
         self._warn_unpriced()
         snapshot = self.catalog.snapshot
         logger.info(
@@ -337,6 +340,7 @@ class Gateway:
                 await self.access.refresh()
                 await self.refresh_credentials()
                 await self.refresh_rules()
+                await anyio.to_thread.run_sync(self.logouts.load)
             except Exception:  # a bad poll must not end the watcher
                 logger.exception("refreshing from the store failed")
 
@@ -411,6 +415,7 @@ class Gateway:
         return [
             *model_routes(self.model_registry, self.vault.resolve, self.config.user_agent, guard),
             *usage_routes(self.ledger_store, guard),
+            *limit_usage_routes(self.limiter, guard),
             *rule_routes("/admin/limits", self.limit_store, self.config.limits.rules, guard),
             *rule_routes("/admin/budgets/rules", self.budget_store, self.config.budgets.rules, guard),
             *budget_routes(self.budgets, guard),
@@ -423,8 +428,9 @@ class Gateway:
             return []
         services = Services(
             ledger=self.ledger_store, registry=self.registry, models=self.model_registry, access=self.access,
-            budgets=self.budgets, limit_store=self.limit_store, limit_rules=self.config.limits.rules,
-            budget_store=self.budget_store, budget_rules=self.config.budgets.rules,
+            budgets=self.budgets, limiter=self.limiter, limit_store=self.limit_store,
+            limit_rules=self.config.limits.rules,
+            budget_store=self.budget_store, budget_rules=self.config.budgets.rules, logouts=self.logouts,
             key_grace=self.config.auth.key_rotation_grace_seconds,
         )  # fmt: skip
         return console_routes(token, services)

@@ -88,7 +88,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, upstream: str, fake: FakePro
             "models_from_env": False,
             "metering": {"flush_seconds": 0.1},
             "budgets": {"rules": [{"name": "team-month", "scope": "team", "usd": "5"}]},
-            "limits": {"rules": [{"name": "alice-rpm", "scope": "consumer", "requests_per_minute": 1000}]},
+            # A daily window: the calls made at the start are still counted when the page is read.
+            "limits": {"rules": [{"name": "alice-daily", "scope": "consumer", "requests_per_day": 100000}]},
         }
     )  # fmt: skip
     gateway = Gateway(config)
@@ -312,7 +313,9 @@ def test_each_page_shows_the_calls_made(calls_made: Setup, browser: webdriver.Ch
     assert "consumer alice allow" in text_of(browser, "#policies tbody")
 
     visit(browser, base + "/ui/limits", "limits")
-    assert "alice-rpm" in text_of(browser, "#limit-rules")
+    assert "alice-daily" in text_of(browser, "#limit-rules")
+    usage = text_of(browser, "#limit-usage tbody tr")
+    assert usage.startswith("alice-daily consumer alice 100000 requests per day"), usage
     balance = text_of(browser, "#balances tbody tr")
     assert balance.startswith("team-month team payments month") and "$5" in balance
     spent = calls_made.gateway.ledger_store.usage("team")[0].cost
@@ -369,13 +372,23 @@ def test_forms_without_the_csrf_token_change_nothing(setup: Setup, browser: webd
     assert taken.status_code == 303 and setup.gateway.identities.consumer("mallory") is not None
 
 
-def test_logging_out_ends_the_session(setup: Setup, browser: webdriver.Chrome) -> None:
-    logged_in(browser, setup.base)
-    session = cookie_jar(browser)
-    navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
-    assert browser.current_url == setup.base + "/ui/login" and "mcpgw_console" not in cookie_jar(browser)
-    # The old cookie, replayed, is no session any more.
-    assert httpx2.get(setup.base + "/ui/", cookies=session).status_code == 303
+def test_logging_out_ends_the_session_on_every_replica(setup: Setup, browser: webdriver.Chrome) -> None:
+    """A second gateway on the same database (a replica) takes the session cookie; after logging
+    out on the first, the replayed cookie is refused there at once and on the replica within its
+    store polls."""
+    replica = Gateway(setup.gateway.config)
+    with serve_in_thread(replica.http_app(), lifespan="on") as other:
+        logged_in(browser, setup.base)
+        session = cookie_jar(browser)
+        assert httpx2.get(other + "/ui/", cookies=session).status_code == 200
+        navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
+        assert browser.current_url == setup.base + "/ui/login" and "mcpgw_console" not in cookie_jar(browser)
+        # The old cookie, replayed, is no session any more.
+        assert httpx2.get(setup.base + "/ui/", cookies=session).status_code == 303
+        deadline = time.monotonic() + 15
+        while httpx2.get(other + "/ui/", cookies=session).status_code != 303:
+            assert time.monotonic() < deadline, "the replica still takes a logged-out session"
+            time.sleep(0.2)
 
 
 def test_apis_registered_from_a_url_and_a_file_then_removed(

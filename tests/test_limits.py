@@ -18,7 +18,7 @@ from mcp_gateway.auth import keys
 from mcp_gateway.auth.principal import Principal
 from mcp_gateway.catalog import ApiEntry
 from mcp_gateway.config import ApiConfig, ConfigError, GatewayConfig, load_config
-from mcp_gateway.config.limits import LimitsConfig
+from mcp_gateway.config.limits import LimitRule, LimitsConfig
 from mcp_gateway.gateway import Gateway
 from mcp_gateway.metering.limits import LimitExceeded, Subject, subject_of
 from mcp_gateway.openapi.tools import ingest_api
@@ -158,6 +158,37 @@ async def test_a_refused_call_charges_no_counter(backend: tuple[str, str | None]
         # alice's own counter still has one left: the refusals charged nothing.
         states = {s.counter.rule.name: s for s in refused.value.states}
         assert states["each"].remaining == 1 and not states["each"].refused
+    finally:
+        await limits.aclose()
+
+
+async def test_usage_lists_what_each_subject_used_of_each_rule_now(backend: tuple[str, str | None]) -> None:
+    """Limiter.usage (GET /admin/limits/usage, the console): per rule and subject with something
+    counted, the count in the current window (a refused call's charges not among them), the slots
+    held, and when the window resets; a rule removed since is not listed."""
+    rules = [
+        {"name": "hourly", "scope": "consumer", "requests_per_hour": 3},
+        {"name": "inflight", "scope": "consumer", "concurrent": 5},
+    ]
+    limits = limiter(limits_config(*backend, rules))
+    try:
+        await fresh_window(3600, need=5)
+        held = [await limits.admit(ALICE) for _ in range(3)]
+        with pytest.raises(LimitExceeded):
+            await limits.admit(ALICE)
+        bob = await limits.admit(BOB)
+        assert bob is not None
+        await bob.release()  # bob's slot is free again; his hourly count stays
+        used = [(u.rule.name, u.value, u.used) for u in await limits.usage()]
+        assert used == [("hourly", "alice", 3), ("hourly", "bob", 1), ("inflight", "alice", 3)]
+        hourly = next(u for u in await limits.usage() if u.value == "bob").public()
+        assert (hourly["of"], hourly["remaining"], hourly["rule"]) == (3, 2, "3 requests per hour")
+        assert 0 < hourly["resets_in_seconds"] <= 3600  # type: ignore[operator]
+        for admission in held:
+            assert admission is not None
+            await admission.release()
+        limits.set_rules([LimitRule.model_validate(rules[1])])  # "hourly" gone: not listed
+        assert await limits.usage() == []
     finally:
         await limits.aclose()
 

@@ -92,6 +92,11 @@ async def test_the_admin_api_adds_lists_and_removes_rules(tmp_path: Path, upstre
 
             await _until(applied, "the running gateway did not pick the rule up")
             assert await _refused(url, 2) == [False, True]
+            (used,) = (await admin.get("/admin/limits/usage")).json()["limits"]
+            assert (used["limit"], used["subject"], used["used"], used["of"], used["remaining"]) == (
+                "one-a-minute", "*", 1, 1, 0
+            )  # fmt: skip
+            assert (await httpx2.AsyncClient(base_url=base).get("/admin/limits/usage")).status_code == 401
             assert (await admin.delete("/admin/limits/one-a-minute")).json() == {"removed": "one-a-minute"}
             assert (await admin.delete("/admin/limits/one-a-minute")).status_code == 404
 

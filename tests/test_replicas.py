@@ -428,7 +428,7 @@ def test_a_killed_replicas_reservations_lapse_with_its_lease(replicas: list[Repl
     assert balance()["spent_usd"] == "0.1"
 
 
-MIXED_CAP = Decimal("0.002")
+MIXED_CAP = Decimal("0.01")  # room for both kinds early on; 200 attempts need about 0.019
 GPT = {"name": "gpt-test", "deployments": [{"provider": "openai", "model": "gpt-4o",
        "price": {"input": 2.5, "output": 10, "cache_read": 1.25}}]}  # fmt: skip
 
@@ -439,6 +439,7 @@ GPT = {"name": "gpt-test", "deployments": [{"provider": "openai", "model": "gpt-
         "models": [GPT],
         "admin_token": ADMIN,
         "budgets": {"rules": [{"name": "mixed", "scope": "global", "usd": str(MIXED_CAP), "period": "total"}]},
+        "limits_extra": RESTART_RULES,  # the budget, not the 60-an-hour limit, must be what refuses
     }
 )
 def test_four_replicas_hold_one_budget_for_tool_and_model_calls(
@@ -446,11 +447,11 @@ def test_four_replicas_hold_one_budget_for_tool_and_model_calls(
 ) -> None:
     """32 callers, half making tool calls (0.0001 USD each, reserved exactly) and half chat calls
     (each reserving its prompt and max_tokens at the output price, about 0.00026 USD, and costing
-    0.00009375), on four replicas against one 0.002 USD budget: spend never passes the cap (every
+    0.00009375), on four replicas against one 0.01 USD budget: spend never passes the cap (every
     reservation is a true maximum, so the bound is zero), every refusal names the budget, and the
     account in Redis equals the ledger."""
     tool_served, chat_served, refused = [0], [0], [0]
-    attempts = list(range(160))
+    attempts = list(range(200))
 
     async def tool_caller(number: int) -> None:
         async with Client(replicas[number % REPLICAS].url + "/mcp", mode="2026-07-28") as client:

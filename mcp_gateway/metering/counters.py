@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from mcp_gateway.metering.limits import Counter, State
+from mcp_gateway.metering.limits import Counter, CounterUse, Rule, State
 
 SWEEP_SECONDS = 60.0
 
@@ -77,6 +77,21 @@ class LocalCounters:
                 found = self._windows.get(key)
                 if found is not None and found[0] == state.start:
                     found[1] = max(0, found[1] + delta)
+
+    async def usage(self, rules: Sequence[Rule]) -> list[CounterUse]:
+        """See Backend.usage."""
+        now = int(time.time() * 1000)
+        by_name = {rule.name: rule for rule in rules}
+        found: list[CounterUse] = []
+        for key, (start, count, span) in self._windows.items():
+            rule = by_name.get(key.split("|", 1)[0])
+            if rule is not None and rule.window * 1000 == span and start + span > now and count:
+                found.append(CounterUse(rule, key.split("|", 1)[1], count, (start + span - now) / 1000))
+        for key, slots in self._slots.items():
+            rule = by_name.get(key.split("|", 1)[0])
+            if rule is not None and not rule.window and slots:
+                found.append(CounterUse(rule, key.split("|", 1)[1], len(slots), 0.0))
+        return found
 
     def _sweep(self, now: int) -> None:
         self._windows = {k: v for k, v in self._windows.items() if v[0] + v[2] > now}

@@ -143,6 +143,30 @@ class State:
     refused: bool  # this counter is why the call was refused
 
 
+@dataclass(frozen=True, slots=True)
+class CounterUse:
+    """How much of one rule's current window (or of its slots) one subject has used."""
+
+    rule: Rule
+    value: str
+    used: int
+    reset: float  # seconds until the window ends; 0 for concurrency
+
+    def public(self) -> dict[str, object]:
+        """As JSON, for the admin API and the console."""
+        rule = self.rule
+        return {
+            "limit": rule.name,
+            "scope": rule.scope,
+            "subject": self.value,
+            "rule": rule.describe(),
+            "used": self.used,
+            "of": rule.limit,
+            "remaining": max(0, rule.limit - self.used),
+            "resets_in_seconds": round(self.reset, 3) if rule.window else None,
+        }
+
+
 class Backend(Protocol):
     """Where counters live; `acquire` checks and charges every counter of a call atomically."""
 
@@ -156,6 +180,11 @@ class Backend(Protocol):
     async def release(self, states: Sequence[State], deltas: Sequence[int], call_id: str) -> None:
         """The call ended: free its concurrency slots, add `deltas` to its token counters (in the
         window each was charged in)."""
+        ...
+
+    async def usage(self, rules: Sequence[Rule]) -> list[CounterUse]:
+        """The counters of `rules` with something counted in their current window (or slots held),
+        for listings (never on a call's path). Raises BackendDown when they cannot be reached."""
         ...
 
     async def aclose(self) -> None:
@@ -337,6 +366,12 @@ class Limiter:
     def unchecked(self) -> int:
         """Calls the limits could not check: let through (fail_open) or refused (fail_closed)."""
         return self.skipped.count
+
+    async def usage(self) -> list[CounterUse]:
+        """What each subject has used of each rule now, by rule and subject (for GET
+        /admin/limits/usage and the console). Raises BackendDown when the counters cannot be reached."""
+        found = await self.backend.usage(self.rules)
+        return sorted(found, key=lambda u: (u.rule.name, u.value))
 
     def set_rules(self, rules: Sequence[LimitRule]) -> None:
         """Apply `rules` from the next call on (the config file's and those added at run time).

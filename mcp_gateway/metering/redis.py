@@ -35,7 +35,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from mcp_gateway.config.limits import LimitsConfig
-from mcp_gateway.metering.limits import BackendDown, Counter, State
+from mcp_gateway.metering.limits import BackendDown, Counter, CounterUse, Rule, State
 
 logger = logging.getLogger("mcp_gateway.limits")
 
@@ -121,6 +121,31 @@ return 0
 """
 
 
+# KEYS: counters to read; ARGV: each one's window (ms; 0 for concurrency). Returns per counter:
+# used in its current window (or slots held), ms until the window ends (0 for concurrency).
+USAGE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 1, #KEYS do
+  local window = tonumber(ARGV[i])
+  if window > 0 then
+    local start = now - (now % window)
+    local found = redis.call('HMGET', KEYS[i], 's', 'n')
+    local used = 0
+    if tonumber(found[1]) == start then used = tonumber(found[2]) or 0 end
+    out[#out + 1] = used
+    out[#out + 1] = start + window - now
+  else
+    out[#out + 1] = redis.call('ZCOUNT', KEYS[i], now, '+inf')
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+USAGE_BATCH = 500  # counters read per script run (a listing must not block Redis for long)
+
+
 class Script:
     """A Lua script run by its SHA1 (EVALSHA), loaded again with EVAL when Redis lacks it."""
 
@@ -135,7 +160,7 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-_ACQUIRE, _RELEASE, _RENEW = Script(ACQUIRE), Script(RELEASE), Script(RENEW)
+_ACQUIRE, _RELEASE, _RENEW, _USAGE = Script(ACQUIRE), Script(RELEASE), Script(RENEW), Script(USAGE)
 
 
 class RedisLink:
@@ -285,6 +310,27 @@ class RedisCounters:
                 await self.link.run(_RENEW, [k for k, _ in pairs], [self.lease_ms, *(i for _, i in pairs)])
             except BackendDown as exc:
                 logger.warning("limits: could not renew %d concurrency slot(s): %s", len(pairs), exc)
+
+    async def usage(self, rules: Sequence[Rule]) -> list[CounterUse]:
+        """See Backend.usage: the counters' keys by SCAN, then their current windows read by a script
+        per batch."""
+        by_key = {(rule.name, str(rule.window or "c")): rule for rule in rules}
+        found: list[tuple[str, Rule, str]] = []
+        for key in await self.link.keys(self.prefix):
+            name, window, value = [*key.split(":", 2), "", ""][:3]
+            rule = by_key.get((name, window))
+            if rule is not None:
+                found.append((self.prefix + key, rule, value))
+        out: list[CounterUse] = []
+        for at in range(0, len(found), USAGE_BATCH):
+            batch = found[at : at + USAGE_BATCH]
+            reply = await self.link.run(_USAGE, [k for k, _, _ in batch], [r.window * 1000 for _, r, _ in batch])
+            assert isinstance(reply, list)
+            for n, (_, rule, value) in enumerate(batch):
+                used, reset = int(reply[2 * n]), int(reply[2 * n + 1])
+                if used:
+                    out.append(CounterUse(rule, value, used, reset / 1000))
+        return out
 
     async def aclose(self) -> None:
         """Stop renewing; close the connections."""

@@ -217,6 +217,16 @@ limit_rules = _rules_table("limit_rules")
 budget_rules = _rules_table("budget_rules")
 
 
+# Console sessions ended by logging out (their signed cookies would otherwise be valid on every
+# replica until they expire); rows go once they have expired.
+console_logouts = Table(
+    "console_logouts",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("expires_at", Double, nullable=False),
+)
+
+
 def sealed_tables() -> list[tuple[Table, tuple[Column, ...]]]:
     """Every table with sealed columns and those columns, by table name."""
     found = []

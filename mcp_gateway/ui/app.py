@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -17,8 +18,10 @@ from starlette.staticfiles import StaticFiles
 from mcp_gateway.auth.service import AccessControl
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.metering.budgets import Budgets
+from mcp_gateway.metering.limits import Limiter
 from mcp_gateway.registry import Registry
 from mcp_gateway.store.ledger import LedgerStore
+from mcp_gateway.store.logouts import LogoutStore
 from mcp_gateway.store.rules import RuleStore
 from mcp_gateway.ui.forms import FormError, read_form
 from mcp_gateway.ui.render import SECURITY_HEADERS, environment, page
@@ -47,10 +50,12 @@ class Services:
     models: ModelRegistry
     access: AccessControl
     budgets: Budgets
+    limiter: Limiter
     limit_store: RuleStore[Any]
     limit_rules: Sequence[Any]  # the config file's
     budget_store: RuleStore[Any]
     budget_rules: Sequence[Any]
+    logouts: LogoutStore
     key_grace: float = 86400.0
 
 
@@ -69,7 +74,7 @@ class Console:
     """Renders pages for logged-in operators and guards every route."""
 
     def __init__(self, admin_token: str, services: Services) -> None:
-        self.sessions = Sessions(admin_token)
+        self.sessions = Sessions(admin_token, services.logouts)
         self.services = services
         self.env: Environment = environment()
 
@@ -138,7 +143,7 @@ def console_routes(admin_token: str, services: Services) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request, ctx: Context) -> Response:
-        sessions.end(ctx.session)
+        await anyio.to_thread.run_sync(sessions.end, ctx.session)
         response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
         clear_cookie(response, request)
         return response

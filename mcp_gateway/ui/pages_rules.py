@@ -1,6 +1,8 @@
 """The console's limits and budgets page: every rate limit and budget rule (the config file's and
-those added at run time) and, per budget and subject, how much of the current period's cap is
-spent, reserved by calls in flight and left (Budgets.everyone(), as GET /admin/budgets)."""
+those added at run time); per limit and subject, what is used of the current window (or of the
+slots) and when it resets (Limiter.usage(), as GET /admin/limits/usage); per budget and subject,
+how much of the current period's cap is spent, reserved by calls in flight and left
+(Budgets.everyone(), as GET /admin/budgets)."""
 
 from __future__ import annotations
 
@@ -39,15 +41,23 @@ def routes(console: Console) -> list[Route]:
                 _rules(services.budget_store, services.budget_rules),
             )
         )
-        error = None
+        errors = []
         try:
             balances = [b.public() for b in await services.budgets.everyone()]
         except BackendDown as exc:
-            balances, error = [], f"budgets: {exc}"
+            balances = []
+            errors.append(f"budgets: {exc}")
+        try:
+            used = [u.public() for u in await services.limiter.usage()]
+        except BackendDown as exc:
+            used = []
+            errors.append(f"limits: {exc}")
+        for u in used:
+            u["used_percent"] = round(100 * u["used"] / u["of"], 1) if u["of"] else 0
         for b in balances:
             cap = float(b["cap_usd"])
             b["used_percent"] = round(100 * (float(b["spent_usd"]) + float(b["reserved_usd"])) / cap, 1) if cap else 0
         return console.render(request, ctx, "limits.html", limits=limit_rules, budget_rules=budget_rules,
-                              balances=balances, error=error)  # fmt: skip
+                              balances=balances, used=used, error="; ".join(errors) or None)  # fmt: skip
 
     return [Route("/limits", console.get(limits), methods=["GET"])]

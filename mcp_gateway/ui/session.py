@@ -4,6 +4,8 @@ Logging in with the admin token gives a session cookie `v1.<id>.<expiry>.<signat
 signature is HMAC-SHA256 under a key derived from the admin token, so changing the token ends
 every session, and no session store is needed (replicas accept each other's cookies). The cookie
 is HttpOnly, SameSite=Strict, Secure when the console is reached over HTTPS, and scoped to /ui.
+Logging out records the session as ended in the store (store/logouts.py), which every replica
+reloads at its store poll.
 Each form carries a CSRF token derived from the session id (a POST without the right one is
 refused), on top of SameSite and the front door's Origin check.
 """
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from mcp_gateway.store.logouts import LogoutStore
 
 COOKIE = "mcpgw_console"
 PATH = "/ui"
@@ -41,11 +45,11 @@ class Session:
 class Sessions:
     """Issues and checks session cookies and CSRF tokens for one admin token."""
 
-    def __init__(self, admin_token: str) -> None:
+    def __init__(self, admin_token: str, logouts: LogoutStore) -> None:
         self._token = admin_token.encode()
+        self._logouts = logouts
         # A key of its own: the admin token is never used directly as a MAC key or stored anywhere.
         self._key = hmac.new(self._token, b"mcp-gateway console session v1", hashlib.sha256).digest()
-        self._ended: dict[str, float] = {}  # logged-out session ids of this process, until they expire
 
     def _sign(self, text: str, purpose: bytes) -> str:
         return _b64(hmac.new(self._key, purpose + b"\0" + text.encode(), hashlib.sha256).digest())
@@ -74,7 +78,7 @@ class Sessions:
         if not hmac.compare_digest(signature, self._sign(f"{sid}.{expires}", b"cookie")):
             return None
         now = now or time.time()
-        if not expires.isdigit() or int(expires) <= now or sid in self._ended:
+        if not expires.isdigit() or int(expires) <= now or sid in self._logouts.ended:
             return None
         return self._session(sid, int(expires))
 
@@ -83,11 +87,9 @@ class Sessions:
         return submitted is not None and hmac.compare_digest(submitted.encode(), session.csrf.encode())
 
     def end(self, session: Session) -> None:
-        """Log out: this process refuses the session from now on (others: when it expires, or when
-        the admin token changes); the cookie is cleared too."""
-        now = time.time()
-        self._ended = {sid: exp for sid, exp in self._ended.items() if exp > now}
-        self._ended[session.id] = session.expires
+        """Log out (blocking: a store write): this process refuses the session at once, the other
+        replicas from their next store poll."""
+        self._logouts.end(session.id, session.expires)
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:

@@ -140,6 +140,28 @@ def test_openai_sdk_chat_with_the_gateway_key_only(running: Running, openai_fake
     assert "reasoning=2" in line and "cost=" in line and "cost=-" not in line  # gpt-4o is priced
 
 
+def test_the_provider_request_carries_no_client_defaults_and_nothing_is_kept_or_followed(
+    running: Running, openai_fake: FakeProvider
+) -> None:
+    """The HTTP client adds no Accept/Accept-Encoding (a compressed answer would dodge the size
+    cap), keeps no cookie a provider sets (it would ride along on every consumer's calls), and
+    follows no redirect (credentials must not travel)."""
+    headers = {"Authorization": f"Bearer {running.key}"}
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o", "choices": []}
+    openai_fake.script.append(Misbehave(status=200, headers={"Set-Cookie": "session=s3cr3t; Path=/"}, body=answer))
+    assert httpx2.post(running.v1 + "/chat/completions", json=body, headers=headers).status_code == 200
+    assert httpx2.post(running.v1 + "/chat/completions", json=body, headers=headers).status_code == 200
+    sent = openai_fake.seen[-1].headers
+    assert "cookie" not in sent and "accept-encoding" not in sent and "accept" not in sent
+    assert sent["user-agent"].startswith("mcp-gateway")
+    before = len(openai_fake.seen)
+    moved = openai_fake.url + "/v1/chat/completions"  # the same endpoint: a follower would call it again
+    openai_fake.script.append(Misbehave(status=307, headers={"Location": moved}, body={"error": {"message": "moved"}}))
+    httpx2.post(running.v1 + "/chat/completions", json=body, headers=headers)
+    assert len(openai_fake.seen) == before + 1  # answered as it came, not followed
+
+
 def test_streams_ask_for_usage_and_drop_the_extra_chunk(running: Running, openai_fake: FakeProvider, caplog) -> None:
     caplog.set_level(logging.INFO, logger="mcp_gateway.models")
     client = openai.OpenAI(base_url=running.v1, api_key=running.key)

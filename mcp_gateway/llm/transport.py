@@ -1,10 +1,11 @@
 """Pooled, streaming HTTP to model providers.
 
-One httpx2 transport per deployment (a keep-alive pool to its origin). A request returns once
-the provider's status and headers have arrived, bounded by `first_byte_timeout`; the body is
-then read whole or streamed, the whole call bounded by `timeout`. No redirects are followed
-(a provider that redirects is misconfigured, and credentials must not travel), no cookies are
-kept, and the environment's proxies are not used.
+One aiohttp session per deployment (a keep-alive pool to its origin), made as the REST upstreams'
+are (`upstream.client.open_session`). A request returns once the provider's status and headers
+have arrived, bounded by `first_byte_timeout`; the body is then read whole or streamed, the whole
+call bounded by `timeout`. No redirects are followed (a provider that redirects is misconfigured,
+and credentials must not travel), no cookies are kept, nothing is decompressed, the URL is sent
+as built, and the environment's proxies are not used.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import anyio
-import httpx2
+import aiohttp
 from opentelemetry.propagate import inject
+from yarl import URL
 
-from mcp_gateway.upstream.client import ClientSettings, UpstreamError, describe_failure
+from mcp_gateway.upstream.client import ClientSettings, UpstreamError, describe_failure, open_session
 
 
 @dataclass(slots=True)
@@ -35,15 +36,17 @@ class ProviderRequest:
 class ProviderResponse:
     """A provider's answer: status and headers now, the body read whole or as it comes."""
 
-    def __init__(self, response: httpx2.Response, deadline: float, started: float, url: str, limit: float) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, deadline: float, started: float, url: str, settings: ClientSettings
+    ) -> None:
         self._response = response
-        self._chunks = response.aiter_raw()
+        self._body = response.content
         self._deadline = deadline
         self._url = url
         self._host = host_of(url)
-        self._limit = limit
-        self.status = response.status_code
-        self.headers = response.headers
+        self._settings = settings
+        self.status = response.status
+        self.headers = response.headers  # names case-insensitive
         self.started = started
         self.first_byte_at = time.perf_counter()
 
@@ -58,8 +61,8 @@ class ProviderResponse:
         chunks: list[bytes] = []
         size = 0
         try:
-            with anyio.fail_after(max(0.0, self._deadline - time.monotonic())):
-                async for chunk in self._chunks:
+            async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+                while chunk := await self._body.readany():
                     size += len(chunk)
                     if size > cap:
                         raise UpstreamError(f"the provider's answer is over {cap} bytes", self._host, "too-large")
@@ -69,17 +72,19 @@ class ProviderResponse:
         except UpstreamError:
             raise
         except Exception as exc:
-            raise _failure(exc, self._url) from None
+            raise describe_failure(exc, self._url, self._settings) from None
         finally:
             await self.aclose()
         return b"".join(chunks)
 
     def _late(self) -> UpstreamError:
-        return UpstreamError(f"the provider did not finish within {self._limit:g}s", self._host, "read-timeout")
+        limit = self._settings.timeout
+        return UpstreamError(f"the provider did not finish within {limit:g}s", self._host, "read-timeout")
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive; the response is closed at the end (or when cancelled)."""
         late = self._late()
+        body = self._body
         try:
             while True:
                 left = self._deadline - time.monotonic()
@@ -90,25 +95,21 @@ class ProviderResponse:
                 # anyio.fail_after, paid for every event of every stream.
                 try:
                     async with asyncio.timeout(left):
-                        chunk = await self._chunks.__anext__()
-                except StopAsyncIteration:
-                    return
+                        chunk = await body.readany()
                 except TimeoutError:
                     raise late from None
                 except Exception as exc:
-                    raise _failure(exc, self._url) from None
-                if chunk:
-                    yield chunk
+                    raise describe_failure(exc, self._url, self._settings) from None
+                if not chunk:
+                    return  # the end of the body
+                yield chunk
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the connection (idempotent)."""
-        await self._response.aclose()
-
-
-def _failure(exc: Exception, url: str) -> UpstreamError:
-    return describe_failure(exc, url, ClientSettings())
+        """Let go of the response (idempotent): a connection whose body was read whole went back
+        to the pool already; one read partly (a client that left mid-stream) is closed."""
+        self._response.close()
 
 
 def host_of(url: str) -> str:
@@ -132,14 +133,14 @@ class ProviderTransport:
     ) -> None:
         self.timeout = timeout
         self.first_byte_timeout = first_byte_timeout
-        self._transport = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            trust_env=False,
-        )
-        # httpx2's read timeout is per read: a stream's quiet spells (a model thinking) are bounded
+        # aiohttp's read timeout is per read: a stream's quiet spells (a model thinking) are bounded
         # by the whole call's `timeout` instead, checked around every read.
-        self._timeouts = {"connect": connect_timeout, "read": timeout, "write": timeout, "pool": first_byte_timeout}
-        self._user_agent = user_agent
+        self._settings = ClientSettings(
+            timeout=timeout, connect_timeout=connect_timeout, max_connections=max_connections, user_agent=user_agent
+        )
+        # Made on the event loop at the first request (aiohttp binds a session to its loop);
+        # providers are built in a worker thread.
+        self._session: aiohttp.ClientSession | None = None
 
     async def send(self, request: ProviderRequest) -> ProviderResponse:
         """Send `request`; returns when the status and headers are in. UpstreamError otherwise."""
@@ -147,26 +148,28 @@ class ProviderTransport:
         deadline = time.monotonic() + self.timeout
         trace: dict[str, str] = {}
         inject(trace)  # W3C trace context of the current span, if any
-        outgoing = httpx2.Request(
-            request.method,
-            request.url,
-            headers=[("User-Agent", self._user_agent), *trace.items(), *request.headers],
-            content=request.content,
-            extensions={"timeout": self._timeouts},
-        )
+        if self._session is None:
+            self._session = open_session(self._settings)
+        first_byte = min(self.first_byte_timeout, self.timeout)
         try:
-            with anyio.fail_after(min(self.first_byte_timeout, self.timeout)):
-                response = await self._transport.handle_async_request(outgoing)
+            async with asyncio.timeout(first_byte):
+                # encoded=True: the URL is sent as the provider built it (Bedrock's is signed as is).
+                response = await self._session.request(
+                    request.method,
+                    URL(request.url, encoded=True),
+                    headers=[("User-Agent", self._settings.user_agent), *trace.items(), *request.headers],
+                    data=request.content or None,
+                    allow_redirects=False,
+                )
         except TimeoutError:
             raise UpstreamError(
-                f"the provider sent no answer within {min(self.first_byte_timeout, self.timeout):g}s",
-                host_of(request.url),
-                "first-byte-timeout",
+                f"the provider sent no answer within {first_byte:g}s", host_of(request.url), "first-byte-timeout"
             ) from None
         except Exception as exc:  # every failure of one request is this call's, never the gateway's
-            raise _failure(exc, request.url) from None
-        return ProviderResponse(response, deadline, started, request.url, self.timeout)
+            raise describe_failure(exc, request.url, self._settings) from None
+        return ProviderResponse(response, deadline, started, request.url, self._settings)
 
     async def aclose(self) -> None:
         """Close the pool."""
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -19,7 +19,6 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
-import httpx2
 from opentelemetry.propagate import inject
 from yarl import URL
 
@@ -105,8 +104,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> UpstreamError:
-    """An aiohttp or httpx2 (or lower) failure of one request as an UpstreamError naming the host and
-    the kind. (The upstream client is aiohttp's; the model router's is httpx2's.)"""
+    """An aiohttp (or lower) failure of one request as an UpstreamError naming the host and the kind
+    (the REST upstreams' client and the model router's are both aiohttp's)."""
     host, address = _host(url)
     causes = list(_causes(exc))
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -126,21 +125,13 @@ def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> Upst
         return UpstreamError(f"{host} closed the connection without answering", address, "closed")
     if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError) and not found(ConnectionResetError):
         return UpstreamError(f"{host} sent an invalid HTTP response", address, "protocol")
-    if isinstance(exc, httpx2.ConnectTimeout | aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamError(
             f"connect timeout: {address} did not accept a connection within {settings.connect_timeout:g}s",
             address, "connect-timeout",
         )  # fmt: skip
-    if isinstance(exc, httpx2.ReadTimeout | aiohttp.SocketTimeoutError):
+    if isinstance(exc, aiohttp.SocketTimeoutError):
         return UpstreamError(f"read timeout: {host} sent nothing for {settings.timeout:g}s", address, "read-timeout")
-    if isinstance(exc, httpx2.WriteTimeout):
-        return UpstreamError(f"write timeout: {host} took no data for {settings.timeout:g}s", address, "write-timeout")
-    if isinstance(exc, httpx2.PoolTimeout):
-        return UpstreamError(
-            f"pool timeout: no free connection to {host} within {settings.timeout:g}s "
-            f"(max_connections is {settings.max_connections})",
-            address, "pool-timeout",
-        )  # fmt: skip
     if isinstance(dns := found(socket.gaierror), socket.gaierror):
         return UpstreamError(f"DNS lookup failed for {host} ({dns.strerror})", address, "dns")
     if found(ConnectionRefusedError):
@@ -150,19 +141,41 @@ def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> Upst
         return UpstreamError(f"TLS handshake with {host} failed: {reason}", address, "tls")
     if found(ConnectionResetError) or found(BrokenPipeError):
         return UpstreamError(f"connection reset by {host}", address, "reset")
-    if isinstance(exc, httpx2.RemoteProtocolError):
-        if "disconnected" in str(exc):
-            return UpstreamError(f"{host} closed the connection without answering", address, "closed")
-        return UpstreamError(f"{host} sent an invalid HTTP response", address, "protocol")
-    if isinstance(exc, httpx2.ConnectError | aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         os_error = found(OSError)
         why = os_error.strerror if isinstance(os_error, OSError) and os_error.strerror else "no connection"
         return UpstreamError(f"cannot connect to {address}: {why}", address, "connect")
-    if isinstance(exc, httpx2.TransportError | aiohttp.ClientError):
+    if isinstance(exc, aiohttp.ClientError):
         return UpstreamError(f"connection to {host} failed ({type(exc).__name__})", address, "transport")
-    # Anything else the HTTP stack raises for one request (h11's LocalProtocolError is no httpx2
-    # error) is this call's failure, never the gateway's.
+    # Anything else the HTTP stack raises for one request is this call's failure, never the gateway's.
     return UpstreamError(f"the request to {host} could not be sent ({type(exc).__name__})", address, "request")
+
+
+def open_session(settings: ClientSettings) -> aiohttp.ClientSession:
+    """An aiohttp session with the gateway's request semantics (call it on the event loop: aiohttp
+    binds a session to its loop). Used by the REST upstreams and the model router alike.
+
+    No cookie jar: it would be shared by every caller (one agent's upstream session cookie would
+    ride along on another's calls). No automatic headers but Host (and the body's Content-Length):
+    no Accept-Encoding, so an identity body keeps size caps exact (a compressed body can expand a
+    thousandfold inside one chunk before a cap is checked), and no decompression. No proxy from the
+    environment. A pool of `max_connections`; callers bound the whole call themselves, and pass
+    `allow_redirects=False` (redirects are theirs to follow, or not).
+    """
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_connections,
+        limit_per_host=0,
+        ssl=settings.ssl_context if settings.ssl_context is not None else True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+        auto_decompress=False,
+        trust_env=False,
+        # These bound connecting and each read; the whole call is bounded by the caller.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout, sock_read=settings.timeout),
+    )
 
 
 class HttpClient:
@@ -178,35 +191,10 @@ class HttpClient:
         # Made on the event loop at the first request (aiohttp binds a session to its loop);
         # this object may be built in a worker thread.
         self._session: aiohttp.ClientSession | None = None
-        # The whole call is bounded by `send`; these bound connecting and each read.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.timeout
-        )
-        # No Accept-Encoding: an identity body keeps the size cap exact (a compressed
-        # body can expand a thousandfold inside one chunk before the cap is checked).
         self._default_headers = [("User-Agent", settings.user_agent)]
         base = base_url if base_url.endswith("/") else base_url + "/"
         self._base_prefix = base
         self._base_origin = _origin(base_url)
-
-    def _open(self) -> aiohttp.ClientSession:
-        # No cookie jar: it would be shared by every caller (one agent's upstream session cookie
-        # would ride along on another's calls). No automatic headers but Host (and the body's
-        # Content-Type/Length), no decompression, no redirects (followed below, within the base
-        # URL), no proxy from the environment.
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_connections,
-            limit_per_host=0,
-            ssl=self.settings.ssl_context if self.settings.ssl_context is not None else True,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
-            auto_decompress=False,
-            trust_env=False,
-            timeout=self._timeout,
-        )
 
     def _defaults(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The gateway's User-Agent, unless the operation sets one itself (a spec's header parameter)."""
@@ -223,7 +211,7 @@ class HttpClient:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send one request; raises UpstreamError for anything that is not an HTTP answer.
 
-        `timeout` bounds the whole call (redirects and body included): httpx2's own read
+        `timeout` bounds the whole call (redirects and body included): aiohttp's own read
         timeout is per read, so an upstream trickling a byte at a time would never trip it.
         """
         limit = self.settings.timeout
@@ -271,7 +259,7 @@ class HttpClient:
                 _host(url)[1], "request",
             )  # fmt: skip
         if self._session is None:
-            self._session = self._open()
+            self._session = open_session(self.settings)
         try:
             # encoded=True: the URL is sent as built (request.py encodes every part), not re-quoted.
             async with self._session.request(

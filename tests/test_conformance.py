@@ -149,13 +149,15 @@ def run_suite(url: str, revision: str, out: Path) -> dict[str, list[dict]]:
     return results
 
 
-@pytest.fixture(scope="module", params=["stateless", "stateful"])
+@pytest.fixture(scope="module", params=["stateless", "stateful", "stateless-json"])
 def gateway(request: pytest.FixtureRequest, upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A gateway over the echo API on httptools (the parser `mcp-gateway serve` runs on); its /mcp URL."""
+    """A gateway over the echo API on httptools (the parser `mcp-gateway serve` runs on); its /mcp URL.
+    `stateless-json` answers with JSON bodies, where stateless tools/call takes the fast path
+    (server/fast_call.py): the suite checks it too."""
     config = GatewayConfig(
         data_dir=tmp_path_factory.mktemp("data"),
         apis=[ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream)],
-        server=ServerConfig(stateless=request.param == "stateless"),
+        server=ServerConfig(stateless=request.param != "stateful", json_response=request.param == "stateless-json"),
     )
     with running_gateway(config, http="httptools") as (url, _):
         yield url

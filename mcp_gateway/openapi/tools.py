@@ -35,6 +35,7 @@ from mcp_gateway.definitions import (
     ToolDefinition,
 )
 from mcp_gateway.openapi import naming, swagger2
+from mcp_gateway.openapi.compact import compacted
 from mcp_gateway.openapi.load import LoadedSpec, display_name, load_spec, pointer_join
 from mcp_gateway.openapi.schema import SchemaConverter, json_size, trim_text
 from mcp_gateway.openapi.security import SpecSecurity, credential_issues
@@ -680,5 +681,7 @@ def ingest(spec: LoadedSpec, api: ApiConfig) -> IngestResult:
 
 
 def ingest_api(api: ApiConfig, *, text: str | bytes | None = None) -> IngestResult:
-    """Load `api.spec` (or `text`, named by it) and ingest it. Blocking: run in a thread."""
-    return ingest(load_spec(api.spec, text=text), api)
+    """Load `api.spec` (or `text`, named by it) and ingest it. Blocking: run in a thread.
+
+    The result is copied into fresh memory once the parsed document is freed (see `compact`)."""
+    return compacted(lambda: ingest(load_spec(api.spec, text=text), api))

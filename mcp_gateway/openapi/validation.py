@@ -124,6 +124,10 @@ class LazyValidator:
                 self._validate = lambda _arguments: [message]
         return self._validate(arguments)
 
+    def __reduce__(self) -> tuple[type[LazyValidator], tuple[dict[str, Any]]]:
+        """Copied (pickled) as its schema: a compiled validator is native memory, made again on use."""
+        return (LazyValidator, (self._schema,))
+
 
 # A counted repetition of 100,000 or more (`^.{1,2097152}` in seldon.local/engine.json): the Rust
 # engine spends 0.15 s building it before refusing it (too large), once per occurrence.

@@ -22,7 +22,6 @@ The connection, its timeouts and failure handling are the rate limits' (metering
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from collections.abc import Sequence
 from mcp_gateway.config.limits import LimitsConfig
 from mcp_gateway.metering.budgets import Account, Balance, Crossed, Missing
 from mcp_gateway.metering.limits import BackendDown
-from mcp_gateway.metering.redis import RedisLink, Script
+from mcp_gateway.metering.redis import RedisLink, Renewer, Script
 
 logger = logging.getLogger("mcp_gateway.budgets")
 
@@ -229,7 +228,7 @@ class RedisSpend:
         self.leases = config.redis_prefix + "{budgets}lease:"  # the same hash tag, outside the accounts' prefix
         self.lease_ms = int(config.concurrency_lease_seconds * 1000)
         self._holding = 0  # reservations in flight: the lease is renewed while there are any
-        self._renewer: asyncio.Task[None] | None = None
+        self._renewer = Renewer(self._renew)
 
     def _keys(self, accounts: Sequence[Account]) -> list[str]:
         return [self.prefix + a.key for a in accounts]
@@ -254,8 +253,7 @@ class RedisSpend:
         balances = await self._run(accounts, amount, "r")
         if amount and not any(b.refused for b in balances):
             self._holding += 1
-            if self._renewer is None or self._renewer.done():
-                self._renewer = asyncio.get_running_loop().create_task(self._renew())
+            self._renewer.ensure()
         return balances
 
     async def _renew(self) -> None:
@@ -303,8 +301,5 @@ class RedisSpend:
 
     async def aclose(self) -> None:
         """Stop renewing; close the connections."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await self._renewer.stop()
         await self.link.aclose()

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlparse
 
 import anyio
@@ -245,6 +245,28 @@ class RedisLink:
             self._client = None
 
 
+class Renewer:
+    """A lease renewer: one task, started when a lease is taken and none runs (it ends by itself when
+    nothing is held any more), cancelled at close. The limits' concurrency slots and the budgets'
+    reservations each have one."""
+
+    def __init__(self, renew: Callable[[], Awaitable[None]]) -> None:
+        self._renew = renew
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure(self) -> None:
+        """Run the renewer unless it runs already."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    async def stop(self) -> None:
+        """Cancel the renewer and wait for it."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 class RedisCounters:
     """Counters in Redis, shared by every replica pointed at it (see the module's docstring)."""
 
@@ -255,7 +277,7 @@ class RedisCounters:
         self.prefix = config.redis_prefix + "{limits}:"
         self.lease_ms = int(config.concurrency_lease_seconds * 1000)
         self._held: dict[str, set[str]] = {}  # call id -> its concurrency keys, renewed while held
-        self._renewer: asyncio.Task[None] | None = None
+        self._renewer = Renewer(self._renew)
 
     def _key(self, counter: Counter) -> str:
         rule = counter.rule
@@ -296,8 +318,7 @@ class RedisCounters:
             await self.link.run(_RELEASE, keys, args)
 
     def _renew_soon(self) -> None:
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew())
+        self._renewer.ensure()
 
     async def _renew(self) -> None:
         """Renew the leases of this process's calls in flight, every third of a lease, while there are any."""
@@ -334,8 +355,5 @@ class RedisCounters:
 
     async def aclose(self) -> None:
         """Stop renewing; close the connections."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await self._renewer.stop()
         await self.link.aclose()

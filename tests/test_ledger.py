@@ -124,3 +124,21 @@ async def test_a_slow_sink_never_holds_up_the_callers() -> None:
                 await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     assert table.rows == [f"t{n}" for n in range(1001)]
+
+
+async def test_records_arriving_during_a_write_wait_for_the_next_flush() -> None:
+    # Under steady load a flush that also wrote what arrived meanwhile never ended: a stream of
+    # tiny batches, each a transaction and a thread hop, instead of one batch per interval.
+    table = Table()
+    table.delay = 0.3
+    ledger = Ledger(table, flush_interval=60)
+    for n in range(3):
+        ledger.record(_record(n))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ledger.flush)
+        await anyio.sleep(0.1)  # the write of t0-t2 has begun
+        for n in range(3, 6):
+            ledger.record(_record(n))
+    assert table.batches == [["t0", "t1", "t2"]] and ledger.pending == 3
+    await ledger.flush()
+    assert table.batches == [["t0", "t1", "t2"], ["t3", "t4", "t5"]] and ledger.pending == 0

@@ -84,10 +84,14 @@ class Ledger:
     async def flush(self) -> None:
         """Write everything pending now (in batches of `max_batch`); a failing sink keeps it for later."""
         async with self._lock:
-            while self._pending:
-                # Taken off the list while it is written: records keep arriving meanwhile.
-                batch = self._pending[: self.max_batch]
+            # Only what is pending now: records keep arriving while a batch is written, and writing
+            # those too would never end under steady load (a stream of tiny batches, each a
+            # transaction and a thread hop, instead of one batch per interval).
+            due = len(self._pending)
+            while due > 0 and self._pending:
+                batch = self._pending[: min(self.max_batch, due)]
                 del self._pending[: len(batch)]
+                due -= len(batch)
                 try:
                     await anyio.to_thread.run_sync(self.sink.write, batch)
                 except Exception as exc:

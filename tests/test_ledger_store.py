@@ -18,6 +18,7 @@ import openai
 import pytest
 import yaml
 from mcp import Client
+from sqlalchemy import select
 
 from mcp_gateway.auth import keys
 from mcp_gateway.config import GatewayConfig
@@ -25,7 +26,8 @@ from mcp_gateway.config.models import Price
 from mcp_gateway.metering import CallRecord, Usage
 from mcp_gateway.store.database import Database
 from mcp_gateway.store.identities import Selector
-from mcp_gateway.store.ledger import LedgerStore, from_pusd, to_pusd
+from mcp_gateway.store.ledger import LedgerStore, from_pusd, row_of, to_pusd
+from mcp_gateway.store.schema import ledger
 from tests.conftest import ADMIN_TOKEN, ECHO_SPEC, running_gateway
 from tests.fake_llm import FakeProvider
 from tests.servers import free_port
@@ -73,6 +75,50 @@ def test_costs_are_exact_and_usage_groups_every_way(database_url: str) -> None:
         db.close()
     assert to_pusd(Decimal("0.0000000000005")) == 0 and to_pusd(Decimal("0.0000000000015")) == 2  # half-even
     assert from_pusd(to_pusd(Decimal("12.345678901234"))) == Decimal("12.345678901234")
+
+
+def test_a_batch_of_many_rows_lands_whole_with_every_value_in_its_column(database_url: str) -> None:
+    # SQLite writes a batch as multi-row INSERTs (SQLITE_ROWS_PER_INSERT rows each): 250 rows are
+    # whole statements and a remainder; every column's value and type must come back as written.
+    db = Database(database_url)
+    try:
+        store = LedgerStore(db)
+        records = [
+            CallRecord(
+                kind="model" if n % 2 else "tool",
+                consumer=f"c{n}",
+                team=None if n % 3 else "t",
+                org="o",
+                key_id=f"k{n}",
+                api=None if n % 2 else "echo",
+                tool=None if n % 2 else f"tool{n}",
+                model="gpt" if n % 2 else None,
+                provider="openai" if n % 2 else None,
+                status=200 + n % 7,
+                error=bool(n % 5 == 0),
+                usage=Usage(input=n, output=2 * n, cache_read=n % 4, reasoning=n % 3),
+                cost=Decimal(n) / 1000 if n % 2 else None,
+                started_at=1_800_000_000.25 + n,
+                latency_ms=n / 7,
+                ttft_ms=n / 3 if n % 2 else None,
+                request_bytes=n * 10,
+                response_bytes=n * 11,
+                retries=n % 2,
+                streamed=bool(n % 4 == 1),
+                endpoint="chat" if n % 2 else "",
+                trace_id=f"{n:032x}",
+            )
+            for n in range(250)
+        ]
+        store.write(records)
+        rows = [dict(row._mapping) for row in db.query(select(ledger).order_by(ledger.c.id))]
+        assert len(rows) == 250
+        for row, record in zip(rows, records, strict=True):
+            row.pop("id")
+            assert row == row_of(record)
+            assert isinstance(row["at"], float) and isinstance(row["input_tokens"], int)
+    finally:
+        db.close()
 
 
 @pytest.mark.anyio

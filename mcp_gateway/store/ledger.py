@@ -8,7 +8,9 @@ on every backend) and reported as decimal strings.
 
 from __future__ import annotations
 
+import functools
 import math
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -29,6 +31,19 @@ ROLLUP_GRACE_HOURS = 2
 # The subject of a call, as budgets match it: who (consumer, team, org, key) and what (model, api, tool).
 SPEND_GROUP = ("consumer", "team", "org", "key_id", "model", "api", "tool")
 GROUPS = ("consumer", "team", "org", "key", "kind", "model", "provider", "api", "tool", "hour", "day")
+# The ledger's written columns, in the order of a row_of() dict.
+COLUMNS = tuple(c.name for c in ledger.columns if c.name != "id")
+# SQLite: rows written as multi-row INSERTs of this many rows (31 values each, within SQLite's
+# limit of 32,766 variables, 999 before 3.32). sqlite3's executemany steps the statement once per row, releasing and
+# retaking the GIL each time, which under load takes the GIL from the event loop thousands of
+# times a second; a multi-row INSERT is one step, and no slower per row.
+SQLITE_ROWS_PER_INSERT = 100 if sqlite3.sqlite_version_info >= (3, 32) else 30
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_insert(rows: int) -> str:
+    values = "(" + ", ".join("?" * len(COLUMNS)) + ")"
+    return f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES " + ", ".join([values] * rows)
 
 
 def to_pusd(cost: Decimal | None) -> int | None:
@@ -122,8 +137,15 @@ class LedgerStore:
 
     def write(self, records: Sequence[CallRecord]) -> None:
         """Store `records` in one transaction (no revision counter: the ledger wakes no poller)."""
-        if records:
-            with self.db.transaction() as tx:
+        if not records:
+            return
+        with self.db.transaction() as tx:
+            if self.db.dialect == "sqlite":
+                rows = [[row[c] for c in COLUMNS] for row in map(row_of, records)]
+                for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+                    chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+                    tx.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+            else:
                 tx.execute(insert(ledger), [row_of(r) for r in records])
 
     def usage(

@@ -23,6 +23,7 @@ from mcp_gateway.catalog import Catalog
 from mcp_gateway.config import ConfigError, GatewayConfig
 from mcp_gateway.config.models import models_from_environment
 from mcp_gateway.drift.monitor import DriftMonitor
+from mcp_gateway.heap import HeapKeeper
 from mcp_gateway.llm.call import ModelCaller
 from mcp_gateway.llm.registrations import ModelRegistry
 from mcp_gateway.llm.router import ModelRouter
@@ -87,7 +88,9 @@ def _import_lazy_dependencies() -> None:
 class Gateway:
     """Everything one gateway process serves."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, own_process: bool = False) -> None:
+        """`own_process`: this gateway is what the process is for (`serve`, `stdio`, a worker), so it
+        may tune the process-wide garbage collector (see heap.py)."""
         self.config = config
         self.catalog = Catalog()
         self.db = Database(config.database)
@@ -129,6 +132,8 @@ class Gateway:
         )
         self.catalog.subscribe(self.pool.on_change)
         self.catalog.subscribe(self.drift.on_change)
+        self.heap = HeapKeeper(own_process)
+        self.catalog.subscribe(self.heap.on_change)
         # Models (/v1): the config file's and the registered ones; with neither, those the
         # environment's provider keys serve. Loaded at start, then at each store poll.
         self.models = ModelRouter([], resolve, config.user_agent, revision=self.vault.revision)
@@ -230,6 +235,7 @@ class Gateway:
             "serving %d tools from %d APIs (access control %s)",
             len(snapshot.tools), len(snapshot.apis), "on" if self.access.enabled else "off",
         )  # fmt: skip
+        self.heap.start()
 
     async def _rebuild_budgets(self) -> None:
         """Counters in this process start from the ledger's spend of the current periods (in Redis
@@ -282,6 +288,7 @@ class Gateway:
             tg.start_soon(self.keep_ledger)
             tg.start_soon(self.watch_store)
             tg.start_soon(self.alerts.run)
+            tg.start_soon(self.heap.run)
             if self.metrics is not None:
                 tg.start_soon(self.metrics.run)
 

@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics=config.metrics.enabled,
         )
     sock = bind(host, port)
-    gateway = Gateway(config)
+    gateway = Gateway(config, own_process=True)
     url = bound_url(sock)
     return serve(gateway.http_app(), sock, gateway.unservable, lambda: logger.info("%s", _ready_line(config, url, 1)))
 
@@ -143,7 +143,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
         raise ConfigError(f"no virtual server named {args.server!r} in the config")
 
     async def run() -> None:
-        gateway = Gateway(config)
+        gateway = Gateway(config, own_process=True)
         try:
             await gateway.start()
             problem = gateway.unservable()

@@ -45,7 +45,7 @@ def _worker(config_json: str, ready: Any) -> None:
     except ServeError as exc:
         logger.error("%s", exc)
         sys.exit(EXIT_UNSERVABLE)
-    gateway = Gateway(config)
+    gateway = Gateway(config, own_process=True)
     sys.exit(serve(gateway.http_app(), sock, gateway.unservable, lambda: ready.put(os.getpid())))
 
 

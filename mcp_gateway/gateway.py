@@ -199,11 +199,14 @@ class Gateway:
             )
             for v in config.servers
         }
-        # Before the SDK's own OpenTelemetry middleware: a caller's traceparent header becomes the
-        # context of its request span (traced), or of the call record and upstream request (not).
-        headers = self.traces.middleware() if self.traces is not None else TraceHeaders()
+        # A caller's trace context becomes that of its request span (traced: before the SDK's own
+        # OpenTelemetry middleware), or of the call record and upstream request (untraced: instead
+        # of the SDK's middleware, whose spans would all be no-ops, only reading `_meta` matters).
         for server in (self.mcp, *self.virtual.values()):
-            server.server.middleware.insert(0, headers)
+            if self.traces is not None:
+                server.server.middleware.insert(0, self.traces.middleware())
+            else:
+                server.server.middleware[:] = [TraceHeaders(from_meta=True)]
 
     def _uploaded_spec(self, api: str) -> str | None:
         """The spec text of a registered API whose spec was uploaded (blocking)."""

@@ -4,6 +4,7 @@ when the `OTEL_*` variables switch tracing on; `traceparent` parsing."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -97,3 +98,51 @@ async def test_untraced_calls_keep_the_callers_trace_id(
     lines = [r.getMessage() for r in caplog.records if r.name in ("mcp_gateway.calls", "mcp_gateway.models")]
     assert len(lines) == 2 and all(f"trace_id={TRACE_ID}" in line for line in lines), lines
     assert sorted(stored) == [("model", TRACE_ID), ("tool", TRACE_ID)]
+
+
+META_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+META_TRACEPARENT = f"00-{META_TRACE_ID}-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("era", ["2025-11-25", "2026-07-28"])
+async def test_untraced_calls_continue_a_traceparent_in_meta_over_the_header(
+    tmp_path: Path, upstream: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, era: str
+) -> None:
+    # Untraced, the SDK's span middleware is left out; reading `_meta` (which wins over the
+    # header, as the SDK's middleware has it) is then the gateway's own.
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.INFO, logger="mcp_gateway.calls")
+    config = GatewayConfig.model_validate(
+        {"data_dir": str(tmp_path / "data"), "apis": [{"name": "echo", "spec": str(ECHO_SPEC), "base_url": upstream}]}
+    )
+    meta: dict[str, object] = {"traceparent": META_TRACEPARENT}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Mcp-Protocol-Version": era,
+        "traceparent": TRACEPARENT,
+    }
+    if era >= "2026":
+        headers.update({"Mcp-Method": "tools/call", "Mcp-Name": "getItem"})
+        meta.update({
+            "io.modelcontextprotocol/protocolVersion": era,
+            "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        })  # fmt: skip
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "getItem", "arguments": {"id": "1"}, "_meta": meta}}  # fmt: skip
+    with running_gateway(config) as (url, gateway):
+        assert gateway.traces is None
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(url, json=payload, headers=headers, timeout=30)
+        await gateway.ledger.flush()
+        with gateway.db.engine.connect() as conn:
+            stored = conn.execute(select(ledger.c.trace_id)).all()
+    lines = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+    message = json.loads(lines[-1]) if lines else response.json()  # an SSE stream, or JSON
+    echo = json.loads(message["result"]["content"][0]["text"])
+    assert trace_id_of(echo["headers"]["traceparent"]) == META_TRACE_ID
+    assert stored == [(META_TRACE_ID,)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.calls"]
+    assert len(lines) == 1 and f"trace_id={META_TRACE_ID}" in lines[0]

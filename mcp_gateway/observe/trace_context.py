@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.propagate import extract
 from opentelemetry.trace import format_trace_id, get_current_span
 
@@ -81,18 +81,22 @@ class TraceHeaders:
     """MCP server middleware, placed before the SDK's OpenTelemetry middleware: a `traceparent`
     HTTP header becomes the ambient context, so the SDK's request span (or, untraced, the call
     record and the upstream request) continues the caller's trace. A `traceparent` in `_meta`
-    still wins: the SDK prefers it. With `keep_credential`, the request's credential is kept in
-    `INBOUND_CREDENTIAL` while it is handled (captured arguments are scrubbed of it)."""
+    still wins: the SDK's span middleware prefers it; untraced, that middleware is left out (a
+    span of the no-op tracer is work for nothing on every request) and `from_meta` does the same
+    here. With `keep_credential`, the request's credential is kept in `INBOUND_CREDENTIAL` while
+    it is handled (captured arguments are scrubbed of it)."""
 
-    def __init__(self, keep_credential: bool = False) -> None:
+    def __init__(self, keep_credential: bool = False, *, from_meta: bool = False) -> None:
         self.keep_credential = keep_credential
+        self.from_meta = from_meta
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         headers = getattr(ctx.request, "headers", None)
-        if headers is None:
-            return await call_next(ctx)
-        kept = INBOUND_CREDENTIAL.set(bearer(headers)) if self.keep_credential else None
-        token = attach(extract(headers)) if "traceparent" in headers else None
+        carried = _meta_context(ctx.meta) if self.from_meta else None
+        if carried is None and headers is not None and "traceparent" in headers:
+            carried = extract(headers)
+        kept = INBOUND_CREDENTIAL.set(bearer(headers)) if self.keep_credential and headers is not None else None
+        token = attach(carried) if carried is not None else None
         try:
             return await call_next(ctx)
         finally:
@@ -100,3 +104,15 @@ class TraceHeaders:
                 detach(token)
             if kept is not None:
                 INBOUND_CREDENTIAL.reset(kept)
+
+
+def _meta_context(meta: Mapping[str, Any] | None) -> Context | None:
+    """The trace context of a request's `_meta` (as the SDK's span middleware reads it); None when
+    it carries no valid `traceparent`."""
+    if not meta or "traceparent" not in meta:
+        return None
+    try:
+        context = extract(meta)
+    except (ValueError, TypeError):
+        return None
+    return context if get_current_span(context).get_span_context().is_valid else None

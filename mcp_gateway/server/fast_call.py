@@ -85,6 +85,9 @@ class FastToolCall:
         # x-mcp-header annotations per input schema (by identity: schemas live as long as their
         # catalog version); a tool with any takes the SDK path, which validates Mcp-Param headers.
         self._annotated: dict[int, tuple[Mapping[str, Any], bool]] = {}
+        # The SDK's serverInfo stamp, dumped once: the server's identity is fixed at construction
+        # (the SDK copies it for every response; here it is only ever serialized).
+        self._stamp = mcp.server.server_info_stamp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -228,7 +231,7 @@ class FastToolCall:
                 dumped["resultType"] = "complete"
             meta_out = dumped.get("_meta")
             if meta_out is None or (isinstance(meta_out, dict) and meta_out.get(SERVER_INFO_META_KEY) is None):
-                dumped["_meta"] = {**(meta_out or {}), SERVER_INFO_META_KEY: server.server_info_stamp}
+                dumped["_meta"] = {**(meta_out or {}), SERVER_INFO_META_KEY: self._stamp}
             text = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"))
         else:
             text = json.dumps(

@@ -2,10 +2,11 @@
 
 Two gateways over the same echo API, data dir and policies (access control on, a virtual server),
 one with `server.fast_path` on and one with it off, get the same corpus of raw HTTP requests in
-both protocol eras: valid calls, unknown and denied tools, bad arguments, upstream errors,
-oversized and malformed bodies, batches, odd ids and params, wrong or missing headers. Status,
-the headers that carry meaning and the JSON bodies must be the same, and the fast path must
-have served every request it is meant to (and nothing else).
+both protocol eras and both response modes (JSON and SSE): valid calls, unknown and denied
+tools, bad arguments, upstream errors, oversized and malformed bodies, batches, odd ids and
+params, wrong or missing headers. Status, the headers that carry meaning and the JSON bodies
+must be the same, and the fast path must have served every request it is meant to (and nothing
+else). A call outlasting the SDK's keepalive interval streams alike on both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp.server import _streamable_http_modern as modern_http
 
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, ServerConfig, ToolPick, VirtualServerConfig
 from mcp_gateway.server.fast_call import FastToolCall
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.anyio
 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
 MAX_BODY = 64 * 1024
-ALLOWED = ("getItem", "plain", "getStatus", "createItem", "drift", "image", "big", "notJson")
+ALLOWED = ("getItem", "plain", "getStatus", "createItem", "drift", "image", "big", "notJson", "slow")
 CURATED = VirtualServerConfig(
     name="curated",
     tools=[ToolPick(api="echo", tool="getItem", rename="fetch_item"), ToolPick(api="echo", tool="plain")],
@@ -36,14 +38,14 @@ CURATED = VirtualServerConfig(
 COMPARED = ("content-type", "mcp-session-id", "allow", "www-authenticate", "cache-control")
 
 
-def gateway_config(data_dir: Path, upstream: str, fast_path: bool) -> GatewayConfig:
+def gateway_config(data_dir: Path, upstream: str, fast_path: bool, json_response: bool = True) -> GatewayConfig:
     return GatewayConfig(
         data_dir=data_dir,
         admin_token=ADMIN_TOKEN,
         auth=AuthConfig(enabled=True),
         apis=[ApiConfig(name="echo", spec=str(ECHO_SPEC), base_url=upstream)],
         servers=[CURATED],
-        server=ServerConfig(json_response=True, fast_path=fast_path, max_request_bytes=MAX_BODY),
+        server=ServerConfig(json_response=json_response, fast_path=fast_path, max_request_bytes=MAX_BODY),
     )
 
 
@@ -71,11 +73,12 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 @pytest.fixture
-def gateways(tmp_path: Path, upstream: str, alice: str) -> Iterator[tuple[str, str]]:
+def gateways(tmp_path: Path, upstream: str, alice: str, mode: str) -> Iterator[tuple[str, str]]:
     """Base URLs of the gateway with the fast path on and of the one with it off (shared data dir)."""
+    json_response = mode == "json"
     with (
-        running_gateway(gateway_config(tmp_path, upstream, True)) as (fast, _),
-        running_gateway(gateway_config(tmp_path, upstream, False)) as (slow, _),
+        running_gateway(gateway_config(tmp_path, upstream, True, json_response)) as (fast, _),
+        running_gateway(gateway_config(tmp_path, upstream, False, json_response)) as (slow, _),
     ):
         yield fast.removesuffix("/mcp"), slow.removesuffix("/mcp")
 
@@ -112,12 +115,14 @@ def headers(era: str, key: str, name: str | None = "getItem", method: str = "too
     return out
 
 
-def corpus(era: str, key: str) -> list[tuple[str, str, list[tuple[str, str]], bytes, bool]]:
-    """(label, path, headers, body, whether the fast path serves it)."""
+def corpus(era: str, key: str, mode: str = "json") -> list[tuple[str, str, list[tuple[str, str]], bytes, bool]]:
+    """(label, path, headers, body, whether the fast path serves it). With SSE responses the
+    fast path serves 2026-07-28 only (the handshake era's SSE answers stay the SDK's)."""
+    served = mode == "json" or era == MODERN
 
     def req(label: str, body: Any, *, name: str = "getItem", path: str = "/mcp", fast: bool = False, **kw: Any):
         raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        return (label, path, kw.get("hdrs") or headers(era, key, name), raw, fast)
+        return (label, path, kw.get("hdrs") or headers(era, key, name), raw, fast and served)
 
     items = [
         req("valid", call(era, "getItem", {"id": "1", "q": "x", "tags": ["a", "b"]}), fast=True),
@@ -171,6 +176,7 @@ def corpus(era: str, key: str) -> list[tuple[str, str, list[tuple[str, str]], by
         ("no content type", drop("content-type")),
         ("content type with charset", swap("content-type", "application/json; charset=utf-8")),
         ("SSE-only accept", swap("accept", "text/event-stream")),
+        ("JSON-only accept", swap("accept", "application/json")),
         ("empty accept", swap("accept", "")),
         ("wildcard accept", swap("accept", "*/*")),
         ("unknown protocol version", swap("mcp-protocol-version", "1999-01-01")),
@@ -182,7 +188,9 @@ def corpus(era: str, key: str) -> list[tuple[str, str, list[tuple[str, str]], by
         ("wrong credential", swap("authorization", "Bearer nope")),
         ("other era's version", swap("mcp-protocol-version", MODERN if era == LEGACY else LEGACY)),
     ):
-        fast = label in ("content type with charset", "wildcard accept")
+        fast = label in ("content type with charset", "wildcard accept") or (
+            label == "JSON-only accept" and mode == "json"  # SSE mode: the SDK answers 406
+        )
         items.append(req(label, valid, fast=fast, hdrs=hdrs))
     if era == MODERN:
         items += [
@@ -213,14 +221,14 @@ def comparable(response: httpx2.Response) -> dict[str, Any]:
     return {"status": response.status_code, "headers": kept, "body": body}
 
 
-@pytest.mark.parametrize("era", [LEGACY, MODERN])
+@pytest.mark.parametrize(("mode", "era"), [("json", LEGACY), ("json", MODERN), ("sse", LEGACY), ("sse", MODERN)])
 async def test_fast_path_answers_as_the_sdk_does(
-    gateways: tuple[str, str], alice: str, served: list[bool], era: str
+    gateways: tuple[str, str], alice: str, served: list[bool], mode: str, era: str
 ) -> None:
     fast, slow = gateways
     async with httpx2.AsyncClient(timeout=30) as client:
         expected_fast = 0
-        for label, path, hdrs, body, fast_served in corpus(era, alice):
+        for label, path, hdrs, body, fast_served in corpus(era, alice, mode):
             before = served.count(True)
             answers = [comparable(await client.post(base + path, headers=hdrs, content=body)) for base in (fast, slow)]
             assert answers[0] == answers[1], label
@@ -234,4 +242,35 @@ async def test_fast_path_answers_as_the_sdk_does(
                 for base in (fast, slow)
             ]
             assert answers[0] == answers[1], method
-    assert served.count(True) == expected_fast > 10
+    assert served.count(True) == expected_fast
+    assert expected_fast > 10 if mode == "json" or era == MODERN else expected_fast == 0
+
+
+async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
+    tmp_path: Path, upstream: str, alice: str, served: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SSE responses, 2026-07-28: a call still running after the SDK's keepalive interval commits
+    # the response to text/event-stream, pings at once and at each interval, and ends with the
+    # answer as an SSE event. Both paths, with the interval shortened (the SDK reads it per call).
+    monkeypatch.setattr(modern_http, "_SSE_PING_INTERVAL", 0.2)
+    body = json.dumps(call(MODERN, "slow", {"seconds": 0.7})).encode()
+    with (
+        running_gateway(gateway_config(tmp_path, upstream, True, json_response=False)) as (fast, _),
+        running_gateway(gateway_config(tmp_path, upstream, False, json_response=False)) as (slow, _),
+    ):
+        answers = []
+        async with httpx2.AsyncClient(timeout=30) as client:
+            for url in (fast, slow):
+                response = await client.post(url, headers=headers(MODERN, alice, "slow"), content=body)
+                answers.append(response)
+    assert served == [True]
+    for response in answers:
+        assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+        assert response.headers["cache-control"] == "no-cache, no-transform"
+    events = [r.content.split(b"\r\n\r\n") for r in answers]
+    pings = [sum(1 for e in ev if e == b": ping") for ev in events]
+    assert all(2 <= n <= 4 for n in pings), pings  # at once, then every 0.2 s of the 0.7 s call
+    last = [next(e for e in ev if e.startswith(b"event: message")) for ev in events]
+    assert last[0] == last[1]
+    message = json.loads(last[0].split(b"data: ", 1)[1])
+    assert message["id"] == 1 and message["result"]["isError"] is False

@@ -1,16 +1,18 @@
-"""A hot path for stateless JSON `tools/call` on /mcp, in front of the SDK's Streamable HTTP app.
+"""A hot path for stateless `tools/call` on /mcp, in front of the SDK's Streamable HTTP app.
 
 The SDK answers a stateless `tools/call` through a per-request transport, a task group, memory
 streams and several pydantic validate/dump passes; at high concurrency that is a large share of
 the gateway's CPU. This layer takes a POST only when it is exactly a request it fully understands:
 one JSON-RPC `tools/call` object, of a tool that exists and that the caller may use, in the
-stateless era it serves (2026-07-28; 2025-era only with `server.stateless`), with JSON responses
-(`server.json_response`), no session id, no `Mcp-Param-*` headers, a `Content-Length` within the
-body limit and the headers the SDK would accept. It then runs the same MCP server middleware
-(the caller's trace context, the SDK's OpenTelemetry span) around the same pipeline call, and
-writes the response the SDK would have written. Anything else, malformed or unusual included,
-goes on to the SDK untouched (the body it read is replayed), so every error answer and every
-other method stays the SDK's. tests/test_fast_path.py compares both paths on a corpus.
+2026-07-28 era (JSON or SSE responses: the SDK's single-exchange answer is JSON unless the call
+outlasts its keepalive interval, which this path replicates) or in the 2025-era stateless mode
+with JSON responses (`server.stateless`, `server.json_response`), no session id, no
+`Mcp-Param-*` headers, a `Content-Length` within the body limit and the headers the SDK would
+accept. It then runs the same MCP server middleware (the caller's trace context, the SDK's
+OpenTelemetry span when traced) around the same pipeline call, and writes the response the SDK
+would have written. Anything else, malformed or unusual included, goes on to the SDK untouched
+(the body it read is replayed), so every error answer and every other method stays the SDK's.
+tests/test_fast_path.py compares both paths on a corpus, in each response mode.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from mcp.server._streamable_http_modern import _write as write_modern  # the SDK's own error writer
+import anyio
+from mcp.server import _streamable_http_modern as modern_http  # the SDK's own writers and SSE timing
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.runner import modern_error_data
 from mcp.shared.exceptions import MCPError
@@ -63,10 +66,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)  # NaN and Infinity are not JSON
 
 
-def _accepts_json(accept: bytes) -> bool:
-    """The SDK's Accept test for a JSON response (`check_accept_headers`)."""
+def _accepts(accept: bytes) -> tuple[bool, bool]:
+    """The SDK's Accept test (`check_accept_headers`): (JSON accepted, SSE accepted)."""
     types = [part.split(b";")[0].strip().lower() for part in accept.split(b",")]
-    return any(t in (b"*/*", b"application/json", b"application/*") for t in types)
+    wildcard = b"*/*" in types
+    return (
+        wildcard or any(t in (b"application/json", b"application/*") for t in types),
+        wildcard or any(t in (b"text/event-stream", b"text/*") for t in types),
+    )
 
 
 def _jsonable_id(value: Any) -> bool:
@@ -77,10 +84,11 @@ class FastToolCall:
     """ASGI layer for one MCP endpoint (`/mcp` or `/mcp/<name>`): serves the plain stateless
     JSON `tools/call` itself and hands every other request to `app` (the SDK's transport)."""
 
-    def __init__(self, app: ASGIApp, mcp: GatewayMCP, *, stateless: bool) -> None:
+    def __init__(self, app: ASGIApp, mcp: GatewayMCP, *, stateless: bool, json_response: bool) -> None:
         self.app = app
         self.mcp = mcp
         self.stateless = stateless
+        self.json_response = json_response
         self.max_body = mcp.settings.max_request_bytes
         # x-mcp-header annotations per input schema (by identity: schemas live as long as their
         # catalog version); a tool with any takes the SDK path, which validates Mcp-Param headers.
@@ -135,12 +143,18 @@ class FastToolCall:
         if version is None or content_type is None or accept is None or length is None:
             return None
         # Both eras' Content-Type tests: the SDK's security check and the handshake-era transport's.
-        if content_type.split(b";")[0].strip() != b"application/json" or not _accepts_json(accept):
+        accepts_json, accepts_sse = _accepts(accept)
+        if content_type.split(b";")[0].strip() != b"application/json" or not accepts_json:
             return None
+        if not self.json_response and not accepts_sse:
+            return None  # the SDK answers 406: SSE responses are on and the client takes none
         if not length.isdigit() or int(length) > self.max_body:
             return None  # the SDK answers 413 (and anything odd about the length)
         era = version.decode("latin-1")
-        if era in MODERN_PROTOCOL_VERSIONS or (self.stateless and era in HANDSHAKE_PROTOCOL_VERSIONS):
+        if era in MODERN_PROTOCOL_VERSIONS:
+            return era
+        # Handshake era: only stateless JSON; its SSE responses are the SDK's stream machinery's.
+        if self.stateless and self.json_response and era in HANDSHAKE_PROTOCOL_VERSIONS:
             return era
         return None
 
@@ -210,11 +224,97 @@ class FastToolCall:
         chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]] = invoke
         for middleware in reversed(server.middleware):
             chain = _bind(middleware, chain)
+        if modern and not self.json_response:
+            await self._exchange_streaming(chain, ctx, era, request_id, scope, receive, send)
+            return True
         try:
             result = await chain(ctx)
         except Exception as exc:  # mapped to the wire as each era's SDK path maps it
             await _write_error(modern, request_id, exc, scope, receive, send)
             return True
+        try:
+            payload = self._message(era, request_id, result)
+        except _InvalidResult as invalid:
+            await _write_error(modern, request_id, invalid.error, scope, receive, send)
+            return True
+        await _send_json(payload, modern, send)
+        return True
+
+    async def _exchange_streaming(
+        self,
+        chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+        ctx: ServerRequestContext[Any, Any],
+        era: str,
+        request_id: Any,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """2026-07-28 with SSE responses on, as the SDK's single-exchange SSE mode answers: the
+        handler runs beside a watch for the client's disconnect (which cancels it); if it ends
+        within the SDK's keepalive interval the answer is plain JSON, else the response commits to
+        `text/event-stream` with a ping at once and at each interval, and the answer is its last
+        event."""
+        outcome: list[HandlerResult | Exception] = []
+        done = anyio.Event()
+
+        async def run_handler() -> None:
+            try:
+                outcome.append(await chain(ctx))
+            except Exception as exc:  # the SDK maps it to the answer, as in JSON mode
+                outcome.append(exc)
+            done.set()
+
+        async def watch_disconnect(cancel_scope: anyio.CancelScope) -> None:
+            while (await receive()).get("type") != "http.disconnect":
+                pass
+            cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_handler)
+            tg.start_soon(watch_disconnect, tg.cancel_scope)
+            with anyio.move_on_after(modern_http._SSE_PING_INTERVAL):
+                await done.wait()
+            if done.is_set():
+                await self._answer_json(era, request_id, outcome[0], scope, receive, send)
+            else:
+                await send({"type": "http.response.start", "status": 200, "headers": modern_http._SSE_HEADERS})
+                while not done.is_set():
+                    await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                    with anyio.move_on_after(modern_http._SSE_PING_INTERVAL):
+                        await done.wait()
+                last = self._event(era, request_id, outcome[0])
+                await send({"type": "http.response.body", "body": last, "more_body": False})
+            tg.cancel_scope.cancel()
+
+    async def _answer_json(
+        self, era: str, request_id: Any, outcome: HandlerResult | Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A handler's outcome as a JSON response (modern era)."""
+        if isinstance(outcome, Exception):
+            await _write_error(True, request_id, outcome, scope, receive, send)
+            return
+        try:
+            payload = self._message(era, request_id, outcome)
+        except _InvalidResult as invalid:
+            await _write_error(True, request_id, invalid.error, scope, receive, send)
+            return
+        await _send_json(payload, True, send)
+
+    def _event(self, era: str, request_id: Any, outcome: HandlerResult | Exception) -> bytes:
+        """A handler's outcome as the SSE event ending a committed stream (modern era)."""
+        if not isinstance(outcome, Exception):
+            try:
+                return b"event: message\r\ndata: " + self._message(era, request_id, outcome) + b"\r\n\r\n"
+            except _InvalidResult as invalid:
+                outcome = invalid.error
+        error = JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(outcome))
+        return modern_http._sse_event(error)
+
+    def _message(self, era: str, request_id: Any, result: HandlerResult) -> bytes:
+        """The JSON-RPC answer to `result`, as the SDK serializes it; _InvalidResult when the
+        result fails the era's result schema."""
+        modern = era in MODERN_PROTOCOL_VERSIONS
         try:
             # The SDK's per-version result sieve: what each era's CallToolResult carries, in its order.
             dumped = spec_methods.serialize_server_result(
@@ -222,10 +322,7 @@ class FastToolCall:
             )
         except ValidationError:
             logger.exception("handler for 'tools/call' returned an invalid result")
-            await _write_error(
-                modern, request_id, MCPError(INTERNAL_ERROR, "Handler returned an invalid result"), scope, receive, send
-            )
-            return True
+            raise _InvalidResult() from None
         if modern:
             if dumped.get("resultType") is None:
                 dumped["resultType"] = "complete"
@@ -237,8 +334,7 @@ class FastToolCall:
             text = json.dumps(
                 {"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"), ensure_ascii=False
             )
-        await _send_json(text.encode(), modern, send)
-        return True
+        return text.encode()
 
     def _has_param_headers(self, schema: Mapping[str, Any]) -> bool:
         entry = self._annotated.get(id(schema))
@@ -247,6 +343,17 @@ class FastToolCall:
                 self._annotated.clear()
             entry = self._annotated[id(schema)] = (schema, bool(x_mcp_header_map(schema)))
         return entry[1]
+
+
+_PING = b": ping\r\n\r\n"  # the SDK's SSE keepalive comment
+
+
+class _InvalidResult(Exception):
+    """The handler's result failed the era's result schema (answered as the SDK does)."""
+
+    def __init__(self) -> None:
+        super().__init__("Handler returned an invalid result")
+        self.error = MCPError(INTERNAL_ERROR, "Handler returned an invalid result")
 
 
 def _bind(middleware: Any, call_next: Any) -> Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]]:
@@ -264,7 +371,7 @@ async def _write_error(
     """A handler failure as the SDK's path writes it: 2026-07-28 by its single-exchange writer;
     handshake era as its dispatcher maps it (code 0 for an unexpected exception) in a 200."""
     if modern:
-        await write_modern(
+        await modern_http._write(
             JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(exc)), scope, receive, send
         )
         return

@@ -161,8 +161,8 @@ def create_app(
 
     def transport(path: str, manager: StreamableHTTPSessionManager) -> ASGIApp:
         app: ASGIApp = StreamableHTTPASGIApp(manager)
-        if settings.fast_path and settings.json_response:
-            app = FastToolCall(app, endpoints[path], stateless=settings.stateless)
+        if settings.fast_path:
+            app = FastToolCall(app, endpoints[path], stateless=settings.stateless, json_response=settings.json_response)
         return guarded(TrimMcpHeaders(app))
 
     routes: list[BaseRoute] = [

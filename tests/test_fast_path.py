@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp.server import _streamable_http_modern as modern_http
@@ -57,14 +58,30 @@ def alice(tmp_path: Path) -> str:
     return new_key(tmp_path, "alice")
 
 
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+class Served(list[bool]):
     """Whether the fast path answered each request that reached it (True) or passed it on."""
-    seen: list[bool] = []
+
+    in_flight = 0  # requests in `_serve` now
+
+    async def settled(self) -> None:
+        """Until every request that reached the fast path has left it: with SSE responses on, the
+        answer is sent before `_serve` returns (its task group still has to close)."""
+        with anyio.fail_after(5):
+            while self.in_flight:
+                await anyio.sleep(0.005)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Served:
+    seen = Served()
     original = FastToolCall._serve
 
     async def recording(self: FastToolCall, *args: Any) -> bool:
-        answered = await original(self, *args)
+        seen.in_flight += 1
+        try:
+            answered = await original(self, *args)
+        finally:
+            seen.in_flight -= 1
         seen.append(answered)
         return answered
 
@@ -223,7 +240,7 @@ def comparable(response: httpx2.Response) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("mode", "era"), [("json", LEGACY), ("json", MODERN), ("sse", LEGACY), ("sse", MODERN)])
 async def test_fast_path_answers_as_the_sdk_does(
-    gateways: tuple[str, str], alice: str, served: list[bool], mode: str, era: str
+    gateways: tuple[str, str], alice: str, served: Served, mode: str, era: str
 ) -> None:
     fast, slow = gateways
     async with httpx2.AsyncClient(timeout=30) as client:
@@ -232,6 +249,7 @@ async def test_fast_path_answers_as_the_sdk_does(
             before = served.count(True)
             answers = [comparable(await client.post(base + path, headers=hdrs, content=body)) for base in (fast, slow)]
             assert answers[0] == answers[1], label
+            await served.settled()
             assert served.count(True) - before == fast_served, f"{label}: fast path served {not fast_served}"
             expected_fast += fast_served
         # The same for other methods than POST: they never reach the fast path.
@@ -247,7 +265,7 @@ async def test_fast_path_answers_as_the_sdk_does(
 
 
 async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
-    tmp_path: Path, upstream: str, alice: str, served: list[bool], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, upstream: str, alice: str, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SSE responses, 2026-07-28: a call still running after the SDK's keepalive interval commits
     # the response to text/event-stream, pings at once and at each interval, and ends with the
@@ -263,6 +281,7 @@ async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
             for url in (fast, slow):
                 response = await client.post(url, headers=headers(MODERN, alice, "slow"), content=body)
                 answers.append(response)
+            await served.settled()
     assert served == [True]
     for response in answers:
         assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"

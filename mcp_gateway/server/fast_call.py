@@ -229,16 +229,10 @@ class FastToolCall:
             await self._exchange_streaming(chain, ctx, era, request_id, scope, receive, send)
             return True
         try:
-            result = await chain(ctx)
+            outcome: HandlerResult | Exception = await chain(ctx)
         except Exception as exc:  # mapped to the wire as each era's SDK path maps it
-            await _write_error(modern, request_id, exc, scope, receive, send)
-            return True
-        try:
-            payload = self._message(era, request_id, result)
-        except _InvalidResult as invalid:
-            await _write_error(modern, request_id, invalid.error, scope, receive, send)
-            return True
-        await _send_json(payload, modern, send)
+            outcome = exc
+        await self._answer_json(era, request_id, outcome, scope, receive, send)
         return True
 
     async def _exchange_streaming(
@@ -282,16 +276,17 @@ class FastToolCall:
     async def _answer_json(
         self, era: str, request_id: Any, outcome: HandlerResult | Exception, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """A handler's outcome as a JSON response (modern era)."""
+        """A handler's outcome as the JSON response each era's SDK path writes."""
+        modern = era in MODERN_PROTOCOL_VERSIONS
         if isinstance(outcome, Exception):
-            await _write_error(True, request_id, outcome, scope, receive, send)
+            await _write_error(modern, request_id, outcome, scope, receive, send)
             return
         try:
             payload = self._message(era, request_id, outcome)
         except _InvalidResult as invalid:
-            await _write_error(True, request_id, invalid.error, scope, receive, send)
+            await _write_error(modern, request_id, invalid.error, scope, receive, send)
             return
-        await _send_json(payload, True, send)
+        await _send_json(payload, modern, send)
 
     def _event(self, era: str, request_id: Any, outcome: HandlerResult | Exception) -> bytes:
         """A handler's outcome as the SSE event ending a committed stream (modern era)."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
+import mcp_types as types
 import openai
 import pytest
 
 from mcp_gateway.metering import CallRecord
+from mcp_gateway.pipeline import Call
+from mcp_gateway.pipeline.stages import meter_calls
 from tests.conftest import running_gateway
 from tests.fake_llm import FakeProvider
 from tests.test_access import cli, key_client, new_key
@@ -69,3 +73,21 @@ async def test_tool_and_model_calls_each_produce_one_record(
     lines = [r.getMessage() for r in caplog.records if r.name == "mcp_gateway.calls"]
     assert any(line.startswith("tool=createItem api=echo consumer=dev error=False status=200") for line in lines)
     assert not any("metered" in line for line in lines)
+
+
+@pytest.mark.anyio
+async def test_the_record_is_handed_over_after_the_caller_has_its_answer() -> None:
+    # The fast path writes the answer without yielding once the pipeline returns: a record handed
+    # over on the loop's next turn follows the response instead of delaying it.
+    records = Records()
+
+    async def endpoint(call: Call) -> types.CallToolResult:
+        call.context["status"] = 200
+        return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
+
+    handle = meter_calls(records)(endpoint)
+    call = Call(tool=SimpleNamespace(catalog_name="getItem"), api=SimpleNamespace(name="echo"), arguments={})  # type: ignore[arg-type]
+    result = await handle(call)
+    assert not result.is_error and records.records == []
+    await anyio.sleep(0)
+    assert [(r.api, r.tool, r.status) for r in records.records] == [("echo", "getItem", 200)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -35,14 +36,19 @@ def _no_trace() -> str | None:
 def meter_calls(meter: Meter, trace_id: Callable[[], str | None] = _no_trace) -> Stage:
     """One record per call, handed to `meter` (the log line, the ledger): who, which tool, the
     upstream's status, sizes, duration, cost (`price_calls`') and the trace the call is in
-    (`trace_id`, asked once per call). Never the arguments or results."""
+    (`trace_id`, asked once per call). Never the arguments or results.
+
+    The record is handed over on the event loop's next turn: where the answer is written
+    without yielding (the fast path), the log line, metrics and ledger row follow the response
+    instead of delaying it. Nothing is lost: the turn comes before the loop reads anything else."""
 
     def stage(next_handler: Handler) -> Handler:
         async def handle(call: Call) -> types.CallToolResult:
             started = time.perf_counter()
             result = await next_handler(call)
             principal, facts = call.principal, call.context
-            meter.record(
+            asyncio.get_running_loop().call_soon(
+                meter.record,
                 CallRecord(
                     kind="tool",
                     consumer=principal.consumer if principal else None,
@@ -59,7 +65,7 @@ def meter_calls(meter: Meter, trace_id: Callable[[], str | None] = _no_trace) ->
                     cost=facts.get("cost", ZERO),
                     error_kind=facts.get("error_kind"),
                     trace_id=trace_id(),
-                )
+                ),
             )
             return result
 

@@ -1,7 +1,7 @@
 """Pooled, streaming HTTP to model providers.
 
 One aiohttp session per deployment (a keep-alive pool to its origin), made as the REST upstreams'
-are (`upstream.client.open_session`). A request returns once the provider's status and headers
+are (`upstream.sessions.open_session`). A request returns once the provider's status and headers
 have arrived, bounded by `first_byte_timeout`; the body is then read whole or streamed, the whole
 call bounded by `timeout`. No redirects are followed (a provider that redirects is misconfigured,
 and credentials must not travel), no cookies are kept, nothing is decompressed, the URL is sent
@@ -20,7 +20,8 @@ import aiohttp
 from opentelemetry.propagate import inject
 from yarl import URL
 
-from mcp_gateway.upstream.client import ClientSettings, UpstreamError, describe_failure, open_session
+from mcp_gateway.upstream.client import ClientSettings, UpstreamError
+from mcp_gateway.upstream.sessions import describe_failure, open_session
 
 
 @dataclass(slots=True)

@@ -29,7 +29,13 @@ from mcp.server import _streamable_http_modern as modern_http  # the SDK's own w
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.runner import modern_error_data
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import InboundModernRoute, classify_inbound_request, x_mcp_header_map
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    InboundModernRoute,
+    classify_inbound_request,
+    x_mcp_header_map,
+)
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
@@ -57,6 +63,8 @@ _MODERN_META = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KE
 _SINGLE = frozenset(
     (b"content-type", b"content-length", b"accept", b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 )
+# The headers classify_inbound_request compares with the body (besides the protocol version).
+_ROUTING = ((b"mcp-method", MCP_METHOD_HEADER), (b"mcp-name", MCP_NAME_HEADER))
 _MAX_ID = 2**53  # larger integer ids take the SDK path (its parser's limits decide them)
 _CONTENT_TYPE = (b"content-type", b"application/json")
 # A `\ud800`-`\udfff` escape: surrogates, which the two eras' JSON parsers treat differently.
@@ -65,6 +73,12 @@ _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)  # NaN and Infinity are not JSON
+
+
+# Made once: json.loads/json.dumps with any option build a new decoder or encoder per call.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode  # the 2026-07-28 writer's
+_encode_utf8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # the handshake era's
 
 
 def _accepts(accept: bytes) -> tuple[bool, bool]:
@@ -94,6 +108,7 @@ class FastToolCall:
         # x-mcp-header annotations per input schema (by identity: schemas live as long as their
         # catalog version); a tool with any takes the SDK path, which validates Mcp-Param headers.
         self._annotated: dict[int, tuple[Mapping[str, Any], bool]] = {}
+        self._verdicts: dict[tuple[str, str], bool] = {}  # see _valid_params
         # The SDK's serverInfo stamp, dumped once: the server's identity is fixed at construction
         # (the SDK copies it for every response; here it is only ever serialized).
         self._stamp = mcp.server.server_info_stamp
@@ -102,8 +117,8 @@ class FastToolCall:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        era = self._era(scope)
-        if era is None:
+        route = self._route(scope)
+        if route is None:
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -118,30 +133,31 @@ class FastToolCall:
                 break
         served = False
         if messages[-1]["type"] == "http.request" and len(body) <= self.max_body:
-            served = await self._serve(era, body, scope, receive, send)
+            served = await self._serve(*route, body, scope, receive, send)
         if not served:
             await self.app(scope, _replay(messages, receive), send)
 
-    def _era(self, scope: Scope) -> str | None:
-        """The protocol version of a POST whose headers this path accepts, else None."""
-        seen: set[bytes] = set()
-        version = content_type = accept = length = None
-        for name, value in scope["headers"]:
-            if name in _SINGLE:
-                if name in seen:
-                    return None
-                seen.add(name)
-            if name == b"mcp-protocol-version":
-                version = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"content-length":
-                length = value
-            elif name in (b"mcp-session-id", b"transfer-encoding", b"last-event-id") or name.startswith(b"mcp-param-"):
-                return None
+    def _route(self, scope: Scope) -> tuple[str, dict[str, str]] | None:
+        """The protocol version of a POST whose headers this path accepts, and its routing headers
+        (all the SDK's header checks read, by lowercase name), else None."""
+        raw = scope["headers"]
+        headers = dict(raw)
+        if len(headers) != len(raw):  # a header repeated: not one the SDK reads once or routes by
+            seen: set[bytes] = set()
+            for name, _ in raw:
+                if name in _SINGLE:
+                    if name in seen:
+                        return None
+                    seen.add(name)
+        get = headers.get
+        version, content_type, accept, length = (
+            get(b"mcp-protocol-version"), get(b"content-type"), get(b"accept"), get(b"content-length")
+        )  # fmt: skip
         if version is None or content_type is None or accept is None or length is None:
+            return None
+        if b"mcp-session-id" in headers or b"transfer-encoding" in headers or b"last-event-id" in headers:
+            return None
+        if any(name.startswith(b"mcp-param-") for name in headers):
             return None
         # Both eras' Content-Type tests: the SDK's security check and the handshake-era transport's.
         accepts_json, accepts_sse = _accepts(accept)
@@ -152,20 +168,27 @@ class FastToolCall:
         if not length.isdigit() or int(length) > self.max_body:
             return None  # the SDK answers 413 (and anything odd about the length)
         era = version.decode("latin-1")
+        routing = {"mcp-protocol-version": era}
+        for name, key in _ROUTING:
+            value = get(name)
+            if value is not None:
+                routing[key] = value.decode("latin-1")
         if era in MODERN_PROTOCOL_VERSIONS:
-            return era
+            return era, routing
         # Handshake era: only stateless JSON; its SSE responses are the SDK's stream machinery's.
         if self.stateless and self.json_response and era in HANDSHAKE_PROTOCOL_VERSIONS:
-            return era
+            return era, routing
         return None
 
-    async def _serve(self, era: str, body: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _serve(
+        self, era: str, routing: dict[str, str], body: bytes, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
         """Answer the request if it is a plain `tools/call` of a callable tool; False (nothing sent,
         nothing called) to leave it to the SDK."""
         if _SURROGATE.search(body):
             return False
         try:
-            message = json.loads(body.decode(), parse_constant=_reject_constant)
+            message = _decode(body.decode())
         except (ValueError, RecursionError):
             return False
         if type(message) is not dict or message.keys() != _ENVELOPE or message["jsonrpc"] != "2.0":
@@ -184,14 +207,11 @@ class FastToolCall:
             capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY)
             if type(capabilities) is not dict or "elicitation" in capabilities:
                 return False
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
+            if not isinstance(classify_inbound_request(message, headers=routing), InboundModernRoute):
                 return False
         elif meta is not None:
             return False
-        try:
-            spec_methods.validate_client_request("tools/call", era, params)
-        except (KeyError, ValidationError):
+        if not self._valid_params(era, params, meta):
             return False
 
         mcp = self.mcp
@@ -316,12 +336,26 @@ class FastToolCall:
             meta_out = dumped.get("_meta")
             if meta_out is None or (isinstance(meta_out, dict) and meta_out.get(SERVER_INFO_META_KEY) is None):
                 dumped["_meta"] = {**(meta_out or {}), SERVER_INFO_META_KEY: self._stamp}
-            text = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"))
-        else:
-            text = json.dumps(
-                {"jsonrpc": "2.0", "id": request_id, "result": dumped}, separators=(",", ":"), ensure_ascii=False
-            )
-        return text.encode()
+            return _encode_ascii({"jsonrpc": "2.0", "id": request_id, "result": dumped}).encode()
+        return _encode_utf8({"jsonrpc": "2.0", "id": request_id, "result": dumped}).encode()
+
+    def _valid_params(self, era: str, params: dict[str, Any], meta: Any) -> bool:
+        """The SDK's check of the params against the era's schema. Here they are a string `name`,
+        an object of `arguments` and `_meta` (the schema types nothing inside `arguments`), so the
+        verdict depends on the era and `_meta` alone: it is kept per (era, `_meta`'s JSON), which
+        a client repeats on every call."""
+        key = (era, "null" if meta is None else _encode_ascii(meta))
+        valid = self._verdicts.get(key)
+        if valid is None:
+            try:
+                spec_methods.validate_client_request("tools/call", era, params)
+                valid = True
+            except (KeyError, ValidationError):
+                valid = False
+            if len(self._verdicts) > 1024:
+                self._verdicts.clear()
+            self._verdicts[key] = valid
+        return valid
 
     def _has_param_headers(self, schema: Mapping[str, Any]) -> bool:
         entry = self._annotated.get(id(schema))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,11 +22,11 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 
 def _allowed(value: str, patterns: tuple[str, ...]) -> bool:
+    """`patterns` in lower case (see HostOriginGuard)."""
     # Host names and URL schemes are case-insensitive (RFC 3986 §6.2.2.1): "LOCALHOST:80" is
     # "localhost:80". A port must be ASCII digits: str.isdigit() also accepts "²" or "٣".
     value = value.lower()
     for pattern in patterns:
-        pattern = pattern.lower()
         if value == pattern:
             return True
         if pattern.endswith(":*") and value.startswith(pattern[:-1]):
@@ -50,7 +49,7 @@ class HostOriginGuard:
         hosts = list(allowed_hosts)
         if hosts or is_loopback(bind_host):
             hosts.extend(LOOPBACK_HOSTS)
-            self.hosts: tuple[str, ...] | None = tuple(hosts)
+            self.hosts: tuple[str, ...] | None = tuple(host.lower() for host in hosts)
         else:
             self.hosts = None
             logger.warning(
@@ -58,16 +57,19 @@ class HostOriginGuard:
                 "set server.allowed_hosts to your public host names",
                 bind_host,
             )
-        self.origins = (*allowed_origins, *LOOPBACK_ORIGINS)
+        self.origins = tuple(origin.lower() for origin in (*allowed_origins, *LOOPBACK_ORIGINS))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            host = headers.get("host", "")
-            if self.hosts is not None and not _allowed(host, self.hosts):
+            host = origin = None
+            for name, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
+                if name == b"host" and host is None:
+                    host = value.decode("latin-1")
+                elif name == b"origin" and origin is None:
+                    origin = value.decode("latin-1")
+            if self.hosts is not None and not _allowed(host or "", self.hosts):
                 await PlainTextResponse("Invalid Host header", status_code=421)(scope, receive, send)
                 return
-            origin = headers.get("origin")
             if origin and not _allowed(origin, self.origins):
                 await PlainTextResponse("Invalid Origin header", status_code=403)(scope, receive, send)
                 return

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -15,6 +14,7 @@ from mcp_gateway.auth.principal import Principal
 
 Authenticate = Callable[[str], Awaitable[Principal]]
 REALM = "mcp-gateway"
+MAX_USERS = 10_000  # principals whose user object is kept (then all are dropped)
 
 
 def challenge(
@@ -59,12 +59,14 @@ class RequireCredential:
         self.authenticate = authenticate
         self.resource_metadata = resource_metadata
         self.scope = scope
+        # The SDK's user object per principal (a pydantic model, read-only once made): built once.
+        self._users: dict[Principal, AuthenticatedUser] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = Headers(scope=scope).get("authorization", "")
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -81,12 +83,18 @@ class RequireCredential:
             # Kept only for RFC 8693 token exchange: sent to a configured token endpoint as the
             # subject token, never to an upstream API (MCP forbids token passthrough).
             state["subject_token"] = token
-        # A session is owned by (issuer, consumer): the same name from another issuer is someone else.
-        issuer = principal.issuer or f"{REALM}:{principal.via}"
-        scope["user"] = AuthenticatedUser(
-            AccessToken(token="", client_id=principal.consumer, scopes=sorted(principal.scopes),
-                        subject=principal.consumer, claims={"iss": issuer})
-        )  # fmt: skip
+        user = self._users.get(principal)
+        if user is None:
+            # A session is owned by (issuer, consumer): the same name from another issuer is someone else.
+            issuer = principal.issuer or f"{REALM}:{principal.via}"
+            user = AuthenticatedUser(
+                AccessToken(token="", client_id=principal.consumer, scopes=sorted(principal.scopes),
+                            subject=principal.consumer, claims={"iss": issuer})
+            )  # fmt: skip
+            if len(self._users) >= MAX_USERS:
+                self._users.clear()
+            self._users[principal] = user
+        scope["user"] = user
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, failure: AuthFailure | None) -> None:

@@ -6,6 +6,7 @@ caller's Authorization header, a tool argument nor a prompt appears (at log_leve
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from mcp import Client
 from mcp_gateway.auth import keys
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.gateway import Gateway
+from mcp_gateway.observe.text_log import TEXT_FORMAT, TextFormatter
 from mcp_gateway.store.identities import Selector
 from tests.conftest import ECHO_SPEC
 from tests.fake_llm import FakeProvider
@@ -133,3 +135,14 @@ async def test_json_logs_carry_the_call_fields_and_no_secret(tmp_path: Path, ups
     assert model["model"] == "gpt-test" and model["provider"] == "openai" and model["consumer"] == "alice"
     assert model["status"] == 200 and model["tokens"]["input"] > 0 and model["tokens"]["output"] > 0
     assert float(model["cost"]) > 0 and model["duration_ms"] > 0
+
+
+def test_the_text_format_keeps_the_standard_lines() -> None:
+    # The text formatter keeps each second's time text; its lines are logging.Formatter's.
+    ours, standard = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    record = logging.LogRecord("mcp_gateway.calls", logging.INFO, __file__, 1, "tool=%s", ("getItem",), None)
+    for step in (0.0, 0.25, 0.5, 1.0, 0.001, 3600.0):
+        record.created += step
+        record.msecs = (record.created - int(record.created)) * 1000
+        assert ours.format(record) == standard.format(record)
+    assert ours.formatTime(record, "%H") == standard.formatTime(record, "%H")

@@ -16,9 +16,9 @@ from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.durations import DurationError, parse_duration
 from mcp_gateway.logs import hide_payloads
 from mcp_gateway.observe.json_log import JsonFormatter
+from mcp_gateway.observe.text_log import TEXT_FORMAT, TextFormatter
 
 Handler = Callable[[argparse.Namespace], int]
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CommandError(Exception):
@@ -88,8 +88,11 @@ def setup_logging(level: str, log_payloads: bool = False, log_format: str = "tex
     # The stderr handler basicConfig made (a test runner's capturing handlers are subclasses: kept).
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:
-            handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+            handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     hide_payloads(log_payloads)
+    # No format here prints where a log call was made: skip finding it for every record (the
+    # logging HOWTO's "Optimization": an access line per call made it a cost per call).
+    logging._srcfile = None
     # The SDK and HTTP client log every request at INFO; keep them at WARNING unless debugging.
     if level != "debug":
         for noisy in ("httpx2", "httpcore2", "mcp", "uvicorn.access"):

@@ -1,13 +1,15 @@
 """One access line per call, tool or model: who, what, how it went, how long, what it used and
 cost, and its trace id. Never arguments, prompts or answers: a call record holds none.
 
-The line is text for people; its fields also ride on the log record (`record.call`), which the
-JSON format (observe/json_log.py) writes as keys of the line's object.
+The line is text for people; its fields also ride on the log record (`record.call()`, made only
+when asked: the text format does not), which the JSON format (observe/json_log.py) writes as keys
+of the line's object.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from mcp_gateway.metering.records import CallRecord
@@ -62,7 +64,7 @@ class AccessLog:
                 "tool=%s api=%s consumer=%s error=%s status=%d ms=%.1f bytes_in=%d bytes_out=%d cost=%s trace_id=%s",
                 record.tool, record.api, record.consumer, record.error, record.status, record.latency_ms,
                 record.request_bytes, record.response_bytes, "-" if record.cost is None else record.cost, trace,
-                extra={"call": call_fields(record)},
+                extra={"call": partial(call_fields, record)},
             )  # fmt: skip
             return
         u = record.usage
@@ -73,5 +75,5 @@ class AccessLog:
             u.cache_write, u.reasoning, " estimated" if u.estimated else "",
             "-" if record.cost is None else f"{record.cost:.6f}", record.latency_ms,
             "-" if record.ttft_ms is None else f"{record.ttft_ms:.1f}", record.retries, record.fallbacks,
-            record.streamed, trace, extra={"call": call_fields(record)},
+            record.streamed, trace, extra={"call": partial(call_fields, record)},
         )  # fmt: skip

@@ -26,7 +26,9 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,  # which worker, with --workers N
             "message": record.getMessage(),
         }
-        fields = getattr(record, "call", None)
+        fields = getattr(record, "call", None)  # an access line's (observe/access_log.py)
+        if callable(fields):
+            fields = fields()
         if isinstance(fields, dict):
             out.update(fields)
         if record.exc_info:

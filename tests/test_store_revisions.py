@@ -151,6 +151,31 @@ async def test_a_key_revoked_while_it_is_looked_up_is_not_cached(database_url: s
         db.close()
 
 
+async def test_a_known_key_is_answered_from_its_check_until_identities_change(database_url: str) -> None:
+    # A key already checked costs one hash and a lookup: the store is not read again, a wrong
+    # secret for the same id is still refused, and an identity change (here a revocation) drops it.
+    db = Database(database_url)
+    try:
+        store = IdentityStore(db)
+        store.add_consumer("robot")
+        key, token = keys.issue(store, "robot")
+        reads: list[str] = []
+        read = store.key
+        store.key = lambda key_id: reads.append(key_id) or read(key_id)  # type: ignore[method-assign]
+        authenticator = ApiKeyAuthenticator(store)
+        first = await authenticator.authenticate(token)
+        assert await authenticator.authenticate(token) is first and reads == [key.key_id]
+        with pytest.raises(AuthFailure, match="unknown"):
+            await authenticator.authenticate(token[:-4] + "AAAA")
+        await anyio.to_thread.run_sync(store.revoke_key, key.key_id)
+        assert await authenticator.authenticate(token) is first  # nothing told it yet
+        authenticator.invalidate()  # what an identity change does (AccessControl.reload)
+        with pytest.raises(AuthFailure, match="revoked"):
+            await authenticator.authenticate(token)
+    finally:
+        db.close()
+
+
 async def test_a_user_token_read_while_another_process_replaces_it_is_not_cached(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -28,6 +28,7 @@ from openapi_core.validation.response.exceptions import (
 )
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 
+from mcp_gateway.exceptions import causes
 from mcp_gateway.store.drift import Finding
 
 MAX_SPEC_VALUE_CHARS = 80
@@ -150,17 +151,8 @@ def schema_findings(error: SchemaError) -> Iterator[Finding]:
     yield Finding("body", json_path(error), _keyword_message(error))
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _schema_errors(exc: BaseException) -> list[SchemaError]:
-    for cause in _causes(exc):
+    for cause in causes(exc):
         if isinstance(cause, InvalidSchemaValue):
             return [e for e in cause.schema_errors if isinstance(e, SchemaError)]
     return []
@@ -170,7 +162,7 @@ def _data_findings(exc: DataValidationError, content_type: str) -> Iterator[Find
     if isinstance(exc, MissingData):
         yield Finding("body", "", "no body, but the spec declares content for this status")
         return
-    for cause in _causes(exc):
+    for cause in causes(exc):
         if isinstance(cause, MediaTypeNotFound):
             declared = ", ".join(sorted(str(m) for m in cause.availableMimetypes))
             yield Finding("content_type", "", f"{media_type(content_type)} is not declared (declared: {declared})")
@@ -189,7 +181,7 @@ def _header_finding(exc: HeaderValidationError) -> Finding:
     name = str(exc.name)
     if isinstance(exc, MissingRequiredHeader):
         return Finding("header", name, "required header missing")
-    for cause in _causes(exc):
+    for cause in causes(exc):
         if isinstance(cause, CastError):
             return Finding("header", name, f"cannot be read as {cause.type}")
     errors = _schema_errors(exc)

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry.propagate import inject
@@ -84,8 +84,7 @@ class ClientSettings:
     ssl_context: ssl.SSLContext | None = None
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
@@ -115,7 +114,7 @@ class HttpClient:
         self._default_headers = [("User-Agent", settings.user_agent)]
         base = base_url if base_url.endswith("/") else base_url + "/"
         self._base_prefix = base
-        self._base_origin = scheme, host, port = _origin(base_url)
+        self._base_origin = scheme, host, port = _origin(urlsplit(base_url))
         tls = scheme == "https"
         port = port or (443 if tls else 80)
         # Every request goes to this origin (within_base): one pool, one Host header.
@@ -146,8 +145,7 @@ class HttpClient:
         # A dot segment needs a "." or a "%2e": most paths have neither, and skip the per-segment test.
         if ("." in path or "%2" in path) and any(_DOT_SEGMENT_RE.fullmatch(segment) for segment in path.split("/")):
             return False  # would be resolved to somewhere else after this check (see _DOT_SEGMENT_RE)
-        origin = (parts.scheme, (parts.hostname or "").lower(), parts.port)
-        return origin == self._base_origin and (url.startswith(self._base_prefix) or url == self.base_url)
+        return _origin(parts) == self._base_origin and (url.startswith(self._base_prefix) or url == self.base_url)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send one request; raises UpstreamError for anything that is not an HTTP answer.

@@ -9,33 +9,23 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
 
 import aiohttp
 
+from mcp_gateway.exceptions import causes
 from mcp_gateway.upstream.client import ClientSettings, UpstreamError, host_of
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and what it was raised from or during, innermost last."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def describe_failure(exc: Exception, url: str, settings: ClientSettings) -> UpstreamError:
-    """An aiohttp (or lower) failure of one request as an UpstreamError naming the host and the kind
-    (the REST upstreams' client and the model router's are both aiohttp's)."""
+    """An aiohttp (or lower) failure of one request to a model provider as an UpstreamError naming
+    the host and the kind."""
     host, address = host_of(url)
-    causes = list(_causes(exc))
+    chain = list(causes(exc))
     if isinstance(exc, aiohttp.ClientConnectorError):
-        causes.append(exc.os_error)  # what the connect failed with, not always chained
+        chain.append(exc.os_error)  # what the connect failed with, not always chained
 
     def found(kind: type[BaseException]) -> BaseException | None:
-        return next((c for c in causes if isinstance(c, kind)), None)
+        return next((c for c in chain if isinstance(c, kind)), None)
 
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         dns = found(socket.gaierror)

@@ -100,6 +100,13 @@ async def test_refusals(tmp_path: Path, upstream: str, alice: str) -> None:
                 refused = await status(bad)
                 assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
             assert (await status(alice)).status_code == 200
+            # The scheme in any case, the token between any spaces (a known key, answered from its check).
+            for value in (f"bearer {alice}", f"BEARER   {alice}"):
+                assert (await http.post(url, json=body, headers={**headers, "Authorization": value})).status_code == 200
+            # Anything else is no bearer credential: a bare challenge, without an error code.
+            for value in (f"Basic {alice}", "Bearer", alice, f"Bearer\t{alice}", f"Bearer{alice}"):
+                refused = await http.post(url, json=body, headers={**headers, "Authorization": value})
+                assert refused.status_code == 401 and "error=" not in refused.headers["www-authenticate"], value
 
             # A consumer key is no admin credential: 403, not 401.
             assert (await http.get(f"{admin}/apis", headers={"Authorization": f"Bearer {alice}"})).status_code == 403

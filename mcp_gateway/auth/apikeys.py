@@ -56,13 +56,21 @@ class ApiKeyAuthenticator:
         key = self.store.key(key_id)
         return key, (self.store.consumer(key.consumer) if key is not None else None)
 
+    def known(self, token: str) -> Principal | None:
+        """The principal of a key that already passed and is still usable, without a wait;
+        None when `authenticate` must decide (an unknown, changed or lapsed key, or no key)."""
+        found = self._verified.get(hashlib.sha256(token.encode()).digest())
+        if found is not None and found[0].usable(time.time()):
+            return found[1]
+        return None
+
     async def authenticate(self, token: str) -> Principal:
         """The principal of a presented key; AuthFailure when it is not a usable key."""
-        digest = hashlib.sha256(token.encode()).digest()
-        known = self._verified.get(digest)
-        if known is not None and known[0].usable(time.time()):
-            return known[1]
+        known = self.known(token)
+        if known is not None:
+            return known
         verified = self._verified
+        digest = hashlib.sha256(token.encode()).digest()
         parsed = keys.parse(token)
         if parsed is None:
             raise AuthFailure("not a gateway API key")

@@ -13,6 +13,7 @@ from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.principal import Principal
 
 Authenticate = Callable[[str], Awaitable[Principal]]
+Known = Callable[[str], Principal | None]
 REALM = "mcp-gateway"
 MAX_USERS = 10_000  # principals whose user object is kept (then all are dropped)
 
@@ -52,11 +53,13 @@ class RequireCredential:
         app: ASGIApp,
         authenticate: Authenticate,
         *,
+        known: Known | None = None,
         resource_metadata: str | None = None,
         scope: str | None = None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
+        self.known = known  # a credential already checked, answered in place (no coroutine to await)
         self.resource_metadata = resource_metadata
         self.scope = scope
         # The SDK's user object per principal (a pydantic model, read-only once made): built once.
@@ -66,17 +69,23 @@ class RequireCredential:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        header = b""
+        for name, value in scope["headers"]:  # a plain loop: this runs on every request
+            if name == b"authorization":
+                header = value
+                break
+        scheme, _, raw = header.partition(b" ")
+        token = raw.strip().decode("latin-1")
+        if scheme.lower() != b"bearer" or not token:
             await self._refuse(scope, receive, send, None)
             return
-        try:
-            principal = await self.authenticate(token)
-        except AuthFailure as failure:
-            await self._refuse(scope, receive, send, failure)
-            return
+        principal = self.known(token) if self.known is not None else None
+        if principal is None:
+            try:
+                principal = await self.authenticate(token)
+            except AuthFailure as failure:
+                await self._refuse(scope, receive, send, failure)
+                return
         state = scope.setdefault("state", {})
         state["principal"] = principal
         if principal.via in ("jwt", "oauth"):

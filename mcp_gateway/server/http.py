@@ -157,7 +157,9 @@ def create_app(
     def guarded(app: ASGIApp) -> ASGIApp:
         if access is None or not access.enabled:
             return app
-        return RequireCredential(app, access.authenticate, resource_metadata=metadata_url, scope=scope)
+        return RequireCredential(
+            app, access.authenticate, known=access.known, resource_metadata=metadata_url, scope=scope
+        )
 
     def transport(path: str, manager: StreamableHTTPSessionManager) -> ASGIApp:
         app: ASGIApp = StreamableHTTPASGIApp(manager)

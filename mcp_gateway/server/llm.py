@@ -218,6 +218,9 @@ def _endpoints(
                 "authentication",
                 "no credential: send your gateway key as Authorization: Bearer (or x-api-key / api-key)",
             )
+        known = access.known(token)  # a key already checked: no coroutine to await
+        if known is not None:
+            return known
         try:
             return await access.authenticate(token)
         except AuthFailure as failure:

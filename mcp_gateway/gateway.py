@@ -146,7 +146,8 @@ class Gateway:
         if config.metrics.enabled:
             self.metrics = PrometheusMeter(consumer_labels=config.metrics.consumer_labels)
             self.metrics.sample_from(self.metrics.ledger_queue, lambda: self.ledger.pending)
-        meters: list[Meter] = [AccessLog()]
+        self.access_log = AccessLog()
+        meters: list[Meter] = [self.access_log]
         meters += [self.metrics] if self.metrics is not None else []
         meters += [self.ledger] if config.metering.ledger else []
         self.meter = Meters(*meters)
@@ -454,4 +455,5 @@ class Gateway:
         await self.limiter.aclose()
         await self.budgets.aclose()
         await self.ledger.flush()  # what the writer had not written yet (a clean stop loses nothing)
+        self.access_log.flush()  # and the access lines not yet made
         self.db.close()

@@ -15,6 +15,7 @@ from typing import Any
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.durations import DurationError, parse_duration
 from mcp_gateway.logs import hide_payloads
+from mcp_gateway.observe.batched_log import BatchedStreamHandler
 from mcp_gateway.observe.json_log import JsonFormatter
 from mcp_gateway.observe.text_log import TEXT_FORMAT, TextFormatter
 
@@ -80,14 +81,15 @@ def config_of(args: argparse.Namespace) -> GatewayConfig:
 def setup_logging(level: str, log_payloads: bool = False, log_format: str = "text") -> None:
     """Logs go to stderr only: on stdio, stdout is the MCP channel. Never payloads, unless asked.
     `log_format` json: one JSON object per line, for every logger."""
+    # Lines written in batches (an access line per call): INFO at most 0.1 s late, WARNING at once.
     logging.basicConfig(
-        stream=sys.stderr,
+        handlers=[BatchedStreamHandler(sys.stderr)],
         level=getattr(logging, level.upper(), logging.INFO),
         format=TEXT_FORMAT,
     )
-    # The stderr handler basicConfig made (a test runner's capturing handlers are subclasses: kept).
+    # The stderr handler basicConfig installed (a test runner's capturing handlers are left alone).
     for handler in logging.getLogger().handlers:
-        if type(handler) is logging.StreamHandler:
+        if type(handler) in (logging.StreamHandler, BatchedStreamHandler):
             handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     hide_payloads(log_payloads)
     # No format here prints where a log call was made: skip finding it for every record (the

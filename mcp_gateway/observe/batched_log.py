@@ -1,0 +1,75 @@
+"""A log handler that writes lines in batches, not one write and flush per line.
+
+Every call logs an access line at INFO. Written one at a time, each line cost a `write(2)` and a
+flush on the event loop, between one answer and the next request (served, the access line was
+about 30 us of a call's CPU at concurrency 1). This handler keeps the records and writes them
+together, formatted, at most `interval` seconds later (the idea of nginx's `access_log ...
+buffer= flush=`). It writes at once, with everything pending before it and in order:
+
+- a WARNING or worse (what an operator must see is never held back);
+- a record logged where no event loop runs (the CLI, worker threads: no timer would come back);
+- when `capacity` records wait;
+- at `flush()` and `close()`: `logging.shutdown()` calls both at exit.
+
+A process killed outright (SIGKILL, `os._exit`) loses at most `interval` seconds of INFO lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TextIO
+
+INTERVAL = 0.1  # seconds an INFO line may wait
+CAPACITY = 1000  # records that may wait
+
+
+class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A `StreamHandler` (same stream, formatter, filters) that writes in batches."""
+
+    def __init__(self, stream: TextIO | None = None, *, interval: float = INTERVAL, capacity: int = CAPACITY) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self.capacity = capacity
+        self._pending: list[logging.LogRecord] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # whose timer will flush the pending records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Handler.handle holds self.lock here (an RLock: flush() may take it again).
+        self._pending.append(record)
+        if record.levelno >= logging.WARNING or len(self._pending) >= self.capacity:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._loop is None:
+            self._loop = loop
+            loop.call_later(self.interval, self.flush)
+        elif self._loop is not loop:  # a timer on another loop (or thread) may never come
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending record, in order, in one write."""
+        with self.lock:
+            records, self._pending, self._loop = self._pending, [], None
+            if not records:
+                return
+            lines = []
+            for record in records:
+                try:
+                    lines.append(self.format(record) + self.terminator)
+                except Exception:
+                    self.handleError(record)
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except Exception:
+                self.handleError(records[-1])
+
+    def close(self) -> None:
+        """Write what waits, then close as a StreamHandler does (the stream itself stays open)."""
+        self.flush()
+        super().close()

@@ -170,3 +170,12 @@ async def test_a_model_calls_line_is_made_at_once() -> None:
     finally:
         model_logger.removeHandler(lines)
         model_logger.setLevel(level)
+
+
+async def test_after_write_through_every_line_is_written_at_once() -> None:
+    logger, handler, stream = handled(interval=60)
+    logger.info("waiting")
+    handler.write_through()  # a server begins to stop
+    assert stream.getvalue() == "INFO waiting\n"
+    logger.info("Application shutdown complete.")
+    assert stream.getvalue().endswith("INFO Application shutdown complete.\n")

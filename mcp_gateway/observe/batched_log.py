@@ -9,7 +9,9 @@ buffer= flush=`). It writes at once, with everything pending before it and in or
 - a WARNING or worse (what an operator must see is never held back);
 - a record logged where no event loop runs (the CLI, worker threads: no timer would come back);
 - when `capacity` records wait;
-- at `flush()` and `close()`: `logging.shutdown()` calls both at exit.
+- at `flush()` and `close()`: `logging.shutdown()` calls both at exit;
+- from `write_through()` on: a server calls it when it begins to stop, since a process may end
+  without `logging.shutdown()` (uvicorn re-raises SIGTERM once it has stopped gracefully).
 
 A process killed outright (SIGKILL, `os._exit`) loses at most `interval` seconds of INFO lines.
 """
@@ -33,11 +35,12 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.capacity = capacity
         self._pending: list[logging.LogRecord] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # whose timer will flush the pending records
+        self._through = False  # every record written at once (the process is stopping)
 
     def emit(self, record: logging.LogRecord) -> None:
         # Handler.handle holds self.lock here (an RLock: flush() may take it again).
         self._pending.append(record)
-        if record.levelno >= logging.WARNING or len(self._pending) >= self.capacity:
+        if self._through or record.levelno >= logging.WARNING or len(self._pending) >= self.capacity:
             self.flush()
             return
         try:
@@ -49,6 +52,12 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._loop = loop
             loop.call_later(self.interval, self.flush)
         elif self._loop is not loop:  # a timer on another loop (or thread) may never come
+            self.flush()
+
+    def write_through(self) -> None:
+        """Write what waits, and from now on every record as it comes."""
+        with self.lock:
+            self._through = True
             self.flush()
 
     def flush(self) -> None:
@@ -73,3 +82,10 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Write what waits, then close as a StreamHandler does (the stream itself stays open)."""
         self.flush()
         super().close()
+
+
+def write_through() -> None:
+    """`write_through()` on each batched handler of the root logger: the process is stopping."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BatchedStreamHandler):
+            handler.write_through()

@@ -17,6 +17,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from mcp_gateway.observe.batched_log import write_through
+
 logger = logging.getLogger(__name__)
 
 # A worker that stops with one of these must not be restarted: it would fail the same way.
@@ -93,6 +95,12 @@ class _Server(uvicorn.Server):
             self.should_exit = True
             return
         self._on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Logs written at once from here: uvicorn ends the process by re-raising the signal once
+        # it has stopped, and lines still waiting for their batch would be lost.
+        write_through()
+        await super().shutdown(sockets)
 
 
 def serve(app: ASGIApp, sock: socket.socket, unservable: Callable[[], str | None], on_ready: Callable[[], None]) -> int:

@@ -11,6 +11,7 @@ else). A call outlasting the SDK's keepalive interval streams alike on both.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +294,49 @@ async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
     assert last[0] == last[1]
     message = json.loads(last[0].split(b"data: ", 1)[1])
     assert message["id"] == 1 and message["result"]["isError"] is False
+
+
+async def test_a_client_leaving_mid_call_ends_the_upstream_request_on_both_paths(
+    tmp_path: Path, alice: str, served: Served
+) -> None:
+    # SSE responses on (the default), 2026-07-28: the upstream takes the request and never
+    # answers; the client closes its connection once the upstream has the request. Both paths
+    # must then let go of the upstream connection (the call is cancelled), not hold it until the
+    # call's timeout. (With JSON responses neither does: the SDK's JSON mode reads no disconnect,
+    # and the fast path answers as it does.)
+    seen: list[anyio.Event] = []
+    closed: list[anyio.Event] = []
+
+    async def silent_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        seen[-1].set()
+        await reader.read()  # b"" once the gateway closes the connection
+        closed[-1].set()
+        writer.close()
+
+    server = await asyncio.start_server(silent_upstream, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api"
+    body = json.dumps(call(MODERN, "slow", {"seconds": 30})).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers(MODERN, alice, "slow"))
+    try:
+        for fast_path in (True, False):
+            seen.append(anyio.Event())
+            closed.append(anyio.Event())
+            config = gateway_config(tmp_path, base, fast_path, json_response=False)
+            with running_gateway(config) as (url, _):
+                port = int(url.split(":")[2].split("/")[0])
+                async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                    request = (
+                        f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{head}content-length: {len(body)}\r\n\r\n"
+                    )
+                    await client.send(request.encode() + body)
+                    with anyio.fail_after(10):
+                        await seen[-1].wait()
+                # The client is gone; the upstream connection must follow within moments.
+                with anyio.move_on_after(5):
+                    await closed[-1].wait()
+                assert closed[-1].is_set(), f"fast_path={fast_path}: the upstream request outlived its client"
+                await served.settled()
+    finally:
+        server.close()
+    assert served == [True]  # the fast path took the call (and had nobody to answer)

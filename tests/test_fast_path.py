@@ -21,6 +21,7 @@ import anyio
 import httpx2
 import pytest
 from mcp.server import _streamable_http_modern as modern_http
+from sse_starlette import EventSourceResponse
 
 from mcp_gateway.config import ApiConfig, AuthConfig, GatewayConfig, ServerConfig, ToolPick, VirtualServerConfig
 from mcp_gateway.server.fast_call import FastToolCall
@@ -37,7 +38,9 @@ CURATED = VirtualServerConfig(
     tools=[ToolPick(api="echo", tool="getItem", rename="fetch_item"), ToolPick(api="echo", tool="plain")],
 )
 # Headers whose value the two paths must agree on (date and server are uvicorn's own).
-COMPARED = ("content-type", "mcp-session-id", "allow", "www-authenticate", "cache-control")
+COMPARED = (
+    "content-type", "mcp-session-id", "allow", "www-authenticate", "cache-control", "connection", "x-accel-buffering",
+)  # fmt: skip
 
 
 def gateway_config(data_dir: Path, upstream: str, fast_path: bool, json_response: bool = True) -> GatewayConfig:
@@ -134,13 +137,11 @@ def headers(era: str, key: str, name: str | None = "getItem", method: str = "too
 
 
 def corpus(era: str, key: str, mode: str = "json") -> list[tuple[str, str, list[tuple[str, str]], bytes, bool]]:
-    """(label, path, headers, body, whether the fast path serves it). With SSE responses the
-    fast path serves 2026-07-28 only (the handshake era's SSE answers stay the SDK's)."""
-    served = mode == "json" or era == MODERN
+    """(label, path, headers, body, whether the fast path serves it), in either response mode."""
 
     def req(label: str, body: Any, *, name: str = "getItem", path: str = "/mcp", fast: bool = False, **kw: Any):
         raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        return (label, path, kw.get("hdrs") or headers(era, key, name), raw, fast and served)
+        return (label, path, kw.get("hdrs") or headers(era, key, name), raw, fast)
 
     items = [
         req("valid", call(era, "getItem", {"id": "1", "q": "x", "tags": ["a", "b"]}), fast=True),
@@ -262,7 +263,7 @@ async def test_fast_path_answers_as_the_sdk_does(
             ]
             assert answers[0] == answers[1], method
     assert served.count(True) == expected_fast
-    assert expected_fast > 10 if mode == "json" or era == MODERN else expected_fast == 0
+    assert expected_fast > 10
 
 
 async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
@@ -296,10 +297,38 @@ async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
     assert message["id"] == 1 and message["result"]["isError"] is False
 
 
-async def test_a_client_leaving_mid_call_ends_the_upstream_request_on_both_paths(
-    tmp_path: Path, alice: str, served: Served
+async def test_a_handshake_era_call_outlasting_the_ping_interval_pings_as_the_sdk_does(
+    tmp_path: Path, upstream: str, alice: str, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # SSE responses on (the default), 2026-07-28: the upstream takes the request and never
+    # SSE responses, 2025-11-25 stateless: the stream starts at once, sse-starlette's keep-alive
+    # comment comes at each interval while the call runs, the answer is the one event. Both paths,
+    # the interval shortened (sse-starlette reads it per response). A ping carries its time: counted.
+    monkeypatch.setattr(EventSourceResponse, "DEFAULT_PING_INTERVAL", 0.2)
+    body = json.dumps(call(LEGACY, "slow", {"seconds": 0.7})).encode()
+    with (
+        running_gateway(gateway_config(tmp_path, upstream, True, json_response=False)) as (fast, _),
+        running_gateway(gateway_config(tmp_path, upstream, False, json_response=False)) as (slow, _),
+    ):
+        answers = []
+        async with httpx2.AsyncClient(timeout=30) as client:
+            for url in (fast, slow):
+                answers.append(await client.post(url, headers=headers(LEGACY, alice, "slow"), content=body))
+            await served.settled()
+    assert served == [True]
+    assert comparable(answers[0])["headers"] == comparable(answers[1])["headers"]
+    events = [r.content.split(b"\r\n\r\n") for r in answers]
+    pings = [sum(1 for e in ev if e.startswith(b": ping - ")) for ev in events]
+    assert all(2 <= n <= 4 for n in pings), pings  # every 0.2 s of the 0.7 s call
+    last = [[e for e in ev if not e.startswith(b": ping - ")] for ev in events]
+    assert last[0] == last[1] and last[0][0].startswith(b"event: message\r\ndata: ")
+    assert json.loads(last[0][0].split(b"data: ", 1)[1])["result"]["isError"] is False
+
+
+@pytest.mark.parametrize("era", [MODERN, LEGACY])
+async def test_a_client_leaving_mid_call_ends_the_upstream_request_on_both_paths(
+    tmp_path: Path, alice: str, served: Served, era: str
+) -> None:
+    # SSE responses on (the default), both eras: the upstream takes the request and never
     # answers; the client closes its connection once the upstream has the request. Both paths
     # must then let go of the upstream connection (the call is cancelled), not hold it until the
     # call's timeout. (With JSON responses neither does: the SDK's JSON mode reads no disconnect,
@@ -316,8 +345,8 @@ async def test_a_client_leaving_mid_call_ends_the_upstream_request_on_both_paths
 
     server = await asyncio.start_server(silent_upstream, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api"
-    body = json.dumps(call(MODERN, "slow", {"seconds": 30})).encode()
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers(MODERN, alice, "slow"))
+    body = json.dumps(call(era, "slow", {"seconds": 30})).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers(era, alice, "slow"))
     try:
         for fast_path in (True, False):
             seen.append(anyio.Event())

@@ -6,7 +6,8 @@ the gateway's CPU. This layer takes a POST only when it is exactly a request it 
 one JSON-RPC `tools/call` object, of a tool that exists and that the caller may use, in the
 2026-07-28 era (JSON or SSE responses: the SDK's single-exchange answer is JSON unless the call
 outlasts its keepalive interval, which this path replicates) or in the 2025-era stateless mode
-with JSON responses (`server.stateless`, `server.json_response`), no session id, no
+(`server.stateless`; JSON responses, or the SDK's one-event SSE stream with sse-starlette's
+keep-alive comments: in stateless mode a call sends nothing else on it), no session id, no
 `Mcp-Param-*` headers, a `Content-Length` within the body limit and the headers the SDK would
 accept. It then runs the same MCP server middleware (the caller's trace context, the SDK's
 OpenTelemetry span when traced) around the same pipeline call, and writes the response the SDK
@@ -22,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -49,6 +51,7 @@ from mcp_types import (
 from mcp_types import methods as spec_methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -175,8 +178,8 @@ class FastToolCall:
                 routing[key] = value.decode("latin-1")
         if era in MODERN_PROTOCOL_VERSIONS:
             return era, routing
-        # Handshake era: only stateless JSON; its SSE responses are the SDK's stream machinery's.
-        if self.stateless and self.json_response and era in HANDSHAKE_PROTOCOL_VERSIONS:
+        # Handshake era: stateless only (a session's requests are the SDK's).
+        if self.stateless and era in HANDSHAKE_PROTOCOL_VERSIONS:
             return era, routing
         return None
 
@@ -245,8 +248,11 @@ class FastToolCall:
         chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]] = invoke
         for middleware in reversed(server.middleware):
             chain = _bind(middleware, chain)
-        if modern and not self.json_response:
-            await self._exchange_streaming(chain, ctx, era, request_id, scope, receive, send)
+        if not self.json_response:
+            if modern:
+                await self._exchange_streaming(chain, ctx, era, request_id, scope, receive, send)
+            else:
+                await self._exchange_handshake_sse(chain, ctx, era, request_id, receive, send)
             return True
         try:
             outcome: HandlerResult | Exception = await chain(ctx)
@@ -292,6 +298,49 @@ class FastToolCall:
             await self._answer_json(era, request_id, outcome, scope, receive, send)
             return
         await send({"type": "http.response.body", "body": self._event(era, request_id, outcome), "more_body": False})
+
+    async def _exchange_handshake_sse(
+        self,
+        chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+        ctx: ServerRequestContext[Any, Any],
+        era: str,
+        request_id: Any,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """2025-era stateless with SSE responses on, as the SDK writes it: the stream's headers at
+        once, sse-starlette's keep-alive comment at each of its intervals while the call runs, the
+        answer as one `message` event, and the end of the body. A client that leaves cancels the call."""
+        await send({"type": "http.response.start", "status": 200, "headers": _HANDSHAKE_SSE_HEADERS})
+        loop = asyncio.get_running_loop()
+        pings = _Pings(send)
+        outcome: HandlerResult | Exception | None = None
+        with anyio.CancelScope() as handling:
+            watcher = loop.create_task(_cancel_on_disconnect(receive, handling))
+            timer = loop.call_later(EventSourceResponse.DEFAULT_PING_INTERVAL, pings.start)
+            try:
+                outcome = await chain(ctx)
+            except Exception as exc:  # the SDK's session maps it to the answer, as in JSON mode
+                outcome = exc
+            finally:
+                timer.cancel()
+                watcher.cancel()
+        await pings.stop()
+        if handling.cancelled_caught or outcome is None:
+            return  # the client went away: nobody to answer
+        await send(
+            {"type": "http.response.body", "body": self._handshake_event(era, request_id, outcome), "more_body": True}
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _handshake_event(self, era: str, request_id: Any, outcome: HandlerResult | Exception) -> bytes:
+        """A handler's outcome as the handshake era's SSE event (the same JSON as its JSON mode)."""
+        if not isinstance(outcome, Exception):
+            try:
+                return b"event: message\r\ndata: " + self._message(era, request_id, outcome) + b"\r\n\r\n"
+            except _InvalidResult as invalid:
+                outcome = invalid.error
+        return b"event: message\r\ndata: " + _handshake_error(request_id, outcome) + b"\r\n\r\n"
 
     async def _answer_json(
         self, era: str, request_id: Any, outcome: HandlerResult | Exception, scope: Scope, receive: Receive, send: Send
@@ -366,7 +415,14 @@ class FastToolCall:
         return entry[1]
 
 
-_PING = b": ping\r\n\r\n"  # the SDK's SSE keepalive comment
+_PING = b": ping\r\n\r\n"  # the SDK's SSE keepalive comment (2026-07-28)
+# The handshake era's stateless SSE answer: the SDK's headers, then sse-starlette's.
+_HANDSHAKE_SSE_HEADERS = [
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
+    (b"content-type", b"text/event-stream"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 async def _cancel_on_disconnect(receive: Receive, handling: anyio.CancelScope) -> None:
@@ -404,6 +460,32 @@ class _Keepalive:
                 self._task.exception()  # a send that failed (the client gone): nothing to answer
 
 
+class _Pings:
+    """sse-starlette's keep-alive comment on a handshake-era stream, once started (its first
+    interval passed with the call still running) and at each interval after, until stopped."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        while True:
+            ping = f": ping - {datetime.now(UTC)}\r\n\r\n".encode()  # as sse-starlette words it
+            await self.send({"type": "http.response.body", "body": ping, "more_body": True})
+            await asyncio.sleep(EventSourceResponse.DEFAULT_PING_INTERVAL)
+
+    async def stop(self) -> None:
+        """Stop pinging, once any send in progress is done."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])  # raises only if this task itself is cancelled
+            if not self._task.cancelled():
+                self._task.exception()  # a send that failed (the client gone): nothing to answer
+
+
 class _InvalidResult(Exception):
     """The handler's result failed the era's result schema (answered as the SDK does)."""
 
@@ -431,9 +513,17 @@ async def _write_error(
             JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(exc)), scope, receive, send
         )
         return
+    await _send_json(_handshake_error(request_id, exc), False, send)
+
+
+def _handshake_error(request_id: Any, exc: Exception) -> bytes:
+    """A handler failure as the handshake era's dispatcher maps it (code 0 for an unexpected exception)."""
     error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
-    body = JSONRPCError(jsonrpc="2.0", id=request_id, error=error).model_dump_json(by_alias=True, exclude_unset=True)
-    await _send_json(body.encode(), False, send)
+    return (
+        JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
+        .model_dump_json(by_alias=True, exclude_unset=True)
+        .encode()
+    )
 
 
 async def _send_json(payload: bytes, modern: bool, send: Send) -> None:

@@ -266,14 +266,11 @@ async def test_fast_path_answers_as_the_sdk_does(
     assert expected_fast > 10
 
 
-async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
-    tmp_path: Path, upstream: str, alice: str, served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # SSE responses, 2026-07-28: a call still running after the SDK's keepalive interval commits
-    # the response to text/event-stream, pings at once and at each interval, and ends with the
-    # answer as an SSE event. Both paths, with the interval shortened (the SDK reads it per call).
-    monkeypatch.setattr(modern_http, "_SSE_PING_INTERVAL", 0.2)
-    body = json.dumps(call(MODERN, "slow", {"seconds": 0.7})).encode()
+async def slow_call_on_both_paths(
+    tmp_path: Path, upstream: str, key: str, served: Served, era: str
+) -> list[httpx2.Response]:
+    """A 0.7 s call with SSE responses on, answered by the fast path and then by the SDK's."""
+    body = json.dumps(call(era, "slow", {"seconds": 0.7})).encode()
     with (
         running_gateway(gateway_config(tmp_path, upstream, True, json_response=False)) as (fast, _),
         running_gateway(gateway_config(tmp_path, upstream, False, json_response=False)) as (slow, _),
@@ -281,10 +278,20 @@ async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
         answers = []
         async with httpx2.AsyncClient(timeout=30) as client:
             for url in (fast, slow):
-                response = await client.post(url, headers=headers(MODERN, alice, "slow"), content=body)
-                answers.append(response)
+                answers.append(await client.post(url, headers=headers(era, key, "slow"), content=body))
             await served.settled()
     assert served == [True]
+    return answers
+
+
+async def test_a_call_outlasting_the_keepalive_interval_streams_as_the_sdk_does(
+    tmp_path: Path, upstream: str, alice: str, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SSE responses, 2026-07-28: a call still running after the SDK's keepalive interval commits
+    # the response to text/event-stream, pings at once and at each interval, and ends with the
+    # answer as an SSE event. Both paths, with the interval shortened (the SDK reads it per call).
+    monkeypatch.setattr(modern_http, "_SSE_PING_INTERVAL", 0.2)
+    answers = await slow_call_on_both_paths(tmp_path, upstream, alice, served, MODERN)
     for response in answers:
         assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
         assert response.headers["cache-control"] == "no-cache, no-transform"
@@ -304,17 +311,7 @@ async def test_a_handshake_era_call_outlasting_the_ping_interval_pings_as_the_sd
     # comment comes at each interval while the call runs, the answer is the one event. Both paths,
     # the interval shortened (sse-starlette reads it per response). A ping carries its time: counted.
     monkeypatch.setattr(EventSourceResponse, "DEFAULT_PING_INTERVAL", 0.2)
-    body = json.dumps(call(LEGACY, "slow", {"seconds": 0.7})).encode()
-    with (
-        running_gateway(gateway_config(tmp_path, upstream, True, json_response=False)) as (fast, _),
-        running_gateway(gateway_config(tmp_path, upstream, False, json_response=False)) as (slow, _),
-    ):
-        answers = []
-        async with httpx2.AsyncClient(timeout=30) as client:
-            for url in (fast, slow):
-                answers.append(await client.post(url, headers=headers(LEGACY, alice, "slow"), content=body))
-            await served.settled()
-    assert served == [True]
+    answers = await slow_call_on_both_paths(tmp_path, upstream, alice, served, LEGACY)
     assert comparable(answers[0])["headers"] == comparable(answers[1])["headers"]
     events = [r.content.split(b"\r\n\r\n") for r in answers]
     pings = [sum(1 for e in ev if e.startswith(b": ping - ")) for ev in events]

@@ -432,37 +432,10 @@ async def _cancel_on_disconnect(receive: Receive, handling: anyio.CancelScope) -
     handling.cancel()
 
 
-class _Keepalive:
-    """Once started (the keepalive interval passed with the call still running): the response
-    commits to `text/event-stream` and pings at once and at each interval, until stopped."""
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.committed = False  # the SSE headers are sent: the answer must be an event
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._ping())
-
-    async def _ping(self) -> None:
-        await self.send({"type": "http.response.start", "status": 200, "headers": modern_http._SSE_HEADERS})
-        self.committed = True
-        while True:
-            await self.send({"type": "http.response.body", "body": _PING, "more_body": True})
-            await asyncio.sleep(modern_http._SSE_PING_INTERVAL)
-
-    async def stop(self) -> None:
-        """Stop pinging, once any send in progress is done."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # raises only if this task itself is cancelled
-            if not self._task.cancelled():
-                self._task.exception()  # a send that failed (the client gone): nothing to answer
-
-
 class _Pings:
-    """sse-starlette's keep-alive comment on a handshake-era stream, once started (its first
-    interval passed with the call still running) and at each interval after, until stopped."""
+    """Keep-alive comments on a committed SSE stream, once started (the first interval passed
+    with the call still running) and at each interval after, until stopped: sse-starlette's, as
+    the handshake era's SDK path sends them."""
 
     def __init__(self, send: Send) -> None:
         self.send = send
@@ -484,6 +457,22 @@ class _Pings:
             await asyncio.wait([self._task])  # raises only if this task itself is cancelled
             if not self._task.cancelled():
                 self._task.exception()  # a send that failed (the client gone): nothing to answer
+
+
+class _Keepalive(_Pings):
+    """2026-07-28: once started (the keepalive interval passed with the call still running) the
+    response commits to `text/event-stream` and pings at once and at each interval, until stopped."""
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(send)
+        self.committed = False  # the SSE headers are sent: the answer must be an event
+
+    async def _ping(self) -> None:
+        await self.send({"type": "http.response.start", "status": 200, "headers": modern_http._SSE_HEADERS})
+        self.committed = True
+        while True:
+            await self.send({"type": "http.response.body", "body": _PING, "more_body": True})
+            await asyncio.sleep(modern_http._SSE_PING_INTERVAL)
 
 
 class _InvalidResult(Exception):

@@ -69,8 +69,8 @@ class ServerConfig(StrictModel):
     json_response: bool = Field(default=False, description="plain JSON responses instead of SSE streams")
     fast_path: bool = Field(
         default=True,
-        description="serve a plain stateless tools/call with JSON responses without the SDK's per-request "
-        "transport (same answers; anything else takes the SDK path)",
+        description="serve a plain stateless tools/call without the SDK's per-request transport (same "
+        "answers, JSON or SSE; anything else takes the SDK path)",
     )
     allowed_hosts: list[str] = Field(default_factory=list, description="Host header values; port may be *")
     allowed_origins: list[str] = Field(default_factory=list)

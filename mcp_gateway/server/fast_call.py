@@ -228,6 +228,9 @@ class FastToolCall:
         )
         if call is None or (arguments and self._has_param_headers(call.tool.input_schema)):
             return False
+        if logger.isEnabledFor(logging.DEBUG):
+            # As the SDK's transport logs what it receives (payloads hidden unless `log_payloads`).
+            logger.debug("fast path received: %s", body.decode())
 
         server = mcp.server
         request = Request(scope, receive)
@@ -297,7 +300,9 @@ class FastToolCall:
         if not keepalive.committed:
             await self._answer_json(era, request_id, outcome, scope, receive, send)
             return
-        await send({"type": "http.response.body", "body": self._event(era, request_id, outcome), "more_body": False})
+        await send(
+            {"type": "http.response.body", "body": _logged(self._event(era, request_id, outcome)), "more_body": False}
+        )
 
     async def _exchange_handshake_sse(
         self,
@@ -329,7 +334,11 @@ class FastToolCall:
         if handling.cancelled_caught or outcome is None:
             return  # the client went away: nobody to answer
         await send(
-            {"type": "http.response.body", "body": self._handshake_event(era, request_id, outcome), "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": _logged(self._handshake_event(era, request_id, outcome)),
+                "more_body": True,
+            }
         )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -515,8 +524,17 @@ def _handshake_error(request_id: Any, exc: Exception) -> bytes:
     )
 
 
+def _logged(answer: bytes) -> bytes:
+    """`answer`, logged at DEBUG first, as the SDK's path logs what it sends (payloads hidden
+    unless `log_payloads`)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("fast path sent: %s", answer.decode())
+    return answer
+
+
 async def _send_json(payload: bytes, modern: bool, send: Send) -> None:
     """A 200 JSON response, its headers in the order each era's SDK path sends them."""
+    _logged(payload)
     length = (b"content-length", str(len(payload)).encode())
     headers = [length, _CONTENT_TYPE] if modern else [_CONTENT_TYPE, length]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -279,23 +279,9 @@ class FastToolCall:
         within the SDK's keepalive interval the answer is plain JSON, else the response commits to
         `text/event-stream` with a ping at once and at each interval, and the answer is its last
         event."""
-        # The handler runs in this task (a task group per call cost about 0.1 ms at concurrency 1):
-        # one watcher task cancels it when the client goes away, and a timer commits the stream.
-        loop = asyncio.get_running_loop()
         keepalive = _Keepalive(send)
-        outcome: HandlerResult | Exception | None = None
-        with anyio.CancelScope() as handling:
-            watcher = loop.create_task(_cancel_on_disconnect(receive, handling))
-            timer = loop.call_later(modern_http._SSE_PING_INTERVAL, keepalive.start)
-            try:
-                outcome = await chain(ctx)
-            except Exception as exc:  # the SDK maps it to the answer, as in JSON mode
-                outcome = exc
-            finally:
-                timer.cancel()
-                watcher.cancel()
-        await keepalive.stop()
-        if handling.cancelled_caught or outcome is None:
+        outcome = await _watched(chain, ctx, receive, keepalive, modern_http._SSE_PING_INTERVAL)
+        if outcome is None:
             return  # the client went away: nobody to answer
         if not keepalive.committed:
             await self._answer_json(era, request_id, outcome, scope, receive, send)
@@ -317,21 +303,8 @@ class FastToolCall:
         once, sse-starlette's keep-alive comment at each of its intervals while the call runs, the
         answer as one `message` event, and the end of the body. A client that leaves cancels the call."""
         await send({"type": "http.response.start", "status": 200, "headers": _HANDSHAKE_SSE_HEADERS})
-        loop = asyncio.get_running_loop()
-        pings = _Pings(send)
-        outcome: HandlerResult | Exception | None = None
-        with anyio.CancelScope() as handling:
-            watcher = loop.create_task(_cancel_on_disconnect(receive, handling))
-            timer = loop.call_later(EventSourceResponse.DEFAULT_PING_INTERVAL, pings.start)
-            try:
-                outcome = await chain(ctx)
-            except Exception as exc:  # the SDK's session maps it to the answer, as in JSON mode
-                outcome = exc
-            finally:
-                timer.cancel()
-                watcher.cancel()
-        await pings.stop()
-        if handling.cancelled_caught or outcome is None:
+        outcome = await _watched(chain, ctx, receive, _Pings(send), EventSourceResponse.DEFAULT_PING_INTERVAL)
+        if outcome is None:
             return  # the client went away: nobody to answer
         await send(
             {
@@ -432,6 +405,33 @@ _HANDSHAKE_SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+async def _watched(
+    chain: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+    ctx: ServerRequestContext[Any, Any],
+    receive: Receive,
+    pings: _Pings,
+    interval: float,
+) -> HandlerResult | Exception | None:
+    """The call's outcome (its exception included: the SDK maps it to the answer, as in JSON mode),
+    or None when the client went away. The handler runs in this task (a task group per call cost
+    about 0.1 ms at concurrency 1): one watcher task cancels it when the client disconnects, and a
+    timer starts `pings` once `interval` passes with the call still running."""
+    loop = asyncio.get_running_loop()
+    outcome: HandlerResult | Exception | None = None
+    with anyio.CancelScope() as handling:
+        watcher = loop.create_task(_cancel_on_disconnect(receive, handling))
+        timer = loop.call_later(interval, pings.start)
+        try:
+            outcome = await chain(ctx)
+        except Exception as exc:
+            outcome = exc
+        finally:
+            timer.cancel()
+            watcher.cancel()
+    await pings.stop()
+    return None if handling.cancelled_caught else outcome
 
 
 async def _cancel_on_disconnect(receive: Receive, handling: anyio.CancelScope) -> None:

@@ -7,13 +7,12 @@ made elsewhere (CLI, other replicas) are seen within one store poll.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import anyio.to_thread
 
 from mcp_gateway.auth import keys
-from mcp_gateway.auth.principal import Principal
+from mcp_gateway.auth.principal import Principal, token_digest
 from mcp_gateway.store.identities import ApiKey, Consumer, IdentityStore
 
 MAX_CACHED = 10_000
@@ -43,7 +42,7 @@ class ApiKeyAuthenticator:
     def __init__(self, store: IdentityStore) -> None:
         self.store = store
         self._cache: dict[str, tuple[ApiKey | None, Consumer | None]] = {}
-        # Keys already checked, by the presented key's SHA-256 (never the key itself): a known
+        # Keys already checked, by the presented key's digest (never the key itself): a known
         # key costs one hash and a lookup. Dropped with the cache on any identity change.
         self._verified: dict[bytes, tuple[ApiKey, Principal]] = {}
 
@@ -56,21 +55,22 @@ class ApiKeyAuthenticator:
         key = self.store.key(key_id)
         return key, (self.store.consumer(key.consumer) if key is not None else None)
 
-    def known(self, token: str) -> Principal | None:
-        """The principal of a key that already passed and is still usable, without a wait;
-        None when `authenticate` must decide (an unknown, changed or lapsed key, or no key)."""
-        found = self._verified.get(hashlib.sha256(token.encode()).digest())
+    def known(self, token: bytes) -> Principal | None:
+        """The principal of a key (as sent, in bytes) that already passed and is still usable,
+        without a wait; None when `authenticate` must decide (an unknown, changed or lapsed key)."""
+        found = self._verified.get(token_digest(token))
         if found is not None and found[0].usable(time.time()):
             return found[1]
         return None
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a presented key; AuthFailure when it is not a usable key."""
-        known = self.known(token)
+        raw = token.encode()
+        known = self.known(raw)
         if known is not None:
             return known
         verified = self._verified
-        digest = hashlib.sha256(token.encode()).digest()
+        digest = token_digest(raw)
         parsed = keys.parse(token)
         if parsed is None:
             raise AuthFailure("not a gateway API key")

@@ -324,7 +324,7 @@ class JwtVerifier:
     async def authenticate(self, token: str) -> Principal:
         """The principal of a valid token; AuthFailure (with a non-revealing description) otherwise.
 
-        A token that passed every check is remembered (by its SHA-256) until it expires, or five
+        A token that passed every check is remembered (by its digest, `token_digest`) until it expires, or five
         minutes at most, so that an agent's stream of calls costs one signature check, not one each."""
         principal = self._verified.get(token)
         if principal is None:

@@ -13,7 +13,7 @@ from mcp_gateway.auth.apikeys import AuthFailure
 from mcp_gateway.auth.principal import Principal
 
 Authenticate = Callable[[str], Awaitable[Principal]]
-Known = Callable[[str], Principal | None]
+Known = Callable[[bytes], Principal | None]  # the token as sent
 REALM = "mcp-gateway"
 MAX_USERS = 10_000  # principals whose user object is kept (then all are dropped)
 
@@ -63,7 +63,10 @@ class RequireCredential:
         self.resource_metadata = resource_metadata
         self.scope = scope
         # The SDK's user object per principal (a pydantic model, read-only once made): built once.
-        self._users: dict[Principal, AuthenticatedUser] = {}
+        # Keyed by identity, not by value: a principal's hash is computed anew on every lookup,
+        # and a checked credential's principal is the same object each time. The entry keeps its
+        # principal alive, so the id cannot be reused while it is cached.
+        self._users: dict[int, tuple[Principal, AuthenticatedUser]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,15 +77,15 @@ class RequireCredential:
             if name == b"authorization":
                 header = value
                 break
-        scheme, _, raw = header.partition(b" ")
-        token = raw.strip().decode("latin-1")
-        if scheme.lower() != b"bearer" or not token:
+        # Sliced rather than split and decoded: each object made here is paid on every request.
+        raw = header[7:].strip()  # strip() returns the value itself when there is nothing to strip
+        if header[:7].lower() != b"bearer " or not raw:
             await self._refuse(scope, receive, send, None)
             return
-        principal = self.known(token) if self.known is not None else None
+        principal = self.known(raw) if self.known is not None else None
         if principal is None:
             try:
-                principal = await self.authenticate(token)
+                principal = await self.authenticate(raw.decode("latin-1"))
             except AuthFailure as failure:
                 await self._refuse(scope, receive, send, failure)
                 return
@@ -91,9 +94,11 @@ class RequireCredential:
         if principal.via in ("jwt", "oauth"):
             # Kept only for RFC 8693 token exchange: sent to a configured token endpoint as the
             # subject token, never to an upstream API (MCP forbids token passthrough).
-            state["subject_token"] = token
-        user = self._users.get(principal)
-        if user is None:
+            state["subject_token"] = raw.decode("latin-1")
+        cached = self._users.get(id(principal))
+        if cached is not None and cached[0] is principal:
+            user = cached[1]
+        else:
             # A session is owned by (issuer, consumer): the same name from another issuer is someone else.
             issuer = principal.issuer or f"{REALM}:{principal.via}"
             user = AuthenticatedUser(
@@ -102,7 +107,7 @@ class RequireCredential:
             )  # fmt: skip
             if len(self._users) >= MAX_USERS:
                 self._users.clear()
-            self._users[principal] = user
+            self._users[id(principal)] = (principal, user)
         scope["user"] = user
         await self.app(scope, receive, send)
 

@@ -55,7 +55,7 @@ class AccessControl:
         await self.reload()
         return True
 
-    def known(self, token: str) -> Principal | None:
+    def known(self, token: bytes) -> Principal | None:
         """The principal of a gateway key that already passed, answered without a wait (the
         common case: a client presents its key on every request); None: ask `authenticate`."""
         return self.keys.known(token)

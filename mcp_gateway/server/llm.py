@@ -218,7 +218,7 @@ def _endpoints(
                 "authentication",
                 "no credential: send your gateway key as Authorization: Bearer (or x-api-key / api-key)",
             )
-        known = access.known(token)  # a key already checked: no coroutine to await
+        known = access.known(token.encode())  # a key already checked: no coroutine to await
         if known is not None:
             return known
         try:

@@ -6,7 +6,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
@@ -30,9 +30,11 @@ class Writes(io.StringIO):
         return super().write(text)
 
 
-def handled(interval: float = 0.05, capacity: int = 1000) -> tuple[logging.Logger, BatchedStreamHandler, Writes]:
+def handled(
+    interval: float = 0.05, capacity: int = 1000, chunk: int = 32
+) -> tuple[logging.Logger, BatchedStreamHandler, Writes]:
     stream = Writes()
-    handler = BatchedStreamHandler(stream, interval=interval, capacity=capacity)
+    handler = BatchedStreamHandler(stream, interval=interval, capacity=capacity, chunk=chunk)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.Logger(f"batched-{id(stream)}", logging.DEBUG)  # not in the manager: no root handlers
     logger.addHandler(handler)
@@ -50,6 +52,29 @@ async def test_info_lines_in_a_loop_are_written_together_within_the_interval() -
     logger.info("later")  # a new batch gets its own timer
     await anyio.sleep(0.2)
     assert stream.getvalue().endswith("INFO later\n") and stream.writes == 2
+
+
+async def progress(count: Callable[[], int], seconds: float) -> list[int]:
+    """`count()` at every turn of the event loop for `seconds`: what others saw while a batch was written."""
+    seen: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(count())
+        await anyio.sleep(0)
+    return seen
+
+
+async def test_a_batch_is_written_a_chunk_per_turn_of_the_loop() -> None:
+    logger, _, stream = handled(chunk=2)
+    for n in range(5):
+        logger.info("call %d", n)
+    seen = await progress(lambda: stream.writes, 0.3)
+    # Others ran between the chunks (the loop was not held for the whole batch), and in order.
+    assert sorted(set(seen)) == [0, 1, 2, 3]
+    assert stream.getvalue() == "".join(f"INFO call {n}\n" for n in range(5))
+    logger.info("later")  # a new batch gets its own timer
+    await anyio.sleep(0.2)
+    assert stream.getvalue().endswith("INFO later\n") and stream.writes == 4
 
 
 async def test_a_warning_is_written_at_once_after_what_was_pending() -> None:
@@ -136,6 +161,18 @@ async def test_access_lines_are_made_in_a_batch_stamped_when_each_call_was_recor
     for line in access_lines.records:
         assert abs(line.created - recorded) < 0.1 and line.msecs == pytest.approx((line.created % 1) * 1000)
         assert line.call()["consumer"] == "alice"  # type: ignore[attr-defined]
+
+
+async def test_access_lines_are_made_a_chunk_per_turn_of_the_loop(access_lines: Lines) -> None:
+    log = AccessLog(interval=0.05, chunk=2)
+    for n in range(5):
+        log.record(tool_record(f"t{n}"))
+    seen = await progress(lambda: len(access_lines.records), 0.3)
+    assert sorted(set(seen)) == [0, 2, 4, 5]
+    assert [r.getMessage().split()[0] for r in access_lines.records] == [f"tool=t{n}" for n in range(5)]
+    log.record(tool_record("later"))  # a new batch gets its own timer
+    await anyio.sleep(0.2)
+    assert access_lines.records[-1].getMessage().startswith("tool=later")
 
 
 async def test_access_lines_are_made_at_once_at_flush_at_capacity_and_without_a_loop(access_lines: Lines) -> None:

@@ -9,8 +9,12 @@ Tool calls' lines are made in batches. Served, making a line as its call ended c
 of CPU at concurrency 1, on the event loop between one answer and the next request (a tenth of
 such a call); made together, much less (the logging code stays warm). A call's record waits at
 most `interval` seconds (the event loop's timer), and its line carries the time the call was
-recorded, not the time it was written. Lines are made at once where no event loop runs (no
-timer would come back), when `capacity` records wait, and at `flush()` (the gateway's stop). A
+recorded, not the time it was written. The timer makes `chunk` lines per turn of the event loop
+and comes back on the next turn for the rest: a tenth of a second's lines made in one go held
+the loop for milliseconds (the gateway's p99 at concurrency 1 was ten times its median), while
+between chunks the requests that came meanwhile are read. Lines are made at once where no event
+loop runs (no timer would come back), when `capacity` records wait, and at `flush()` (the
+gateway's stop). A
 process killed outright loses at most `interval` seconds of lines; the ledger and the metrics do
 not depend on them. A model call's line is made at once: such a call spends milliseconds at its
 provider, and the line is a small part of it.
@@ -66,15 +70,17 @@ def call_fields(record: CallRecord) -> dict[str, Any]:
 
 INTERVAL = 0.1  # seconds a call's record may wait for its line
 CAPACITY = 1000  # records that may wait
+CHUNK = 32  # lines made per turn of the event loop (about 0.1 ms)
 
 
 class AccessLog:
     """A Meter writing one INFO line per call to `mcp_gateway.calls` (tools, in batches: see the
     module's text) or `mcp_gateway.models`."""
 
-    def __init__(self, *, interval: float = INTERVAL, capacity: int = CAPACITY) -> None:
+    def __init__(self, *, interval: float = INTERVAL, capacity: int = CAPACITY, chunk: int = CHUNK) -> None:
         self.interval = interval
         self.capacity = capacity
+        self.chunk = chunk
         self._pending: list[tuple[CallRecord, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # whose timer will make the pending lines
         self._lock = threading.Lock()  # records may come from threads too
@@ -96,7 +102,7 @@ class AccessLog:
             now = loop is None or len(self._pending) >= self.capacity or (self._loop not in (None, loop))
             if not now and self._loop is None:
                 self._loop = loop
-                loop.call_later(self.interval, self.flush)  # type: ignore[union-attr]
+                loop.call_later(self.interval, self._flush_some, loop)  # type: ignore[union-attr]
         if now:  # no timer would come back (no loop, or one on another loop), or enough wait
             self.flush()
 
@@ -105,6 +111,17 @@ class AccessLog:
         with self._lock:
             pending, self._pending, self._loop = self._pending, [], None
         for record, at in pending:
+            _line(record, at)
+
+    def _flush_some(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer's turn: the lines of the oldest `chunk` records; the rest on the loop's next turn."""
+        with self._lock:
+            some, self._pending = self._pending[: self.chunk], self._pending[self.chunk :]
+            if not self._pending:
+                self._loop = None  # the next record sets a timer again
+            elif self._loop is loop:
+                loop.call_soon(self._flush_some, loop)
+        for record, at in some:
             _line(record, at)
 
 

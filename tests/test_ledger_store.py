@@ -78,7 +78,7 @@ def test_costs_are_exact_and_usage_groups_every_way(database_url: str) -> None:
 
 
 def test_a_batch_of_many_rows_lands_whole_with_every_value_in_its_column(database_url: str) -> None:
-    # SQLite writes a batch as multi-row INSERTs (SQLITE_ROWS_PER_INSERT rows each): 250 rows are
+    # SQLite writes a batch as multi-row INSERTs (SQLITE_ROWS_PER_INSERT rows each): 260 rows are
     # whole statements and a remainder; every column's value and type must come back as written.
     db = Database(database_url)
     try:
@@ -108,11 +108,11 @@ def test_a_batch_of_many_rows_lands_whole_with_every_value_in_its_column(databas
                 endpoint="chat" if n % 2 else "",
                 trace_id=f"{n:032x}",
             )
-            for n in range(250)
+            for n in range(260)
         ]
         store.write(records)
         rows = [dict(row._mapping) for row in db.query(select(ledger).order_by(ledger.c.id))]
-        assert len(rows) == 250
+        assert len(rows) == 260
         for row, record in zip(rows, records, strict=True):
             row.pop("id")
             assert row == row_of(record)

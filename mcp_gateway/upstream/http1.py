@@ -24,7 +24,11 @@ from dataclasses import dataclass
 
 import httptools
 
-KEEPALIVE_SECONDS = 15.0  # an idle connection older than this is closed, not reused (aiohttp's default)
+# An idle connection older than this is closed, not reused. Under the 5 s after which uvicorn and
+# Node close an idle connection (and httpx stops reusing one): reused just as the server closes it,
+# a POST fails with a reset and cannot be sent again. (It was aiohttp's 15 s: after a 5 s lull a
+# replica test's call failed so.)
+KEEPALIVE_SECONDS = 4.0
 # Methods a request may be sent again for when a kept-alive connection turns out closed before any
 # byte of an answer (RFC 9110 §9.2.2): the server cannot have acted on it twice.
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
